@@ -1,0 +1,69 @@
+# Artemis — the README's commands. Every target creates what it needs on first use.
+#   make run    the whole local system on embedded defaults
+#   make test   every test tier (unit, integration, system on LocalStack, e2e)
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+LOCALSTACK_VENV := .venvs/localstack
+SAM_VENV := .venvs/sam
+SAM := $(SAM_VENV)/bin/sam
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test test-unit test-integration test-system test-e2e lint format build clean
+
+$(VENV)/.installed: pyproject.toml layers/common/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# LocalStack lives in its own virtualenv: its pins would clash with the project's (NOTES.md).
+$(LOCALSTACK_VENV)/.installed:
+	test -x $(LOCALSTACK_VENV)/bin/python || $(PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet \
+	  "localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl<25" "cryptography<45" service_identity
+	touch $@
+
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==1.170.0"
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/artemis-admin run
+
+test: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
+	$(PY) -m pytest tests
+
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+test-integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration
+
+test-system: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
+	$(PY) -m pytest tests/system
+
+test-e2e: $(VENV)/.installed
+	$(PY) -m pytest tests/e2e
+
+lint: $(VENV)/.installed $(SAM_VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/common/python local functions tests
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+build: $(SAM_VENV)/.installed
+	$(SAM) build
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

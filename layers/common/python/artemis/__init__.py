@@ -1,0 +1,1 @@
+"""Artemis: the domain package shared by every Lambda function (the common layer)."""

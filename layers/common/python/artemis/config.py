@@ -1,0 +1,396 @@
+"""The one settings model: every environment variable, validated once at start.
+
+A bad value stops start-up with one line naming the variable and the rule it broke
+(spec/api.md §16, adapted to AWS: S3 replaces R2, Redis replaces Valkey and is optional,
+Postgres is required). Secret values never appear in a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from ipaddress import ip_address
+from typing import Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from artemis.durations import DurationError, format_duration, parse_duration
+from artemis.keys import KeyLayout, KeyLayoutError, check_deploy_prefix_format, check_url_format
+
+LogLevel = Literal["debug", "info", "warn", "error"]
+_INT = re.compile(r"-?[0-9]+")
+_DIGITS = re.compile(r"[0-9]+")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PEM_HEADERS = ("-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----")
+
+
+class ConfigError(Exception):
+    """One invalid variable. str() is the single line printed at start-up."""
+
+    def __init__(self, variable: str, rule: str) -> None:
+        super().__init__(f"invalid configuration: {variable}: {rule}")
+        self.variable = variable
+        self.rule = rule
+
+
+class _Invalid(ValueError):
+    """Raised inside validators; carries the variable so model-level checks can name it."""
+
+    def __init__(self, variable: str, rule: str) -> None:
+        super().__init__(rule)
+        self.variable = variable
+        self.rule = rule
+
+
+# --- value parsers (each returns the typed value or raises ValueError with the rule) -------
+
+
+def _integer(raw: str, *, minimum: int, maximum: int | None = None) -> int:
+    if not _INT.fullmatch(raw):
+        raise ValueError("must be a base-10 integer")
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"must be an integer {bound} (got {value})")
+    return value
+
+
+def _duration(raw: str, *, positive: bool) -> float:
+    try:
+        seconds = parse_duration(raw)
+    except DurationError:
+        raise ValueError("must be a Go duration such as 45s, 72h or 1h30m") from None
+    if seconds < 0 or (positive and seconds == 0):
+        raise ValueError("must be a duration > 0" if positive else "must be a duration >= 0")
+    return seconds
+
+
+def _boolean(raw: str) -> bool:
+    return raw.lower() in ("1", "true")
+
+
+def _not_blank(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be whitespace only")
+    return raw
+
+
+def _http_url(raw: str, *, loopback_http_only: bool) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry user info")
+    if loopback_http_only and parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("http is allowed only for localhost or a loopback address")
+    return raw.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _field(default: Any, env: str, *, secret: bool = False) -> Any:
+    return Field(default=default, alias=env, json_schema_extra={"secret": secret})
+
+
+class Settings(BaseModel):
+    """Validated configuration. Build it with `load_settings()`, never from raw input."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # Core, bucket, HTTP
+    port: int = _field(8080, "PORT")
+    bucket_name: str = _field("artemis-sites", "BUCKET_NAME")
+    aws_endpoint_url: str | None = _field(None, "AWS_ENDPOINT_URL")
+    upload_max_bytes: int = _field(104_857_600, "UPLOAD_MAX_BYTES")
+    log_level: LogLevel = _field("info", "LOG_LEVEL")
+    environment: str = _field("", "ENVIRONMENT")
+    # GitHub identity and the registry
+    gh_client_id: str = _field("", "GH_CLIENT_ID")
+    gh_org: str = _field("freeCodeCamp", "GH_ORG")
+    gh_api_base: str = _field("https://api.github.com", "GH_API_BASE")
+    gh_membership_cache_ttl: int = _field(300, "GH_MEMBERSHIP_CACHE_TTL")
+    redis_url: str | None = _field(None, "REDIS_URL", secret=True)
+    registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
+    # Deploy session and key layout
+    jwt_signing_key: str = _field(..., "JWT_SIGNING_KEY", secret=True)
+    jwt_ttl_seconds: int = _field(900, "JWT_TTL_SECONDS")
+    deploy_prefix_format: str = _field("<site>/deploys/<ts>-<sha>/", "DEPLOY_PREFIX_FORMAT")
+    alias_production_key_format: str = _field("<site>/production", "ALIAS_PRODUCTION_KEY_FORMAT")
+    alias_preview_key_format: str = _field("<site>/preview", "ALIAS_PREVIEW_KEY_FORMAT")
+    public_url_production_format: str = _field(
+        "https://<site>.freecode.camp", "PUBLIC_URL_PRODUCTION_FORMAT"
+    )
+    public_url_preview_format: str = _field(
+        "https://<site>.preview.freecode.camp", "PUBLIC_URL_PREVIEW_FORMAT"
+    )
+    # Repo creation, audit
+    gh_repo_org: str = _field("freeCodeCamp-Universe", "GH_REPO_ORG")
+    repo_create_authz_team: str = _field("staff", "REPO_CREATE_AUTHZ_TEAM")
+    repo_approve_authz_team: str = _field("none", "REPO_APPROVE_AUTHZ_TEAM")
+    audit_read_authz_team: str = _field("staff", "AUDIT_READ_AUTHZ_TEAM")
+    gh_app_id: str = _field("", "GH_APP_ID")
+    gh_app_installation_id: str = _field("", "GH_APP_INSTALLATION_ID")
+    gh_app_private_key: str = _field("", "GH_APP_PRIVATE_KEY", secret=True)
+    # Postgres, queues, background work, retention
+    database_url: str = _field(..., "DATABASE_URL", secret=True)
+    pg_connect_retry_window: float = _field(45.0, "PG_CONNECT_RETRY_WINDOW")
+    site_events_queue_url: str | None = _field(None, "SITE_EVENTS_QUEUE_URL")
+    cleanup_retention_days: int = _field(7, "CLEANUP_RETENTION_DAYS")
+    cleanup_recent_keep: int = _field(3, "CLEANUP_RECENT_KEEP")
+    cleanup_grace: float = _field(72 * 3600.0, "CLEANUP_GRACE")
+    cleanup_blast_cap: int = _field(10, "CLEANUP_BLAST_CAP")
+    cleanup_trash_prefix: str = _field("_trash/", "CLEANUP_TRASH_PREFIX")
+    cleanup_recovery_days: int = _field(7, "CLEANUP_RECOVERY_DAYS")
+    cleanup_outbox_retention_days: int = _field(30, "CLEANUP_OUTBOX_RETENTION_DAYS")
+    cleanup_dry_run: bool = _field(False, "CLEANUP_DRY_RUN")
+    serve_cache_ttl: float = _field(15.0, "SERVE_CACHE_TTL")
+
+    # Variables whose empty value means "use the default" (spec §16: "empty → default").
+    _EMPTY_IS_DEFAULT: ClassVar[frozenset[str]] = frozenset(
+        {
+            "bucket_name",
+            "aws_endpoint_url",
+            "log_level",
+            "gh_org",
+            "gh_api_base",
+            "redis_url",
+            "registry_authz_team",
+            "deploy_prefix_format",
+            "alias_production_key_format",
+            "alias_preview_key_format",
+            "public_url_production_format",
+            "public_url_preview_format",
+            "gh_repo_org",
+            "repo_create_authz_team",
+            "repo_approve_authz_team",
+            "audit_read_authz_team",
+            "cleanup_trash_prefix",
+            "site_events_queue_url",
+        }
+    )
+
+    # --- per-variable rules --------------------------------------------------------------
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, v: Any) -> Any:
+        return _integer(v, minimum=1, maximum=65535) if isinstance(v, str) else v
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _BUCKET.fullmatch(v) or ".." in v:
+            raise ValueError("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)")
+        return v
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return None if v is None else _http_url(v, loopback_http_only=False)
+
+    @field_validator(
+        "upload_max_bytes",
+        "gh_membership_cache_ttl",
+        "jwt_ttl_seconds",
+        "cleanup_retention_days",
+        "cleanup_recovery_days",
+        "cleanup_outbox_retention_days",
+        mode="before",
+    )
+    @classmethod
+    def _positive_int(cls, v: Any) -> Any:
+        return _integer(v, minimum=1) if isinstance(v, str) else v
+
+    @field_validator("cleanup_recent_keep", "cleanup_blast_cap", mode="before")
+    @classmethod
+    def _non_negative_int(cls, v: Any) -> Any:
+        return _integer(v, minimum=0) if isinstance(v, str) else v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            lowered = v.lower()
+            if lowered not in ("debug", "info", "warn", "error"):
+                raise ValueError("must be one of debug, info, warn, error")
+            return lowered
+        return v
+
+    @field_validator(
+        "gh_org",
+        "gh_repo_org",
+        "registry_authz_team",
+        "repo_create_authz_team",
+        "repo_approve_authz_team",
+        "audit_read_authz_team",
+    )
+    @classmethod
+    def _names(cls, v: str) -> str:
+        return _not_blank(v)
+
+    @field_validator("gh_api_base")
+    @classmethod
+    def _gh_api_base(cls, v: str) -> str:
+        return _http_url(v, loopback_http_only=True)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @field_validator("jwt_signing_key")
+    @classmethod
+    def _jwt_key(cls, v: str) -> str:
+        if len(v.encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return v
+
+    @field_validator("deploy_prefix_format")
+    @classmethod
+    def _deploy_prefix(cls, v: str) -> str:
+        check_deploy_prefix_format(v)
+        return v
+
+    @field_validator("public_url_production_format", "public_url_preview_format")
+    @classmethod
+    def _url_format(cls, v: str) -> str:
+        check_url_format("", v)
+        return v
+
+    @field_validator("gh_app_id", "gh_app_installation_id")
+    @classmethod
+    def _digits(cls, v: str) -> str:
+        if v and not _DIGITS.fullmatch(v):
+            raise ValueError("must be digits only")
+        return v
+
+    @field_validator("gh_app_private_key")
+    @classmethod
+    def _pem(cls, v: str) -> str:
+        if v and not any(v.strip().startswith(h) for h in _PEM_HEADERS):
+            raise ValueError("must be a PEM RSA private key (PKCS#1 or PKCS#8)")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("required, must not be empty")
+        if urlsplit(v).scheme not in ("postgres", "postgresql") and "=" not in v:
+            raise ValueError("must be a postgresql:// URL or a libpq key=value string")
+        return v
+
+    @field_validator("pg_connect_retry_window", mode="before")
+    @classmethod
+    def _retry_window(cls, v: Any) -> Any:
+        return _duration(v, positive=False) if isinstance(v, str) else v
+
+    @field_validator("cleanup_grace", "serve_cache_ttl", mode="before")
+    @classmethod
+    def _positive_duration(cls, v: Any) -> Any:
+        return _duration(v, positive=True) if isinstance(v, str) else v
+
+    @field_validator("site_events_queue_url")
+    @classmethod
+    def _queue_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.endswith(".fifo"):
+            raise ValueError("must be the URL of a FIFO queue (ending in .fifo)")
+        return v
+
+    @field_validator("cleanup_dry_run", mode="before")
+    @classmethod
+    def _bool(cls, v: Any) -> Any:
+        return _boolean(v) if isinstance(v, str) else v
+
+    # --- rules across variables ---------------------------------------------------------
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        try:
+            _ = self.key_layout
+        except KeyLayoutError as err:
+            raise _Invalid(err.variable, err.rule) from None
+        app = (self.gh_app_id, self.gh_app_installation_id, self.gh_app_private_key)
+        if any(app) and not all(app):
+            raise _Invalid(
+                "GH_APP_ID", "GH_APP_ID, GH_APP_INSTALLATION_ID and GH_APP_PRIVATE_KEY go together"
+            )
+        if self.cleanup_grace < self.jwt_ttl_seconds:
+            raise _Invalid("CLEANUP_GRACE", "must be >= JWT_TTL_SECONDS")
+        if self.cleanup_grace < self.serve_cache_ttl:
+            raise _Invalid(
+                "CLEANUP_GRACE",
+                f"must be >= SERVE_CACHE_TTL ({format_duration(self.serve_cache_ttl)})",
+            )
+        return self
+
+    @cached_property
+    def key_layout(self) -> KeyLayout:
+        return KeyLayout(
+            deploy_prefix_format=self.deploy_prefix_format,
+            alias_production_format=self.alias_production_key_format,
+            alias_preview_format=self.alias_preview_key_format,
+            public_url_production_format=self.public_url_production_format,
+            public_url_preview_format=self.public_url_preview_format,
+            trash_prefix=self.cleanup_trash_prefix,
+        )
+
+    @property
+    def repo_feature_enabled(self) -> bool:
+        return bool(self.gh_app_id)
+
+
+def _env_name(field_name: str) -> str:
+    alias = Settings.model_fields[field_name].alias
+    return alias or field_name.upper()
+
+
+def load_settings(
+    environ: Mapping[str, str],
+    resolve_parameter: Callable[[str], str] | None = None,
+) -> Settings:
+    """Validate `environ` into Settings, or raise ConfigError for the first bad variable.
+
+    A secret may instead be named by `<VAR>_PARAM` (an SSM/Secrets Manager name); it is
+    fetched through `resolve_parameter` before validation.
+    """
+    values = dict(environ)
+    for name in Settings._EMPTY_IS_DEFAULT:
+        if values.get(_env_name(name)) == "":
+            del values[_env_name(name)]
+    for name, field in Settings.model_fields.items():
+        env = _env_name(name)
+        param = values.get(f"{env}_PARAM")
+        extra = field.json_schema_extra
+        if param and isinstance(extra, dict) and extra.get("secret") and env not in values:
+            if resolve_parameter is None:
+                raise ConfigError(f"{env}_PARAM", "no parameter resolver in this process")
+            values[env] = resolve_parameter(param)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def _first_error(exc: ValidationError) -> ConfigError:
+    error = exc.errors()[0]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Invalid):
+        return ConfigError(cause.variable, cause.rule)
+    variable = str(error["loc"][0]) if error["loc"] else "configuration"
+    if variable in Settings.model_fields:
+        variable = _env_name(variable)
+    if error["type"] == "missing":
+        return ConfigError(variable, "required, not set")
+    if isinstance(cause, ValueError):
+        return ConfigError(variable, str(cause))
+    return ConfigError(variable, error["msg"])

@@ -1,0 +1,85 @@
+"""Connections: one small pool per execution environment, plus direct connections for locks.
+
+A Lambda environment handles one invocation at a time, so the pool stays tiny; the local
+gateway shares one module across threads, so it needs a real pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+# Server-side keepalives so a killed invocation's connection (and any lock it held) is
+# noticed and released quickly (spec/durable.md §11.6).
+KEEPALIVE_KWARGS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def connect(conninfo: str, *, autocommit: bool = False, timeout: float = 5.0) -> psycopg.Connection:
+    """A direct, non-pooled connection (migrations, the site lock)."""
+    return psycopg.connect(
+        conninfo, autocommit=autocommit, connect_timeout=max(1, int(timeout)), **KEEPALIVE_KWARGS
+    )
+
+
+def connect_with_retry(
+    conninfo: str, window: float, *, autocommit: bool = False
+) -> psycopg.Connection:
+    """Connect, retrying for up to `window` seconds with backoff 0.5 s doubling to 5 s."""
+    deadline = time.monotonic() + window
+    delay = 0.5
+    while True:
+        try:
+            return connect(conninfo, autocommit=autocommit)
+        except psycopg.OperationalError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class Database:
+    """A lazily opened pool. `transaction()` yields a connection inside one transaction."""
+
+    def __init__(self, conninfo: str, *, max_size: int = 4, timeout: float = 10.0) -> None:
+        self.conninfo = conninfo
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs=KEEPALIVE_KWARGS,
+            open=False,
+            check=ConnectionPool.check_connection,
+        )
+        self._opened = False
+
+    def _open(self) -> ConnectionPool:
+        if not self._opened:
+            self._pool.open(wait=False)
+            self._opened = True
+        return self._pool
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """Commit on normal exit, roll back on an exception."""
+        with self._open().connection() as conn:
+            yield conn
+
+    def ping(self, timeout: float = 5.0) -> None:
+        with self._open().connection(timeout=timeout) as conn:
+            conn.execute("SELECT 1")
+
+    def close(self) -> None:
+        if self._opened:
+            self._pool.close()
+            self._opened = False

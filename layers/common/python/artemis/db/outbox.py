@@ -1,0 +1,114 @@
+"""The transactional outbox (spec/durable.md §7).
+
+`enqueue` runs inside the caller's transaction, so an event commits with the change it
+announces. The relay claims ready rows with FOR UPDATE SKIP LOCKED and a lease (concurrent
+relays skip each other's rows; an expired lease is the crash-recovery path), publishes, then
+marks exactly the published ids and releases the rest at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from artemis.keys import Dirname
+
+SITE_CHANGED = "site.changed"
+CLAIM_LIMIT = 100
+CLAIM_TTL_SECONDS = 300.0
+PURGE_LIMIT = 5000
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    topic: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Backlog:
+    unpublished: int
+    oldest_age_seconds: float
+
+
+def enqueue(conn: Connection, topic: str, payload: dict[str, Any]) -> int:
+    row = conn.execute(
+        "INSERT INTO outbox (topic, payload) VALUES (%s, %s) RETURNING id", [topic, Jsonb(payload)]
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def enqueue_site_changed(conn: Connection, site: Dirname) -> int:
+    return enqueue(conn, SITE_CHANGED, {"site": site})
+
+
+def claim(
+    conn: Connection, limit: int = CLAIM_LIMIT, ttl_seconds: float = CLAIM_TTL_SECONDS
+) -> list[OutboxMessage]:
+    """Claim up to `limit` ready rows in id order. Commit before publishing anything."""
+    rows = conn.execute(
+        "UPDATE outbox SET claimed_at = now(),"
+        " claim_expires_at = now() + make_interval(secs => %s)"
+        " WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL"
+        "   AND (claim_expires_at IS NULL OR claim_expires_at < now())"
+        "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, topic, payload",
+        [ttl_seconds, limit],
+    ).fetchall()
+    return sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
+
+
+def mark_published(conn: Connection, ids: list[int], at: datetime) -> int:
+    if not ids:
+        return 0
+    return conn.execute(
+        "UPDATE outbox SET published_at = %s WHERE id = ANY(%s) AND published_at IS NULL",
+        [at, ids],
+    ).rowcount
+
+
+def release_claims(conn: Connection, ids: list[int]) -> int:
+    """Make unpublished rows ready again at once instead of after the lease (D-4 fix)."""
+    if not ids:
+        return 0
+    return conn.execute(
+        "UPDATE outbox SET claimed_at = NULL, claim_expires_at = NULL"
+        " WHERE id = ANY(%s) AND published_at IS NULL",
+        [ids],
+    ).rowcount
+
+
+def purge_published(
+    conn: Connection, retention_days: int, limit: int = PURGE_LIMIT, *, dry_run: bool = False
+) -> int:
+    """Delete (or, dry, count) up to `limit` published rows older than the retention, lowest
+    ids first. Unpublished rows are never eligible; a limit <= 0 deletes nothing."""
+    if limit <= 0 or retention_days <= 0:
+        return 0
+    eligible = (
+        "SELECT id FROM outbox WHERE published_at IS NOT NULL"
+        " AND published_at < now() - make_interval(days => %s) ORDER BY id LIMIT %s"
+    )
+    if dry_run:
+        row = conn.execute(
+            f"SELECT count(*) FROM ({eligible}) AS e", [retention_days, limit]
+        ).fetchone()
+        return int(row[0]) if row else 0
+    return conn.execute(
+        f"DELETE FROM outbox WHERE id IN ({eligible})", [retention_days, limit]
+    ).rowcount
+
+
+def backlog(conn: Connection) -> Backlog:
+    row = conn.execute(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)"
+        " FROM outbox WHERE published_at IS NULL"
+    ).fetchone()
+    assert row is not None
+    return Backlog(int(row[0]), float(row[1]))

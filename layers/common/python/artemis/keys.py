@@ -1,0 +1,183 @@
+"""Bucket key rendering: slug ↔ dirname, deploy prefixes, alias, marker and trash keys, URLs.
+
+The one renderer for every key (spec/durable.md §3, spec/api.md §4). Pure: no I/O.
+Slug (the registry's name) and Dirname (the bucket's first key segment) are distinct types
+so that a handler cannot pass one where the other belongs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NewType
+
+Slug = NewType("Slug", str)
+Dirname = NewType("Dirname", str)
+AliasName = Literal["production", "preview"]
+ALIAS_NAMES: tuple[AliasName, ...] = ("production", "preview")
+
+SITE = "<site>"
+DEPLOY_ID = "<ts>-<sha>"
+MARKER_NAME = "_artemis_meta.json"
+READYZ_PROBE_PREFIX = "_artemis_readyz_probe_no_match"
+
+
+class KeyLayoutError(ValueError):
+    """A key template breaks a layout rule; `variable` names the setting at fault."""
+
+    def __init__(self, variable: str, rule: str) -> None:
+        super().__init__(rule)
+        self.variable = variable
+        self.rule = rule
+
+
+def _first_segment(template: str) -> str:
+    return template.split("/", 1)[0]
+
+
+def check_deploy_prefix_format(template: str) -> None:
+    """Apply spec/api.md §4.2 plus G-18: one `<site>`, alone in the first segment, then `/`."""
+    var = "DEPLOY_PREFIX_FORMAT"
+    if SITE not in template or DEPLOY_ID not in template:
+        raise KeyLayoutError(var, f"must contain {SITE} and {DEPLOY_ID}")
+    if template.count(SITE) != 1:
+        raise KeyLayoutError(var, f"must contain {SITE} exactly once")
+    if template.count(DEPLOY_ID) != 1:
+        raise KeyLayoutError(var, f"must contain {DEPLOY_ID} exactly once")
+    head = template.split(DEPLOY_ID, 1)[0]
+    if SITE not in head:
+        raise KeyLayoutError(var, f"{SITE} must come before {DEPLOY_ID}")
+    if "/" not in head or SITE not in _first_segment(head):
+        raise KeyLayoutError(var, f"{SITE} must be in the first path segment, followed by /")
+    if _first_segment(head).startswith("_"):
+        raise KeyLayoutError(var, "the site segment must not begin with _ (reserved names)")
+
+
+def check_alias_format(variable: str, alias_format: str, deploy_prefix_format: str) -> None:
+    """Apply spec/api.md §4.5 in every mode (G-18)."""
+    if SITE not in alias_format or "/" not in alias_format:
+        raise KeyLayoutError(variable, f"must contain {SITE} and a /")
+    if _first_segment(alias_format) != _first_segment(deploy_prefix_format):
+        raise KeyLayoutError(
+            variable, "first segment must equal DEPLOY_PREFIX_FORMAT's first segment"
+        )
+    if SITE in alias_format.split("/", 1)[1]:
+        raise KeyLayoutError(variable, f"must not contain {SITE} after the first segment")
+
+
+def check_url_format(variable: str, url_format: str) -> None:
+    if SITE not in url_format:
+        raise KeyLayoutError(variable, f"must contain {SITE}")
+
+
+def normalize_trash_prefix(prefix: str) -> str:
+    """Trash root with a trailing `/`; it must start with `_` so site enumeration skips it."""
+    if not prefix.startswith("_"):
+        raise KeyLayoutError("CLEANUP_TRASH_PREFIX", "must begin with _ (reserved names)")
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def _with_slash(prefix: str) -> str:
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Every bucket key and public URL, rendered from validated templates."""
+
+    deploy_prefix_format: str = "<site>/deploys/<ts>-<sha>/"
+    alias_production_format: str = "<site>/production"
+    alias_preview_format: str = "<site>/preview"
+    public_url_production_format: str = "https://<site>.freecode.camp"
+    public_url_preview_format: str = "https://<site>.preview.freecode.camp"
+    trash_prefix: str = "_trash/"
+
+    def __post_init__(self) -> None:
+        check_deploy_prefix_format(self.deploy_prefix_format)
+        check_alias_format(
+            "ALIAS_PRODUCTION_KEY_FORMAT", self.alias_production_format, self.deploy_prefix_format
+        )
+        check_alias_format(
+            "ALIAS_PREVIEW_KEY_FORMAT", self.alias_preview_format, self.deploy_prefix_format
+        )
+        check_url_format("PUBLIC_URL_PRODUCTION_FORMAT", self.public_url_production_format)
+        check_url_format("PUBLIC_URL_PREVIEW_FORMAT", self.public_url_preview_format)
+        object.__setattr__(self, "trash_prefix", normalize_trash_prefix(self.trash_prefix))
+
+    # --- template parts -------------------------------------------------------------
+    @property
+    def _head(self) -> str:
+        return self.deploy_prefix_format.split(DEPLOY_ID, 1)[0]
+
+    @property
+    def _tail(self) -> str:
+        return self.deploy_prefix_format.split(DEPLOY_ID, 1)[1]
+
+    @property
+    def _site_segment(self) -> str:
+        return _first_segment(self._head)
+
+    @property
+    def _head_after_site(self) -> str:
+        """The head after its site segment, starting with `/` (e.g. `/deploys/`)."""
+        return self._head[len(self._site_segment) :]
+
+    # --- slug → dirname and back ---------------------------------------------------
+    def dirname(self, slug: Slug) -> Dirname:
+        return Dirname(self._site_segment.replace(SITE, slug))
+
+    def slug_for(self, dirname: str) -> Slug | None:
+        """The slug a dirname was rendered from, or None when it matches no slug (§4.4)."""
+        before, after = self._site_segment.split(SITE, 1)
+        if len(dirname) <= len(before) + len(after):
+            return None
+        if not (dirname.startswith(before) and dirname.endswith(after)):
+            return None
+        return Slug(dirname[len(before) : len(dirname) - len(after)])
+
+    # --- deploy keys ------------------------------------------------------------------
+    def site_prefix(self, site: Dirname) -> str:
+        """Where a site's deploys live, e.g. `www/deploys/`."""
+        return _with_slash(site + self._head_after_site)
+
+    def deploy_prefix(self, site: Dirname, deploy_id: str) -> str:
+        return _with_slash(site + self._head_after_site + deploy_id + self._tail)
+
+    def marker_key(self, site: Dirname, deploy_id: str) -> str:
+        return self.deploy_prefix(site, deploy_id) + MARKER_NAME
+
+    def deploy_id_of(self, site: Dirname, key: str) -> str | None:
+        """The deploy id a key under the site prefix belongs to, or None."""
+        prefix = self.site_prefix(site)
+        if not key.startswith(prefix):
+            return None
+        rest = key[len(prefix) :]
+        tail = self._tail.rstrip("/")
+        deploy_id = rest.split("/", 1)[0]
+        if tail and deploy_id.endswith(tail):
+            deploy_id = deploy_id[: -len(tail)]
+        return deploy_id or None
+
+    # --- alias keys -------------------------------------------------------------------
+    def alias_key(self, site: Dirname, name: AliasName) -> str:
+        """`<dirname>/<tail>`: equal to the slug rendering, which the checks above guarantee."""
+        fmt = self.alias_production_format if name == "production" else self.alias_preview_format
+        return site + "/" + fmt.split("/", 1)[1]
+
+    # --- trash keys -------------------------------------------------------------------
+    def deploy_trash_prefix(self, site: Dirname, deploy_id: str) -> str:
+        return f"{self.trash_prefix}{site}/{deploy_id}/"
+
+    def site_trash_prefix(self, site: Dirname) -> str:
+        return f"{self.trash_prefix}{site}/"
+
+    def alias_trash_key(self, site: Dirname, name: AliasName) -> str:
+        return self.trash_prefix + self.alias_key(site, name)
+
+    # --- public URLs ------------------------------------------------------------------
+    def public_url(self, slug: Slug, name: AliasName) -> str:
+        fmt = (
+            self.public_url_production_format
+            if name == "production"
+            else self.public_url_preview_format
+        )
+        return fmt.replace(SITE, slug)

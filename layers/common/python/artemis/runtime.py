@@ -1,0 +1,79 @@
+"""Process-wide dependencies, built on first use and reused across invocations.
+
+Lambda keeps module state between invocations of one execution environment, so the settings,
+the connection pool and the S3 client are made once per cold start, and only when a code path
+needs them (a health check never opens a database connection).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from artemis.config import Settings, load_settings
+from artemis.db.connection import Database
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+    from artemis.storage.s3 import Bucket
+
+
+def _resolve_parameter(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters  # deferred: rare path
+
+    if name.startswith("arn:aws:secretsmanager:") or name.startswith("secret:"):
+        return str(parameters.get_secret(name.removeprefix("secret:")))
+    return str(parameters.get_parameter(name, decrypt=True))
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.settings.database_url)
+
+    @cached_property
+    def bucket(self) -> Bucket:
+        from artemis.storage.s3 import Bucket, make_s3_client
+
+        client = make_s3_client(self.settings.aws_endpoint_url, os.environ.get("AWS_REGION"))
+        return Bucket(client, self.settings.bucket_name)
+
+    @cached_property
+    def redis(self) -> Redis | None:
+        if not self.settings.redis_url:
+            return None
+        from redis import Redis
+
+        return Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def current() -> Runtime:
+    """The process's Runtime; the first call validates the environment (ConfigError)."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = Runtime(load_settings(os.environ, _resolve_parameter))
+        return _current
+
+
+def reset() -> None:
+    """Drop the Runtime so the next call re-reads the environment (local runtime, tests)."""
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.close()
+        _current = None

@@ -1,0 +1,1 @@
+"""Object-store adapters (S3 through boto3)."""

@@ -1,0 +1,278 @@
+"""The bucket: every S3 call Artemis makes (spec/durable.md §5).
+
+Each failure surfaces as a StorageError whose code names the primitive (`r2_put_failed`,
+`r2_list_failed` … — the reference's spelling, kept for client compatibility).
+Moves copy in parallel and delete in batches of up to 1,000 keys, page by page, so a move is
+resumable: re-running the same (src, dst) completes whatever a failed run left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from artemis.errors import StorageError
+from artemis.keys import READYZ_PROBE_PREFIX, Dirname
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+PAGE_SIZE = 1000  # ListObjectsV2 page and DeleteObjects batch ceiling
+COPY_CONCURRENCY = 16
+_NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+_AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    url: str
+    fields: dict[str, str]
+
+
+class MoveIncomplete(StorageError):
+    """A move stopped part-way; `moved` objects reached the destination. Re-run to finish."""
+
+    def __init__(self, moved: int) -> None:
+        super().__init__("r2_move_failed")
+        self.moved = moved
+
+
+def make_s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3Client:
+    import boto3  # deferred: ≈200 ms of import that only bucket-touching paths need
+
+    config = Config(
+        s3={"addressing_style": "path"},
+        max_pool_connections=COPY_CONCURRENCY * 2,
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def _is_not_found(err: Exception) -> bool:
+    return (
+        isinstance(err, ClientError)
+        and str(err.response.get("Error", {}).get("Code")) in _NOT_FOUND
+    )
+
+
+def _require_prefix(prefix: str) -> None:
+    # A prefix without the slash would also match siblings (`www` matches `www2/…`).
+    if not prefix.endswith("/"):
+        raise ValueError(f"prefix must end with /: {prefix!r}")
+
+
+class Bucket:
+    """One bucket. Thread-safe: boto3 clients may be shared across threads."""
+
+    def __init__(self, client: S3Client, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    # --- single objects -------------------------------------------------------------
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.name,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ContentLength=len(body),
+            )
+        except _AWS_ERRORS as err:
+            raise StorageError("r2_put_failed") from err
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        try:
+            return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+        except _AWS_ERRORS as err:
+            if _is_not_found(err):
+                return None
+            raise StorageError("r2_get_failed") from err
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            meta = self.client.head_object(Bucket=self.name, Key=key)
+        except _AWS_ERRORS as err:
+            if _is_not_found(err):
+                return None
+            raise StorageError("r2_head_failed") from err
+        return ObjectInfo(key, int(meta["ContentLength"]))
+
+    # --- aliases ----------------------------------------------------------------------
+    def get_alias(self, key: str) -> str | None:
+        """The deploy id an alias names; None for a missing or empty (whitespace) body."""
+        body = self.get(key)
+        if body is None:
+            return None
+        target = body.decode("utf-8", errors="replace").strip()
+        return target or None
+
+    def put_alias(self, key: str, deploy_id: str) -> None:
+        self.put(key, deploy_id.encode(), "text/plain")
+
+    # --- listing ----------------------------------------------------------------------
+    def list_pages(self, prefix: str, *, start_after: str = "") -> Iterator[list[ObjectInfo]]:
+        """Every key under `prefix`, one page (≤ 1,000 keys) per ListObjectsV2 call."""
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.name, "Prefix": prefix, "MaxKeys": PAGE_SIZE}
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
+            try:
+                resp = self.client.list_objects_v2(**kwargs)
+            except _AWS_ERRORS as err:
+                raise StorageError("r2_list_failed") from err
+            page = [ObjectInfo(o["Key"], int(o.get("Size", 0))) for o in resp.get("Contents", [])]
+            if page:
+                yield page
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                return
+
+    def list_keys(self, prefix: str) -> list[ObjectInfo]:
+        return [obj for page in self.list_pages(prefix) for obj in page]
+
+    def has_prefix(self, prefix: str) -> bool:
+        try:
+            resp = self.client.list_objects_v2(Bucket=self.name, Prefix=prefix, MaxKeys=1)
+        except _AWS_ERRORS as err:
+            raise StorageError("r2_list_failed") from err
+        return bool(resp.get("Contents"))
+
+    def prefix_bytes(self, prefix: str) -> int:
+        return sum(obj.size for page in self.list_pages(prefix) for obj in page)
+
+    def list_sites(self) -> list[Dirname]:
+        """Top-level names; names starting with `_` (trash, probes) are never sites."""
+        sites: list[Dirname] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for resp in paginator.paginate(Bucket=self.name, Delimiter="/"):
+                for common in resp.get("CommonPrefixes", []):
+                    name = common.get("Prefix", "").rstrip("/")
+                    if name and not name.startswith("_"):
+                        sites.append(Dirname(name))
+        except _AWS_ERRORS as err:
+            raise StorageError("r2_list_failed") from err
+        return sites
+
+    def probe(self) -> None:
+        """Readiness: one one-key listing of a prefix that never exists."""
+        self.has_prefix(READYZ_PROBE_PREFIX)
+
+    # --- move and delete --------------------------------------------------------------
+    def move_object(self, src: str, dst: str) -> bool:
+        """Copy then delete one key; False when the source does not exist."""
+        try:
+            self.client.copy_object(
+                Bucket=self.name, Key=dst, CopySource={"Bucket": self.name, "Key": src}
+            )
+        except _AWS_ERRORS as err:
+            if _is_not_found(err):
+                return False
+            raise MoveIncomplete(0) from err
+        self._delete_batch([src], code="r2_move_failed")
+        return True
+
+    def move_prefix(self, src: str, dst: str) -> int:
+        """Move every object under `src` to `dst` + (key minus src); return how many moved.
+
+        Per page: copies in parallel, then one DeleteObjects for the keys that copied, so no
+        object is ever lost. On any failure raise MoveIncomplete after deleting what copied.
+        An absent or empty source moves nothing.
+        """
+        _require_prefix(src)
+        _require_prefix(dst)
+        if dst.startswith(src) or src.startswith(dst):
+            raise ValueError("move source and destination must not nest")
+        moved = 0
+        with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY) as pool:
+            # Each page is deleted before the next listing, so listing from the start again
+            # returns the next page; a failure stops the loop, so it cannot spin.
+            while True:
+                try:
+                    page = next(self.list_pages(src), [])
+                except StorageError as err:
+                    raise MoveIncomplete(moved) from err
+                if not page:
+                    return moved
+                results = list(pool.map(lambda o: self._copy(o.key, dst + o.key[len(src) :]), page))
+                copied = [obj.key for obj, ok in zip(page, results, strict=True) if ok]
+                try:
+                    self._delete_batch(copied, code="r2_move_failed")
+                except StorageError as err:
+                    raise MoveIncomplete(moved) from err
+                moved += len(copied)
+                if len(copied) != len(page):
+                    raise MoveIncomplete(moved)
+
+    def _copy(self, src: str, dst: str) -> bool:
+        try:
+            self.client.copy_object(
+                Bucket=self.name, Key=dst, CopySource={"Bucket": self.name, "Key": src}
+            )
+        except _AWS_ERRORS:
+            return False
+        return True
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (idempotent); return how many were deleted."""
+        _require_prefix(prefix)
+        deleted = 0
+        while True:
+            page = next(self.list_pages(prefix), [])
+            if not page:
+                return deleted
+            self._delete_batch([o.key for o in page], code="r2_delete_failed")
+            deleted += len(page)
+
+    def _delete_batch(self, keys: list[str], *, code: str) -> None:
+        for start in range(0, len(keys), PAGE_SIZE):
+            chunk = keys[start : start + PAGE_SIZE]
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.name,
+                    Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
+                )
+            except _AWS_ERRORS as err:
+                raise StorageError(code) from err
+            if resp.get("Errors"):
+                raise StorageError(code)
+
+    # --- direct uploads -----------------------------------------------------------------
+    def presigned_post(
+        self, key: str, *, max_bytes: int, expires_in: int, content_type: str | None = None
+    ) -> PresignedPost:
+        """A POST policy for exactly `key`, 0..max_bytes long, valid for `expires_in` s."""
+        fields: dict[str, str] = {}
+        conditions: list[Any] = [["content-length-range", 0, max_bytes]]
+        if content_type:
+            fields["Content-Type"] = content_type
+            conditions.append({"Content-Type": content_type})
+        try:
+            post = self.client.generate_presigned_post(
+                Bucket=self.name,
+                Key=key,
+                Fields=fields,
+                Conditions=conditions,
+                ExpiresIn=expires_in,
+            )
+        except _AWS_ERRORS as err:
+            raise StorageError("r2_put_failed") from err
+        return PresignedPost(url=post["url"], fields=dict(post["fields"]))

@@ -1,0 +1,1 @@
+"""The local runtime: embedded Postgres, AWS emulator, fake GitHub, API gateway adapter."""

@@ -1,0 +1,53 @@
+"""Load a function's handler from `functions/<name>/app.py`, as Lambda would, and a context."""
+
+from __future__ import annotations
+
+import importlib.util
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS_DIR = REPO_ROOT / "functions"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def function_names() -> list[str]:
+    return sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/app.py"))
+
+
+def load_handler(name: str) -> Handler:
+    """Import `functions/<name>/app.py` under a unique module name and return `handler`."""
+    path = FUNCTIONS_DIR / name / "app.py"
+    if not path.is_file():
+        known = ", ".join(function_names())
+        raise LookupError(f"no function {name!r} (known: {known})")
+    spec = importlib.util.spec_from_file_location(f"artemis_fn_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler: Handler = module.handler
+    return handler
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that our code and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    timeout_ms: int = 30_000
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms

@@ -1,0 +1,178 @@
+"""`make run`: the whole system on one machine, embedded defaults for whatever is not set.
+
+Postgres: DATABASE_URL, else embedded (pgserver) in .artemis/pg. AWS: AWS_ENDPOINT_URL, else an
+in-process moto server. GitHub: GH_API_BASE, else the fake GitHub. Then the gateway serves
+functions/api/app.handler on 127.0.0.1:$PORT until SIGINT/SIGTERM, and everything started here
+is stopped on the way out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from artemis import runtime
+from artemis.config import ConfigError, Settings, load_settings
+from artemis.db.migrate import migrate
+from artemis_local.aws import REGION, MotoServer, ensure_resources
+from artemis_local.fake_github import FakeGitHub
+from artemis_local.functions import REPO_ROOT, load_handler
+from artemis_local.gateway import Gateway
+from artemis_local.pg import EmbeddedPostgres
+
+DEFAULT_STATE_DIR = Path(os.environ.get("ARTEMIS_STATE_DIR") or REPO_ROOT / ".artemis")
+LOCAL_BUCKET = "artemis-local"
+# Values that only stand in for what start() fills, so configuration is checked before
+# anything starts.
+_PLACEHOLDERS = {"DATABASE_URL": "postgresql://placeholder/artemis"}
+
+
+def _signing_key(state_dir: Path) -> str:
+    """A per-checkout random development key, kept out of the repository."""
+    path = state_dir / "jwt-signing-key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def local_defaults(state_dir: Path) -> dict[str, str]:
+    return {
+        "JWT_SIGNING_KEY": _signing_key(state_dir),
+        "BUCKET_NAME": LOCAL_BUCKET,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "PUBLIC_URL_PRODUCTION_FORMAT": "http://<site>.localhost:{port}",
+        "PUBLIC_URL_PREVIEW_FORMAT": "http://<site>.localhost:{port}/_serve/<site>/preview",
+        "POWERTOOLS_METRICS_NAMESPACE": "Artemis",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+
+
+@dataclass
+class LocalSystem:
+    """Start and stop every local part; `env` is what the functions run with."""
+
+    state_dir: Path = DEFAULT_STATE_DIR
+    base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    gateway: Gateway | None = None
+    _stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def check_config(self) -> Settings:
+        env = {**local_defaults(self.state_dir), **self.base_env}
+        return load_settings({**_PLACEHOLDERS, **env})
+
+    def start(self) -> LocalSystem:
+        settings = self.check_config()
+        port = self.port if self.port is not None else settings.port
+        env = {**local_defaults(self.state_dir), **self.base_env}
+        for name in ("PUBLIC_URL_PRODUCTION_FORMAT", "PUBLIC_URL_PREVIEW_FORMAT"):
+            env[name] = env[name].replace("{port}", str(port))
+        try:
+            if not env.get("DATABASE_URL"):
+                pg = EmbeddedPostgres(self.state_dir / "pg")
+                env["DATABASE_URL"] = pg.start()
+                self._stops.append(pg.stop)
+            migrate(env["DATABASE_URL"])
+            if not env.get("AWS_ENDPOINT_URL"):
+                moto = MotoServer().start()
+                self._stops.append(moto.stop)
+                env["AWS_ENDPOINT_URL"] = moto.url
+            resources = ensure_resources(env["AWS_ENDPOINT_URL"], env["BUCKET_NAME"], env)
+            env.setdefault("SITE_EVENTS_QUEUE_URL", resources.queue_url)
+            env.setdefault("SITE_EVENTS_DLQ_URL", resources.dlq_url)
+            if not env.get("GH_API_BASE"):
+                github = FakeGitHub().start()
+                self._stops.append(github.stop)
+                env["GH_API_BASE"] = github.url
+            self.env = env
+            os.environ.update(env)
+            runtime.reset()
+            self._stops.append(runtime.reset)
+            self.gateway = Gateway(load_handler("api"), port=port).start()
+            self._stops.append(self.gateway.stop)
+            self._write_env_file()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _write_env_file(self) -> None:
+        """So `artemis-admin invoke` in another terminal reaches this running system."""
+        lines = [f"{k}={v}" for k, v in sorted(self.env.items()) if k in _SHARED_ENV]
+        path = self.state_dir / "local.env"
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+
+    def stop(self) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception as err:  # keep stopping the rest
+                print(f"artemis: stop failed: {err}", file=sys.stderr)
+
+
+_SHARED_ENV = {
+    "DATABASE_URL",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "BUCKET_NAME",
+    "SITE_EVENTS_QUEUE_URL",
+    "SITE_EVENTS_DLQ_URL",
+    "GH_API_BASE",
+    "JWT_SIGNING_KEY",
+    "PUBLIC_URL_PRODUCTION_FORMAT",
+    "PUBLIC_URL_PREVIEW_FORMAT",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_METRICS_DISABLED",
+}
+
+
+def serve(port: int | None = None) -> int:
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    system = LocalSystem(port=port)
+    try:
+        system.check_config()
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    system.start()
+    try:
+        assert system.gateway is not None
+        url = system.gateway.url
+        print(f"artemis: API on {url}  (health: {url}/healthz, readiness: {url}/readyz)")
+        pg = "from DATABASE_URL" if system.base_env.get("DATABASE_URL") else "embedded"
+        print(f"artemis: Postgres {pg}, AWS at {system.env['AWS_ENDPOINT_URL']},")
+        print(f"artemis: GitHub at {system.env['GH_API_BASE']}")
+        print("artemis: dev tokens (Authorization: Bearer <token>):")
+        print("  local-staff-token     local-staff     teams: staff")
+        print("  local-dev-token       local-dev       teams: web")
+        print("  local-outsider-token  local-outsider  teams: (none)")
+        print("artemis: Ctrl-C stops everything", flush=True)
+        stopping.wait()
+    finally:
+        print("artemis: stopping", flush=True)
+        system.stop()
+    return 0

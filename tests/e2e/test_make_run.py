@@ -1,0 +1,96 @@
+"""A person's first step: `make run` on a machine with nothing set up. The whole system comes
+up on embedded defaults, answers health and readiness, and Ctrl-C stops every process."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, free_port
+
+ADMIN = REPO_ROOT / ".venv" / "bin" / "artemis-admin"
+
+
+def get(url: str) -> tuple[int, dict[str, object]]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (
+                    (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+            except OSError:
+                continue
+            if text in cmdline:
+                pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="artemis-e2e-"))
+    path.chmod(0o755)  # the embedded Postgres runs as its own OS user when we are root
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir: Path) -> None:
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("DATABASE_URL", "AWS_ENDPOINT_URL", "GH_API_BASE", "JWT_SIGNING_KEY", "REDIS_URL")
+        and not k.startswith("AWS_")
+    }
+    env["ARTEMIS_STATE_DIR"] = str(state_dir)
+    out = (state_dir / "run.log").open("w")
+    proc = subprocess.Popen(
+        [str(ADMIN), "run", "--port", str(port)],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert get(base + "/healthz") == (200, {"ok": True})
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, (state_dir / "run.log").read_text()
+                assert time.monotonic() < deadline, "not healthy within 60 s"
+                time.sleep(0.25)
+        status, body = get(base + "/readyz")
+        assert status == 200 and body["ready"] is True and "degraded" not in body
+        assert processes_mentioning(str(state_dir / "pg")), "embedded Postgres should be running"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+        out.close()
+    log = (state_dir / "run.log").read_text()
+    assert code == 0, log
+    assert "local-staff-token" in log and "local-dev-token" in log and "local-outsider-token" in log
+    assert re.search(r"API on http://127\.0\.0\.1:\d+", log)
+    assert processes_mentioning(str(state_dir)) == []  # no postgres, no server left behind
+    with pytest.raises(urllib.error.URLError):
+        get(base + "/healthz")

@@ -1,0 +1,97 @@
+"""The per-site lock on real Postgres."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+from artemis.db.lock import SiteLockSession, site_lock
+from artemis.errors import SiteLocked, SiteLockFailed
+from artemis.keys import Dirname
+
+WWW = Dirname("www")
+
+
+def test_contended_lock_answers_site_locked(database_url: str) -> None:
+    with site_lock(database_url, WWW):
+        started = time.monotonic()
+        with pytest.raises(SiteLocked) as info, site_lock(database_url, WWW, timeout=0.3):
+            pass
+        assert 0.25 <= time.monotonic() - started < 5
+    assert info.value.status == 409 and info.value.code == "site_locked"
+
+
+def test_lock_is_released_when_the_section_ends(database_url: str) -> None:
+    with site_lock(database_url, WWW):
+        pass
+    with site_lock(database_url, WWW, timeout=0.3):
+        pass
+
+
+def test_lock_is_released_when_the_section_raises(database_url: str) -> None:
+    with pytest.raises(ValueError), site_lock(database_url, WWW):
+        raise ValueError("boom")
+    with site_lock(database_url, WWW, timeout=0.3):
+        pass
+
+
+def test_other_sites_do_not_wait(database_url: str) -> None:
+    with site_lock(database_url, WWW), site_lock(database_url, Dirname("docs"), timeout=0.3):
+        pass
+
+
+def test_lock_dies_with_its_connection(database_url: str) -> None:
+    """A killed invocation cannot keep the lock: the server drops it with the session."""
+    session = SiteLockSession(database_url)
+    holding = session.hold(WWW)
+    holding.__enter__()
+    pid = session._conn.info.backend_pid
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with site_lock(database_url, WWW, timeout=2):
+        pass
+    session.close()
+
+
+def test_a_waiter_gets_the_lock_once_the_holder_leaves(database_url: str) -> None:
+    order: list[str] = []
+    entered = threading.Event()
+
+    def holder() -> None:
+        with site_lock(database_url, WWW):
+            entered.set()
+            time.sleep(0.3)
+            order.append("holder done")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    entered.wait(5)
+    with site_lock(database_url, WWW, timeout=5):
+        order.append("waiter in")
+    thread.join()
+    assert order == ["holder done", "waiter in"]
+
+
+def test_one_session_locks_item_by_item(database_url: str) -> None:
+    with SiteLockSession(database_url) as session:
+        with (
+            session.hold(WWW),
+            pytest.raises(SiteLocked),
+            site_lock(database_url, WWW, timeout=0.2),
+        ):
+            pass
+        # between items the site is free for user deploys
+        with site_lock(database_url, WWW, timeout=0.2):
+            pass
+        with session.hold(WWW):
+            pass
+
+
+def test_unreachable_database_is_site_lock_failed() -> None:
+    with (
+        pytest.raises(SiteLockFailed) as info,
+        site_lock("postgresql://postgres@127.0.0.1:1/x", WWW),
+    ):
+        pass
+    assert info.value.status == 502 and info.value.code == "site_lock_failed"
