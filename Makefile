@@ -12,7 +12,7 @@ SAM := $(SAM_VENV)/bin/sam
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-unit test-integration test-system test-e2e lint format build clean
+.PHONY: run test test-unit test-integration test-system test-e2e test-compat lint format build bench clean
 
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
@@ -51,10 +51,26 @@ test-system: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
 test-e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e
 
+# The code must also run on Python 3.12 and 3.13: the unit tier on each interpreter present
+# (on PATH, or installed by pyenv without being selected).
+COMPAT_VERSIONS ?= 3.12 3.13
+test-compat:
+	@for ver in $(COMPAT_VERSIONS); do \
+	  py=""; \
+	  for c in python$$ver $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$ver.*/bin/python$$ver 2>/dev/null); do \
+	    if $$c -c pass >/dev/null 2>&1; then py=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "test-compat: no Python $$ver here"; continue; fi; \
+	  venv=.venvs/py$$ver; \
+	  test -x $$venv/bin/python || $$py -m venv $$venv || exit 1; \
+	  $$venv/bin/python -m pip install --quiet -e . pytest hypothesis pyyaml || exit 1; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
+	done
+
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common/python local functions tests
+	$(VENV)/bin/mypy layers/common/python local functions tests bench
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 
@@ -64,6 +80,11 @@ format: $(VENV)/.installed
 
 build: $(SAM_VENV)/.installed
 	$(SAM) build
+
+# Benchmarks print figures (docs/performance.md); they are scripts, not tests.
+bench: $(VENV)/.installed
+	$(PY) bench/outbox_drain.py
+	$(PY) bench/s3_move.py 2000
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
