@@ -86,5 +86,10 @@ bench: $(VENV)/.installed
 	$(PY) bench/outbox_drain.py
 	$(PY) bench/s3_move.py 2000
 
+# API cold init vs. its third-party imports, in fresh interpreters (docs/performance.md, issue 3).
+.PHONY: bench-coldstart
+bench-coldstart: $(VENV)/.installed
+	$(PY) bench/coldstart.py $(or $(RUNS),15)
+
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

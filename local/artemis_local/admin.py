@@ -3,6 +3,7 @@
 artemis-admin run [--port N]                 the whole local system (what `make run` calls)
 artemis-admin migrate [--database-url URL]   apply sql/ migrations
 artemis-admin invoke <function> <event.json> run a function's handler once; print the result
+artemis-admin apidoc                         print docs/api.md (from the OpenAPI document)
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def _invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apidoc(args: argparse.Namespace) -> int:
+    from artemis.openapi import document
+    from artemis_local.apidoc import render_markdown
+
+    sys.stdout.write(render_markdown(document()))
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from artemis_local.runner import serve
 
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     inv.add_argument("function")
     inv.add_argument("event")
     inv.set_defaults(func=_invoke)
+    doc = sub.add_parser("apidoc", help="print the API reference (docs/api.md) as Markdown")
+    doc.set_defaults(func=_apidoc)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

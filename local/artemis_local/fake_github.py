@@ -1,12 +1,20 @@
 """A fake GitHub REST API for the endpoints Artemis calls, with GitHub's status codes and
-error bodies. Identities and team memberships come from a YAML file (identities.yaml)."""
+error bodies. Identities and team memberships come from a YAML file (identities.yaml); tests may
+add identities (`fake.directory.identities[token] = Identity(...)`), override a membership's
+state (`set_membership_state`), inject faults (`fail`, `disconnect`) and slow answers (`delay`).
+
+Routes: `GET /user`; `GET /user/teams` (paged by `per_page`, default 30, at most 100, and
+`page`, from 1); `GET /orgs/{org}/teams/{team}/memberships/{login}`."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
+import time
+import urllib.parse
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -49,6 +57,33 @@ class Directory:
         return next((i for i in self.identities.values() if i.login.lower() == login.lower()), None)
 
 
+def _matches(pattern: str, target: str, exact: bool) -> bool:
+    """`exact`: the target's path (query dropped) equals `pattern`; else the whole target
+    (path and query) starts with `pattern`."""
+    if exact:
+        return target.split("?", 1)[0] == pattern
+    return target.startswith(pattern)
+
+
+@dataclass
+class Fault:
+    """An injected answer. `status` 0 closes the connection without answering."""
+
+    path: str
+    status: int
+    headers: dict[str, str]
+    body: str | None
+    times: int | None  # answers left; None = until cleared
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class Delay:
+    path: str
+    seconds: float
+    exact: bool = False
+
+
 class FakeGitHub:
     """Serve the directory on 127.0.0.1:port (0 = a free port) until `stop()`."""
 
@@ -56,21 +91,50 @@ class FakeGitHub:
         self, directory: Directory | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
         self.directory = directory or Directory.load()
-        self.requests: list[tuple[str, str]] = []  # (method, path), for tests that count calls
+        self.requests: list[tuple[str, str]] = []  # (method, target), for tests that count calls
+        self.request_headers: list[dict[str, str]] = []  # per request, names lower-cased
+        # (team, login), lower-cased → membership state answered with 200 (e.g. "pending")
+        self.membership_states: dict[tuple[str, str], str] = {}
+        self._faults: list[Fault] = []
+        self._delays: list[Delay] = []
+        self._lock = threading.Lock()
         fake = self
 
         class RequestHandler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                fake.requests.append(("GET", self.path))
-                status, body = fake.route(self.path, self.headers.get("authorization", ""))
-                raw = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+                with fake._lock:
+                    fake.requests.append(("GET", self.path))
+                    fake.request_headers.append({k.lower(): v for k, v in self.headers.items()})
+                fake._wait(self.path)
+                fault = fake._take_fault(self.path)
+                headers: dict[str, str] = {}
+                if fault is None:
+                    status, body = fake.route(self.path, self.headers.get("authorization", ""))
+                    raw = json.dumps(body).encode()
+                elif fault.status == 0:
+                    self.close_connection = True
+                    return
+                else:
+                    status, headers = fault.status, fault.headers
+                    raw = (
+                        fault.body.encode()
+                        if fault.body is not None
+                        else json.dumps(
+                            {"message": _reason(status), "documentation_url": _DOCS}
+                        ).encode()
+                    )
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    self.send_header("Content-Length", str(len(raw)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (a timeout test)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -83,6 +147,71 @@ class FakeGitHub:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
+    # --- test controls ------------------------------------------------------------------
+
+    def fail(
+        self,
+        path_prefix: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        body: str | None = None,
+        times: int | None = None,
+        *,
+        exact: bool = False,
+    ) -> Fault:
+        """Answer matching requests with `status`, `headers` and `body` (default: GitHub's JSON
+        error body) for the next `times` matches (None: until `clear_faults`). The newest
+        matching fault wins. See `_matches` for `exact`."""
+        fault = Fault(path_prefix, status, dict(headers or {}), body, times, exact)
+        with self._lock:
+            self._faults.insert(0, fault)
+        return fault
+
+    def disconnect(
+        self, path_prefix: str, times: int | None = None, *, exact: bool = False
+    ) -> Fault:
+        """Close matching requests' connections without an answer (a transport error)."""
+        return self.fail(path_prefix, 0, times=times, exact=exact)
+
+    def delay(self, path_prefix: str, seconds: float, *, exact: bool = False) -> None:
+        """Wait `seconds` before answering matching requests (until `clear_faults`)."""
+        with self._lock:
+            self._delays.append(Delay(path_prefix, seconds, exact))
+
+    def clear_faults(self) -> None:
+        """Drop every fault and delay."""
+        with self._lock:
+            self._faults.clear()
+            self._delays.clear()
+
+    def set_membership_state(self, team: str, login: str, state: str) -> None:
+        """Answer the membership probe of (team, login) in any org of the directory with 200 and
+        this `state` (e.g. "pending"), whatever the identities say."""
+        with self._lock:
+            self.membership_states[(team.lower(), login.lower())] = state
+
+    def count(self, path_prefix: str, *, exact: bool = False) -> int:
+        """How many requests matched `path_prefix` so far."""
+        with self._lock:
+            return sum(1 for _, target in self.requests if _matches(path_prefix, target, exact))
+
+    def _take_fault(self, target: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if _matches(fault.path, target, fault.exact):
+                    if fault.times is not None:
+                        fault.times -= 1
+                        if fault.times <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+    def _wait(self, target: str) -> None:
+        with self._lock:
+            seconds = sum(d.seconds for d in self._delays if _matches(d.path, target, d.exact))
+        if seconds > 0:
+            time.sleep(seconds)
+
     def _caller(self, authorization: str) -> Identity | None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() not in ("bearer", "token"):
@@ -90,7 +219,7 @@ class FakeGitHub:
         return self.directory.identities.get(token.strip())
 
     def route(self, target: str, authorization: str) -> tuple[int, Any]:
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
         caller = self._caller(authorization)
         if caller is None:
             if not authorization:
@@ -99,23 +228,39 @@ class FakeGitHub:
         if path == "/user":
             return 200, {"login": caller.login, "id": caller.id, "type": "User"}
         if path == "/user/teams":
-            return 200, [
+            listing = [
                 {"slug": team, "name": team, "organization": {"login": org}}
                 for org in self.directory.orgs
                 for team in caller.teams
             ]
+            params = urllib.parse.parse_qs(query)
+            per_page = min(max(_int(params.get("per_page"), 30), 1), 100)
+            page = max(_int(params.get("page"), 1), 1)
+            return 200, listing[(page - 1) * per_page : page * per_page]
         match = _MEMBERSHIP.match(path)
         if match:
-            org, team, login = match.groups()
+            org, team, login = (urllib.parse.unquote(part) for part in match.groups())
+            with self._lock:
+                state = self.membership_states.get((team.lower(), login.lower()))
             member = self.directory.by_login(login)
-            if org in self.directory.orgs and member is not None and team in member.teams:
-                return 200, {"state": "active", "role": "member", "url": f"{self.url}{path}"}
+            if org in self.directory.orgs and (
+                state is not None or (member is not None and team in member.teams)
+            ):
+                return 200, {
+                    "state": state or "active",
+                    "role": "member",
+                    "url": f"{self.url}{path}",
+                }
             return 404, {"message": "Not Found", "documentation_url": _DOCS}
         return 404, {"message": "Not Found", "documentation_url": _DOCS}
 
     def start(self) -> FakeGitHub:
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="fake-github", daemon=True
+            # a short poll interval: stop() waits for one poll (tests start one fake per test)
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-github",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -125,3 +270,17 @@ class FakeGitHub:
         self.server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def _int(values: list[str] | None, default: int) -> int:
+    try:
+        return int(values[0]) if values else default
+    except ValueError:
+        return default
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"

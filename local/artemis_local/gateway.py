@@ -101,6 +101,12 @@ def _decode_response(result: Any) -> tuple[int, dict[str, str], list[str], bytes
     return int(result["statusCode"]), headers, list(result.get("cookies") or []), raw
 
 
+class _Server(ThreadingHTTPServer):
+    # Python's default listen backlog is 5: a burst of concurrent clients (CI fanning out
+    # uploads, 32 concurrent promotes in the tests) would see connection resets.
+    request_queue_size = 128
+
+
 class Gateway:
     """Serve `handler` on host:port until `stop()`; port 0 picks a free port."""
 
@@ -126,7 +132,7 @@ class Gateway:
 
         self.handler = handler
         self.function_name = function_name
-        self.server = ThreadingHTTPServer((host, port), RequestHandler)
+        self.server = _Server((host, port), RequestHandler)
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.routes: list[

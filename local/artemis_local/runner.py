@@ -68,6 +68,7 @@ class LocalSystem:
     port: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     gateway: Gateway | None = None
+    github: FakeGitHub | None = None  # the fake GitHub, when this system started one
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def check_config(self) -> Settings:
@@ -94,9 +95,9 @@ class LocalSystem:
             env.setdefault("SITE_EVENTS_QUEUE_URL", resources.queue_url)
             env.setdefault("SITE_EVENTS_DLQ_URL", resources.dlq_url)
             if not env.get("GH_API_BASE"):
-                github = FakeGitHub().start()
-                self._stops.append(github.stop)
-                env["GH_API_BASE"] = github.url
+                self.github = FakeGitHub().start()
+                self._stops.append(self.github.stop)
+                env["GH_API_BASE"] = self.github.url
             self.env = env
             os.environ.update(env)
             runtime.reset()

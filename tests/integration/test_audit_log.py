@@ -69,16 +69,20 @@ def test_query_filters_newest_first(conn: psycopg.Connection, tag: str) -> None:
 
 def test_deploy_actors_in_one_query(conn: psycopg.Connection, tag: str) -> None:
     site = f"site-{tag}"
-    audit.append(
-        conn,
-        AuditEntry(actor="alice", action="deploy.init", outcome="ok", site=site, deploy_id="a"),
-    )
-    audit.append(
-        conn, AuditEntry(actor="bob", action="deploy.init", outcome="ok", site=site, deploy_id="b")
-    )
-    audit.append(
-        conn,
-        AuditEntry(actor="carol", action="deploy.finalize", outcome="ok", site=site, deploy_id="b"),
-    )
-    assert audit.deploy_actors(conn, site, ["a", "b", "c"]) == {"a": "alice", "b": "bob"}
+
+    def finalize(
+        actor: str, deploy_id: str, outcome: str = "success", action: str = "deploy.finalize"
+    ) -> None:
+        audit.append(
+            conn,
+            AuditEntry(actor=actor, action=action, outcome=outcome, site=site, deploy_id=deploy_id),
+        )
+
+    finalize("alice", "a")
+    finalize("bob", "b")
+    finalize("carol", "b")
+    finalize("dave", "c", action="deploy.init")
+    finalize("erin", "c", outcome="failure")
+    # the most recent successful finalizer wins; init rows and failures do not count
+    assert audit.deploy_actors(conn, site, ["a", "b", "c"]) == {"a": "alice", "b": "carol"}
     assert audit.deploy_actors(conn, site, []) == {}

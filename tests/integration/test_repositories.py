@@ -71,6 +71,9 @@ def test_tombstone_keeps_its_first_trashed_at(conn: psycopg.Connection) -> None:
     tombstones.mark_moved(conn, WWW, "d1")
     assert tombstones.get(conn, WWW, "d1").move_state == "moved"  # type: ignore[union-attr]
     assert tombstones.sites_with_pending_moves(conn) == []
+    tombstones.tombstone_deploy(conn, WWW, "d1", 5)  # a repeated delete re-arms the move
+    assert tombstones.get(conn, WWW, "d1").move_state == "pending"  # type: ignore[union-attr]
+    tombstones.mark_moved(conn, WWW, "d1")
     assert tombstones.clear(conn, WWW, "d1")
     assert not tombstones.clear(conn, WWW, "d1")
 

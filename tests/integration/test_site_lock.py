@@ -95,3 +95,28 @@ def test_unreachable_database_is_site_lock_failed() -> None:
     ):
         pass
     assert info.value.status == 502 and info.value.code == "site_lock_failed"
+
+
+def test_g9_a_lost_lock_session_never_fails_a_finished_section(database_url: str) -> None:
+    """The release is a rollback on the lock's own connection; if that session died, closing
+    releases the lock anyway and the section's outcome stands (no error is raised)."""
+    done = []
+    with site_lock(database_url, WWW):
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND pid <> pg_backend_pid()"
+            )
+        done.append("committed work")
+    assert done == ["committed work"]
+    with site_lock(database_url, WWW, timeout=1):
+        pass
+
+
+def test_g1_every_locked_section_takes_the_postgres_lock(database_url: str) -> None:
+    """Postgres is required (DECISIONS): there is no unlocked path, so a held lock is seen."""
+    with site_lock(database_url, WWW):
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            held = admin.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            ).fetchone()
+        assert held == (1,)

@@ -9,7 +9,8 @@ from botocore.exceptions import ClientError
 
 from artemis.errors import StorageError
 from artemis.keys import Dirname
-from artemis.storage.s3 import Bucket, MoveIncomplete
+from artemis.storage.objects import MoveIncomplete
+from artemis.storage.s3 import Bucket
 
 
 def count_calls(bucket: Bucket) -> Counter[str]:

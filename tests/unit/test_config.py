@@ -254,3 +254,13 @@ def test_secret_from_a_parameter_name() -> None:
 
     assert load_settings(env, resolve).jwt_signing_key == "k" * 40
     assert fetched == ["/artemis/dev/jwt"]
+
+
+def test_reserved_slugs_default_and_override() -> None:
+    from artemis.rules import DEFAULT_RESERVED_SLUGS
+
+    assert load_settings(base_env()).reserved_slugs == DEFAULT_RESERVED_SLUGS
+    assert load_settings(base_env(RESERVED_SLUGS=" Docs, api ,,")).reserved_slugs == frozenset(
+        {"docs", "api"}
+    )
+    assert load_settings(base_env(RESERVED_SLUGS="")).reserved_slugs == frozenset()

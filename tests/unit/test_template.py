@@ -254,7 +254,11 @@ def test_layer_matches_function_runtime_and_architecture(template: dict[str, Any
 
 
 def test_every_env_var_name_is_known(template: dict[str, Any]) -> None:
-    allowed = set(settings_aliases()) | secret_param_names() | powertools_env_names()
+    # Runtime switches of our libraries, not settings of ours.
+    library_switches = {"PYDANTIC_DISABLE_PLUGINS"}
+    allowed = (
+        set(settings_aliases()) | secret_param_names() | powertools_env_names() | library_switches
+    )
     for where, variables in env_blocks(template).items():
         for var in variables:
             if var.startswith("AWS_") and var not in allowed:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from artemis.durations import DurationError, format_duration, parse_duration
 from artemis.keys import KeyLayout, KeyLayoutError, check_deploy_prefix_format, check_url_format
+from artemis.rules import DEFAULT_RESERVED_SLUGS
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 _INT = re.compile(r"-?[0-9]+")
@@ -153,6 +154,7 @@ class Settings(BaseModel):
     cleanup_outbox_retention_days: int = _field(30, "CLEANUP_OUTBOX_RETENTION_DAYS")
     cleanup_dry_run: bool = _field(False, "CLEANUP_DRY_RUN")
     serve_cache_ttl: float = _field(15.0, "SERVE_CACHE_TTL")
+    reserved_slugs: frozenset[str] = _field(DEFAULT_RESERVED_SLUGS, "RESERVED_SLUGS")
 
     # Variables whose empty value means "use the default" (spec §16: "empty → default").
     _EMPTY_IS_DEFAULT: ClassVar[frozenset[str]] = frozenset(
@@ -305,6 +307,13 @@ class Settings(BaseModel):
     def _queue_url(cls, v: str | None) -> str | None:
         if v is not None and not v.endswith(".fifo"):
             raise ValueError("must be the URL of a FIFO queue (ending in .fifo)")
+        return v
+
+    @field_validator("reserved_slugs", mode="before")
+    @classmethod
+    def _reserved(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return frozenset(name.strip().lower() for name in v.split(",") if name.strip())
         return v
 
     @field_validator("cleanup_dry_run", mode="before")

@@ -1,5 +1,7 @@
 """Domain errors. Each carries the HTTP status and the machine-readable code of the error
-envelope (spec/api.md §2.4, §2.9); the API maps them to responses in exactly one place."""
+envelope (spec/api.md §2.4, §2.9); the API maps them to responses in exactly one place
+(artemis.http). `extra` adds fields beside `error` (alias_drift, deploy_aliased); `detail`
+adds fields inside it (verify_failed's `missing`, missing_index's `hint`)."""
 
 from __future__ import annotations
 
@@ -7,34 +9,90 @@ from typing import Any
 
 
 class ArtemisError(Exception):
-    """Base of every error a client may see. `extra` adds fields to the envelope."""
-
     status: int = 500
     code: str = "internal_error"
     default_message: str = "internal error"
 
-    def __init__(self, message: str | None = None, **extra: Any) -> None:
+    def __init__(
+        self, message: str | None = None, *, detail: dict[str, Any] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message or self.default_message)
         self.message = message or self.default_message
+        self.detail = detail or {}
         self.extra = extra
 
 
-class SiteLocked(ArtemisError):
-    status, code = 409, "site_locked"
-    default_message = "another operation holds this site's lock; retry"
+def _error(status: int, code: str, message: str) -> type[ArtemisError]:
+    return type(
+        "".join(part.title() for part in code.split("_")),
+        (ArtemisError,),
+        {"status": status, "code": code, "default_message": message},
+    )
 
 
-class SiteLockFailed(ArtemisError):
-    status, code = 502, "site_lock_failed"
-    default_message = "could not take the site lock"
+# --- request shape ------------------------------------------------------------------------
+BadRequest = _error(400, "bad_request", "malformed request")
+TooLarge = _error(413, "too_large", "request body too large")
+ManifestRequired = _error(400, "manifest_required", "finalize needs a non-empty files list")
+InvalidSlug = _error(400, "invalid_slug", "slug must match ^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+InvalidTeam = _error(400, "invalid_team", "team must match ^[a-z0-9][a-z0-9_-]{0,38}$")
+InvalidSince = _error(400, "invalid_since", "since must be an RFC 3339 time")
+InvalidLimit = _error(400, "invalid_limit", "limit must be an integer >= 0")
+InvalidOffset = _error(400, "invalid_offset", "offset must be an integer >= 0")
+NotFound = _error(404, "not_found", "not found")
+MethodNotAllowed = _error(405, "method_not_allowed", "method not allowed")
+
+# --- identity and authorization -----------------------------------------------------------
+MissingBearer = _error(401, "missing_bearer", "Authorization: Bearer <token> required")
+Unauthenticated = _error(401, "unauthenticated", "GitHub did not accept the token")
+RateLimited = _error(429, "rate_limited", "GitHub rate limit reached; retry later")
+UpstreamUnavailable = _error(503, "upstream_unavailable", "GitHub is unavailable; retry later")
+InsufficientScope = _error(
+    403, "insufficient_scope", "the token cannot read team membership (scope or SSO)"
+)
+JwtExpired = _error(401, "jwt_expired", "deploy session expired")
+JwtInvalid = _error(403, "jwt_invalid", "invalid deploy session token")
+JwtWrongDeploy = _error(403, "jwt_wrong_deploy", "token is for another deploy")
+SiteUnauthorized = _error(403, "site_unauthorized", "site is not registered or has no teams")
+UserUnauthorized = _error(403, "user_unauthorized", "not a member of a team this needs")
+Misconfigured = _error(500, "misconfigured", "server misconfigured")
+JwtSignFailed = _error(500, "jwt_sign_failed", "could not sign the session token")
+
+# --- deploy lifecycle and aliases -----------------------------------------------------------
+MissingIndex = _error(422, "missing_index", "the deploy has no root index.html")
+VerifyFailed = _error(422, "verify_failed", "files in the manifest are missing from storage")
+NoPreview = _error(422, "no_preview", "no preview alias to promote")
+DeployMissing = _error(422, "deploy_missing", "the deploy holds no objects")
+DeployIncomplete = _error(422, "deploy_incomplete", "the deploy was never finalized")
+DeployFinalized = _error(409, "deploy_finalized", "the deploy is finalized; start a new one")
+AliasDrift = _error(409, "alias_drift", "production alias changed since you read it")
+DeployAliased = _error(409, "deploy_aliased", "an alias points at this deploy")
+SiteGone = _error(410, "site_gone", "the site is no longer registered")
+AlreadyPurged = _error(410, "already_purged", "the deploy's bytes are gone")
+NoAlias = _error(404, "no_alias", "no such alias")
+DeployNotFound = _error(404, "deploy_not_found", "no such deploy")
+AlreadyExists = _error(409, "already_exists", "already exists")
+
+# --- locks ---------------------------------------------------------------------------------
+SiteLocked = _error(409, "site_locked", "another operation holds this site's lock; retry")
+SiteLockFailed = _error(502, "site_lock_failed", "could not take the site lock")
 
 
-class StorageError(ArtemisError):
-    """A bucket call failed; `code` names the operation (r2_put_failed, r2_list_failed …)."""
+class DependencyError(ArtemisError):
+    """A dependency (bucket, Postgres, registry) failed; `code` names the operation.
+
+    The message is generic: a dependency's own error text never reaches the client.
+    """
 
     status = 502
-    default_message = "object storage request failed"
+    default_message = "a dependency failed; retry"
 
-    def __init__(self, code: str, message: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, message: str | None = None, **extra: Any) -> None:
+        super().__init__(message, **extra)
         self.code = code
+
+
+class StorageError(DependencyError):
+    """A bucket call failed (r2_put_failed, r2_list_failed …, the reference's spelling)."""
+
+    default_message = "object storage request failed"

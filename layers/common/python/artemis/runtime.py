@@ -18,6 +18,8 @@ from artemis.db.connection import Database
 if TYPE_CHECKING:
     from redis import Redis
 
+    from artemis.github import GitHubClient
+    from artemis.services.registry import RegistrySnapshot
     from artemis.storage.s3 import Bucket
 
 
@@ -49,8 +51,38 @@ class Runtime:
         if not self.settings.redis_url:
             return None
         from redis import Redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        return Redis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        # A loss-safe cache: fail fast and fall back to GitHub rather than retry for seconds.
+        return Redis.from_url(
+            self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2,
+            retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
+
+    @cached_property
+    def github(self) -> GitHubClient:
+        """The GH_ORG client: identity, site and registry gates, whoami."""
+        return self._github_client(self.settings.gh_org)
+
+    @cached_property
+    def repo_github(self) -> GitHubClient:
+        """The GH_REPO_ORG client: audit gate, actor visibility, repo gates."""
+        return self._github_client(self.settings.gh_repo_org)
+
+    def _github_client(self, org: str) -> GitHubClient:
+        from artemis.github import GitHubClient, RedisSharedCache
+
+        shared = RedisSharedCache(self.redis) if self.redis is not None else None
+        return GitHubClient(
+            self.settings.gh_api_base, org, self.settings.gh_membership_cache_ttl, shared=shared
+        )
+
+    @cached_property
+    def snapshot(self) -> RegistrySnapshot:
+        from artemis.services.registry import RegistrySnapshot
+
+        return RegistrySnapshot(self.db)
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -84,13 +84,15 @@ def query(conn: Connection, flt: AuditFilter) -> list[AuditRow]:
 
 
 def deploy_actors(conn: Connection, site: str, deploy_ids: list[str]) -> dict[str, str]:
-    """Who initialised each deploy (one query for the whole list, never one per deploy)."""
+    """The most recent successful finalizer of each deploy (spec/api.md §13.5), in one query
+    for the whole list, never one per deploy."""
     if not deploy_ids:
         return {}
     rows = conn.execute(
         "SELECT DISTINCT ON (deploy_id) deploy_id, actor FROM audit_log"
-        " WHERE site = %s AND action = 'deploy.init' AND deploy_id = ANY(%s)"
-        " ORDER BY deploy_id, occurred_at, id",
+        " WHERE site = %s AND action = 'deploy.finalize' AND outcome = 'success'"
+        " AND deploy_id = ANY(%s)"
+        " ORDER BY deploy_id, occurred_at DESC, id DESC",
         [site, deploy_ids],
     ).fetchall()
     return {r[0]: r[1] for r in rows}

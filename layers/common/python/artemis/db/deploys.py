@@ -36,15 +36,21 @@ def begin(conn: Connection, site: Dirname, deploy_id: str, at: datetime) -> bool
 
 
 def upsert_finalized(
-    conn: Connection, site: Dirname, deploy_id: str, at: datetime, size: int
+    conn: Connection,
+    site: Dirname,
+    deploy_id: str,
+    at: datetime,
+    size: int,
+    *,
+    has_marker: bool = True,
 ) -> None:
-    """Finalize (and restore): active, marker true, mtime = `at`, bytes overwritten."""
+    """Finalize (and restore): active, mtime = `at`, bytes and marker overwritten."""
     conn.execute(
         "INSERT INTO deploys (site, id, mtime, bytes, has_marker, state)"
-        " VALUES (%s, %s, %s, %s, true, 'active')"
+        " VALUES (%s, %s, %s, %s, %s, 'active')"
         " ON CONFLICT (site, id) DO UPDATE SET mtime = EXCLUDED.mtime, bytes = EXCLUDED.bytes,"
-        " has_marker = true, state = 'active'",
-        [site, deploy_id, at, size],
+        " has_marker = EXCLUDED.has_marker, state = 'active'",
+        [site, deploy_id, at, size, has_marker],
     )
 
 

@@ -18,7 +18,7 @@ from artemis.db.connection import connect
 from artemis.errors import SiteLocked, SiteLockFailed
 from artemis.keys import Dirname
 
-LOCK_TIMEOUT_SECONDS = 30.0
+LOCK_TIMEOUT_SECONDS = 30.0  # read at each acquisition, so an operator (or a test) can tune it
 
 
 class SiteLockSession:
@@ -28,8 +28,8 @@ class SiteLockSession:
     interleave between items; an HTTP request uses `site_lock()` for one section.
     """
 
-    def __init__(self, conninfo: str, *, timeout: float = LOCK_TIMEOUT_SECONDS) -> None:
-        self._timeout_ms = int(timeout * 1000)
+    def __init__(self, conninfo: str, *, timeout: float | None = None) -> None:
+        self._timeout_ms = int((LOCK_TIMEOUT_SECONDS if timeout is None else timeout) * 1000)
         try:
             self._conn = connect(conninfo, autocommit=True)
         except psycopg.Error as err:
@@ -72,9 +72,7 @@ class SiteLockSession:
 
 
 @contextmanager
-def site_lock(
-    conninfo: str, site: Dirname, *, timeout: float = LOCK_TIMEOUT_SECONDS
-) -> Iterator[None]:
+def site_lock(conninfo: str, site: Dirname, *, timeout: float | None = None) -> Iterator[None]:
     """Hold `site`'s lock for one critical section (409 site_locked when contended)."""
     with SiteLockSession(conninfo, timeout=timeout) as session, session.hold(site):
         yield

@@ -27,10 +27,11 @@ _COLUMNS = "site, id, trashed_at, bytes, move_state"
 
 
 def tombstone_deploy(conn: Connection, site: Dirname, deploy_id: str, size: int) -> None:
-    """Record the soft delete (an existing tombstone keeps its `trashed_at`) and drop the row."""
+    """Record the soft delete and drop the index row. A repeated delete keeps the original
+    `trashed_at` and bytes but re-arms the move, so a failed re-drive is never marked moved."""
     conn.execute(
         "INSERT INTO tombstones (site, id, bytes) VALUES (%s, %s, %s)"
-        " ON CONFLICT (site, id) DO NOTHING",
+        " ON CONFLICT (site, id) DO UPDATE SET move_state = 'pending'",
         [site, deploy_id, size],
     )
     conn.execute("DELETE FROM deploys WHERE site = %s AND id = %s", [site, deploy_id])

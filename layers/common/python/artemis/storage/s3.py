@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
@@ -18,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from artemis.errors import StorageError
 from artemis.keys import READYZ_PROBE_PREFIX, Dirname
+from artemis.storage.objects import MoveIncomplete, ObjectInfo, PresignedPost
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -26,26 +26,6 @@ PAGE_SIZE = 1000  # ListObjectsV2 page and DeleteObjects batch ceiling
 COPY_CONCURRENCY = 16
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _AWS_ERRORS = (ClientError, BotoCoreError)
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-
-
-@dataclass(frozen=True)
-class PresignedPost:
-    url: str
-    fields: dict[str, str]
-
-
-class MoveIncomplete(StorageError):
-    """A move stopped part-way; `moved` objects reached the destination. Re-run to finish."""
-
-    def __init__(self, moved: int) -> None:
-        super().__init__("r2_move_failed")
-        self.moved = moved
 
 
 def make_s3_client(endpoint_url: str | None = None, region: str | None = None) -> S3Client:
@@ -158,19 +138,24 @@ class Bucket:
     def prefix_bytes(self, prefix: str) -> int:
         return sum(obj.size for page in self.list_pages(prefix) for obj in page)
 
-    def list_sites(self) -> list[Dirname]:
-        """Top-level names; names starting with `_` (trash, probes) are never sites."""
-        sites: list[Dirname] = []
+    def list_children(self, prefix: str) -> list[str]:
+        """The names of the "folders" directly under `prefix` (a `/`-delimited listing, so
+        the cost follows the number of children, not of objects), in key order."""
+        names: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for resp in paginator.paginate(Bucket=self.name, Delimiter="/"):
+            for resp in paginator.paginate(Bucket=self.name, Prefix=prefix, Delimiter="/"):
                 for common in resp.get("CommonPrefixes", []):
-                    name = common.get("Prefix", "").rstrip("/")
-                    if name and not name.startswith("_"):
-                        sites.append(Dirname(name))
+                    name = common.get("Prefix", "")[len(prefix) :].rstrip("/")
+                    if name:
+                        names.append(name)
         except _AWS_ERRORS as err:
             raise StorageError("r2_list_failed") from err
-        return sites
+        return names
+
+    def list_sites(self) -> list[Dirname]:
+        """Top-level names; names starting with `_` (trash, probes) are never sites."""
+        return [Dirname(name) for name in self.list_children("") if not name.startswith("_")]
 
     def probe(self) -> None:
         """Readiness: one one-key listing of a prefix that never exists."""

@@ -1,0 +1,93 @@
+"""Request bodies: pydantic models and the one parser (spec/api.md §2.2).
+
+JSON is decoded without looking at Content-Type, only the first JSON value is read (trailing
+bytes are ignored, as the reference does), unknown fields are ignored, and wrong types answer
+400 bad_request. The byte limit is enforced before parsing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from artemis.errors import BadRequest, TooLarge
+
+MANIFEST_LIMIT = 8 * 1024 * 1024  # init and finalize may carry a file manifest
+SMALL_LIMIT = 64 * 1024
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    # defer_build: validators are built on first use, not at cold start
+    model_config = ConfigDict(
+        strict=True, extra="ignore", populate_by_name=True, frozen=True, defer_build=True
+    )
+
+
+class InitBody(_Body):
+    site: str = ""
+    sha: str = ""
+    files: list[str] | None = None  # accepted and ignored (G-34): the manifest comes at finalize
+
+
+class FinalizeBody(_Body):
+    mode: str | None = None
+    files: list[str] | None = None
+
+
+class PromoteBody(_Body):
+    deploy_id: str = Field("", alias="deployId")
+    expected_current: str = Field("", alias="expectedCurrent")
+    expect_no_current: bool = Field(False, alias="expectNoCurrent")  # G-35
+
+
+class RollbackBody(_Body):
+    to: str = ""
+    expected_current: str = Field("", alias="expectedCurrent")
+    expect_no_current: bool = Field(False, alias="expectNoCurrent")
+
+
+class RegisterBody(_Body):
+    slug: str = ""
+    teams: list[str] | None = None
+
+
+class TeamsBody(_Body):
+    teams: list[str] | None = None
+
+
+class UploadFile(_Body):
+    path: str
+    size: int = Field(ge=0)
+    content_type: str | None = Field(None, alias="contentType")
+
+
+class UploadsBody(_Body):
+    files: list[UploadFile] = Field(default_factory=list)
+
+
+def parse(
+    model: type[Model], raw: bytes, *, limit: int = SMALL_LIMIT, required: bool = True
+) -> Model:
+    if len(raw) > limit:
+        raise TooLarge(f"body over {limit} bytes")
+    text = raw.decode("utf-8", errors="replace").lstrip()
+    if not text:
+        if required:
+            raise BadRequest("a JSON body is required")
+        return model()
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text)
+    except json.JSONDecodeError:
+        raise BadRequest("body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest("body must be a JSON object")
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise BadRequest(f"{where}: {first['msg']}") from None

@@ -1,0 +1,153 @@
+"""Aliases: read, promote, rollback (spec/api.md §8 with G-8, G-10, G-32, G-35), and the one
+index transaction every alias move commits (§8.7 release stamp + alias row + outbox event)."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from artemis import bodies, rules
+from artemis.db import aliases as aliases_db
+from artemis.db import deploys as deploys_db
+from artemis.db import outbox
+from artemis.db.lock import site_lock
+from artemis.errors import (
+    AliasDrift,
+    BadRequest,
+    DependencyError,
+    DeployIncomplete,
+    DeployMissing,
+    MissingIndex,
+    NoAlias,
+    NoPreview,
+)
+from artemis.keys import AliasName, Dirname, Slug
+from artemis.observability import logger
+from artemis.runtime import Runtime
+from artemis.services import audit
+from artemis.services.auth import require_site_member
+from artemis.services.context import Caller, RequestContext, utcnow
+
+INDEX_WRITE_ATTEMPTS = 3
+
+
+def record_alias_move(
+    rt: Runtime, site: Dirname, name: AliasName, deploy_id: str, at: datetime,
+    *, finalized_bytes: int | None = None,
+) -> None:  # fmt: skip
+    """Mirror an alias PUT into the index, with its `site.changed` event, in one transaction.
+
+    The alias object is already live (the bucket is the truth), so a failure is retried and
+    then answered as 502 index_write_failed: the index lags and reconcile repairs it (G-10).
+    """
+    for attempt in range(1, INDEX_WRITE_ATTEMPTS + 1):
+        try:
+            with rt.db.transaction() as conn:
+                if finalized_bytes is not None:
+                    deploys_db.upsert_finalized(conn, site, deploy_id, at, finalized_bytes)
+                previous = aliases_db.upsert(conn, site, name, deploy_id, at)
+                deploys_db.stamp_release(conn, site, previous, deploy_id, at)
+                outbox.enqueue_site_changed(conn, site)
+            return
+        except Exception as err:
+            logger.exception("index write failed", extra={"site": site, "attempt": attempt})
+            if attempt == INDEX_WRITE_ATTEMPTS:
+                raise DependencyError(
+                    "index_write_failed",
+                    "the alias changed; the index lags and will be repaired by reconcile",
+                ) from err
+            time.sleep(0.2 * attempt)
+
+
+def parse_alias_name(raw: str) -> AliasName:
+    name = raw.strip().lower()
+    if name == "production":
+        return "production"
+    if name == "preview":
+        return "preview"
+    raise BadRequest("mode must be preview or production")
+
+
+def read(rt: Runtime, caller: Caller, slug: str, mode_raw: str) -> dict[str, Any]:
+    name = parse_alias_name(mode_raw)  # checked before authorization (spec §8.2)
+    require_site_member(rt, caller, slug)
+    layout = rt.settings.key_layout
+    target = rt.bucket.get_alias(layout.alias_key(layout.dirname(Slug(slug)), name))
+    if target is None:
+        raise NoAlias()
+    return {
+        "site": slug,
+        "mode": name,
+        "deployId": target,
+        "url": layout.public_url(Slug(slug), name),
+    }
+
+
+def _check_guard(rt: Runtime, site: Dirname, slug: str, expected: str, expect_none: bool) -> None:
+    """The expectedCurrent compare-and-swap, under the site lock (§8.6; G-35 expectNoCurrent)."""
+    if not expected and not expect_none:
+        return
+    current = rt.bucket.get_alias(rt.settings.key_layout.alias_key(site, "production")) or ""
+    if (expect_none and current) or (expected and current != expected):
+        raise AliasDrift(site=slug, current=current)
+
+
+def _check_deployable(rt: Runtime, site: Dirname, deploy_id: str) -> None:
+    """Root index.html (§7.6), then the completion marker (G-8)."""
+    layout = rt.settings.key_layout
+    if rt.bucket.head(layout.deploy_prefix(site, deploy_id) + "index.html") is None:
+        raise MissingIndex()
+    if rt.bucket.head(layout.marker_key(site, deploy_id)) is None:
+        raise DeployIncomplete()
+
+
+def promote(
+    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
+) -> dict[str, Any]:
+    require_site_member(rt, caller, slug)
+    body = bodies.parse(bodies.PromoteBody, raw_body, required=False)
+    deploy_id, expected = body.deploy_id.strip(), body.expected_current.strip()
+    expect_none = body.expect_no_current
+    if deploy_id and not rules.is_deploy_id(deploy_id):
+        raise BadRequest("deployId must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
+    if not deploy_id and not expected and not expect_none:
+        logger.warning(
+            "legacy bare promote (no deployId, no expectedCurrent)", extra={"site": slug}
+        )
+    layout = rt.settings.key_layout
+    site = layout.dirname(Slug(slug))
+    with site_lock(rt.db.conninfo, site):
+        _check_guard(rt, site, slug, expected, expect_none)
+        target = deploy_id
+        if not target:  # G-32: the legacy bare promote takes the preview alias
+            target = rt.bucket.get_alias(layout.alias_key(site, "preview")) or ""
+            if not rules.is_deploy_id(target):  # G-8: a malformed preview body never goes live
+                raise NoPreview()
+        _check_deployable(rt, site, target)
+        rt.bucket.put_alias(layout.alias_key(site, "production"), target)
+        record_alias_move(rt, site, "production", target, utcnow())
+    audit.record(rt, ctx, "site.promote", site=slug, deploy_id=target)
+    return {"url": layout.public_url(Slug(slug), "production"), "deployId": target}
+
+
+def rollback(
+    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
+) -> dict[str, Any]:
+    require_site_member(rt, caller, slug)
+    body = bodies.parse(bodies.RollbackBody, raw_body)
+    to, expected = body.to.strip(), body.expected_current.strip()
+    expect_none = body.expect_no_current
+    if not to or not rules.is_deploy_id(to):
+        raise BadRequest("to must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
+    layout = rt.settings.key_layout
+    site = layout.dirname(Slug(slug))
+    with site_lock(rt.db.conninfo, site):
+        if not rt.bucket.has_prefix(layout.deploy_prefix(site, to)):
+            raise DeployMissing()
+        _check_deployable(rt, site, to)
+        _check_guard(rt, site, slug, expected, expect_none)
+        rt.bucket.put_alias(layout.alias_key(site, "production"), to)
+        record_alias_move(rt, site, "production", to, utcnow())
+    audit.record(rt, ctx, "site.rollback", site=slug, deploy_id=to, detail={"to": to})
+    return {"url": layout.public_url(Slug(slug), "production"), "deployId": to}

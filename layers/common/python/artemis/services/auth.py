@@ -1,0 +1,79 @@
+"""Identity and the authorization gates (spec/api.md §3.8-3.11).
+
+Bearer routes: the GitHub token is validated first, then the route's gate. Session routes:
+the deploy-session JWT is verified, the token's site must still have teams, and (G-2) the
+team that granted the session must still be one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from artemis import rules, session
+from artemis.errors import (
+    JwtWrongDeploy,
+    Misconfigured,
+    MissingBearer,
+    SiteUnauthorized,
+    UserUnauthorized,
+)
+from artemis.observability import logger
+from artemis.runtime import Runtime
+from artemis.services.context import Caller
+
+if TYPE_CHECKING:
+    from artemis.github import GitHubClient
+
+
+def authenticate(github: GitHubClient, authorization: str | None) -> Caller:
+    token = rules.bearer_token(authorization)
+    if token is None:
+        raise MissingBearer()
+    return Caller(login=github.identity(token), token=token)
+
+
+def require_team(github: GitHubClient, caller: Caller, team: str) -> None:
+    if not team.strip():
+        raise Misconfigured()
+    if not github.is_member(caller.login, team, caller.token):
+        raise UserUnauthorized()
+
+
+def require_site_member(rt: Runtime, caller: Caller, slug: str) -> str:
+    """The registry team that grants `caller` this site (first match in registry order)."""
+    teams = rt.snapshot.teams(slug)
+    if not teams:
+        raise SiteUnauthorized()
+    granted = rt.github.first_team_member_of(caller.login, teams, caller.token)
+    if granted is None:
+        raise UserUnauthorized()
+    return granted
+
+
+def sees_actors(rt: Runtime, caller: Caller) -> bool:
+    """Actor names are shown to audit-team members only; any failure hides them (fail closed)."""
+    try:
+        return rt.repo_github.is_member(
+            caller.login, rt.settings.audit_read_authz_team, caller.token
+        )
+    except Exception:
+        logger.warning("actor visibility probe failed; hiding actors")
+        return False
+
+
+def authenticate_session(
+    rt: Runtime, authorization: str | None, deploy_id: str, *, now: float
+) -> session.SessionClaims:
+    token = rules.bearer_token(authorization)
+    if token is None:
+        raise MissingBearer()
+    claims = session.verify(token, rt.settings.jwt_signing_key.encode(), now=now)
+    teams: Sequence[str] = rt.snapshot.teams(claims.site)
+    if not teams:
+        raise SiteUnauthorized()
+    if claims.team not in teams:  # G-2: the granting team was removed from the site
+        raise UserUnauthorized("the team that granted this session no longer owns the site")
+    if deploy_id != claims.deploy_id:
+        raise JwtWrongDeploy()
+    return claims

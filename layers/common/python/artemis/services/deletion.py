@@ -1,0 +1,309 @@
+"""Deletion and recovery: deploy delete, restore, trash listing, bare site delete, site purge
+(spec/api.md §9 with G-11, G-12, G-14, G-15/DECISIONS 2, G-16, G-17, DECISIONS Q11).
+
+A tombstone row is written before any byte moves, and marked `moved` only once the move
+completed, so a failed or partial move is always visible to the jobs that re-drive it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from artemis import rules
+from artemis.db import aliases as aliases_db
+from artemis.db import deploys as deploys_db
+from artemis.db import sites as sites_db
+from artemis.db import tombstones as tombstones_db
+from artemis.db.lock import site_lock
+from artemis.errors import (
+    AlreadyPurged,
+    ArtemisError,
+    BadRequest,
+    DependencyError,
+    DeployAliased,
+    DeployNotFound,
+    InvalidSlug,
+    NotFound,
+    SiteGone,
+    StorageError,
+)
+from artemis.keys import ALIAS_NAMES, MARKER_NAME, Dirname, Slug
+from artemis.observability import logger
+from artemis.runtime import Runtime
+from artemis.services import audit
+from artemis.services.auth import require_site_member, require_team
+from artemis.services.context import Caller, RequestContext, rfc3339_seconds, utcnow
+from artemis.storage.objects import MoveIncomplete, ObjectInfo
+
+
+def _deploy_target(rt: Runtime, caller: Caller, slug: str, deploy_id: str) -> Dirname:
+    require_site_member(rt, caller, slug)
+    if not rules.is_deploy_id(deploy_id):
+        raise BadRequest("deployId must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
+    return rt.settings.key_layout.dirname(Slug(slug))
+
+
+def _mark_moved(rt: Runtime, site: Dirname, deploy_id: str) -> None:
+    try:
+        with rt.db.transaction() as conn:
+            tombstones_db.mark_moved(conn, site, deploy_id)
+    except Exception:  # the move is done; a pending mark only means a later no-op re-drive
+        logger.exception("tombstone mark_moved failed", extra={"site": site, "id": deploy_id})
+
+
+def delete_deploy(
+    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
+) -> dict[str, Any]:
+    site = _deploy_target(rt, caller, slug, deploy_id)
+    layout = rt.settings.key_layout
+    with site_lock(rt.db.conninfo, site):
+        for name in ALIAS_NAMES:
+            if rt.bucket.get_alias(layout.alias_key(site, name)) == deploy_id:
+                raise DeployAliased(site=slug, deployId=deploy_id, alias=name)
+        prefix = layout.deploy_prefix(site, deploy_id)
+        try:
+            size = rt.bucket.prefix_bytes(prefix)
+            present = size > 0 or rt.bucket.has_prefix(prefix)
+        except StorageError:
+            size, present = 0, True  # measuring is not a gate; the move below decides
+        try:
+            with rt.db.transaction() as conn:
+                if not present and tombstones_db.get(conn, site, deploy_id) is None:
+                    raise DeployNotFound()  # G-11: no phantom tombstones
+                tombstones_db.tombstone_deploy(conn, site, deploy_id, size)
+        except ArtemisError:
+            raise
+        except Exception as err:
+            raise DependencyError("tombstone_record_failed") from err
+        moved = rt.bucket.move_prefix(prefix, layout.deploy_trash_prefix(site, deploy_id))
+        _mark_moved(rt, site, deploy_id)
+    audit.record(
+        rt, ctx, "site.deploy.delete", site=slug, deploy_id=deploy_id, detail={"moved": moved}
+    )
+    return {"site": slug, "deployId": deploy_id, "status": "tombstoned", "moved": moved}
+
+
+def restore(
+    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
+) -> dict[str, Any]:
+    site = _deploy_target(rt, caller, slug, deploy_id)
+    layout = rt.settings.key_layout
+    live = layout.deploy_prefix(site, deploy_id)
+    trash = layout.deploy_trash_prefix(site, deploy_id)
+    with site_lock(rt.db.conninfo, site):
+        try:
+            with rt.db.transaction() as conn:
+                registered = sites_db.get(conn, Slug(slug))
+                tombstone = tombstones_db.get(conn, site, deploy_id)
+        except Exception as err:
+            raise DependencyError("registry_read_failed") from err
+        if registered is None:
+            raise SiteGone()
+        if tombstone is None:  # G-12: nothing to restore; answer from the live bytes
+            if not _has(rt, live):
+                raise AlreadyPurged()
+            listing = _listing(rt, live)
+            size = 0 if listing is None else sum(obj.size for obj in listing)
+            audit.record(rt, ctx, "site.deploy.restore", site=slug, deploy_id=deploy_id,
+                         outcome="idempotent", detail={"moved": 0})  # fmt: skip
+            return {"site": slug, "deployId": deploy_id, "status": "restored", "moved": 0,
+                    "bytes": size}  # fmt: skip
+        if not _has(rt, trash) and not _has(rt, live):
+            raise AlreadyPurged()
+        moved = rt.bucket.move_prefix(trash, live)
+        size, has_marker = _measure(rt, live)
+        try:
+            with rt.db.transaction() as conn:
+                tombstones_db.clear(conn, site, deploy_id)
+                deploys_db.upsert_finalized(
+                    conn, site, deploy_id, utcnow(), size, has_marker=has_marker
+                )
+        except Exception as err:
+            raise DependencyError("restore_failed") from err
+    audit.record(rt, ctx, "site.deploy.restore", site=slug, deploy_id=deploy_id,
+                 detail={"moved": moved, "bytes": size})  # fmt: skip
+    return {
+        "site": slug,
+        "deployId": deploy_id,
+        "status": "restored",
+        "moved": moved,
+        "bytes": size,
+    }
+
+
+def _listing(rt: Runtime, live: str) -> list[ObjectInfo] | None:
+    """The live deploy's objects, or None when listing fails: measuring is not a gate
+    (§9.3 step 7), a failure records 0 bytes."""
+    try:
+        return rt.bucket.list_keys(live)
+    except StorageError:
+        logger.warning("restore: measuring the live deploy failed; recording 0 bytes",
+                       extra={"prefix": live})  # fmt: skip
+        return None
+
+
+def _measure(rt: Runtime, live: str) -> tuple[int, bool]:
+    """The restored deploy's size and whether its completion marker is present (G-12).
+
+    Without a listing the marker is probed directly; a failing probe fails the restore
+    (the tombstone stays, so a repeat finishes it) rather than guessing.
+    """
+    listing = _listing(rt, live)
+    if listing is None:
+        return 0, rt.bucket.head(live + MARKER_NAME) is not None
+    return sum(obj.size for obj in listing), any(obj.key == live + MARKER_NAME for obj in listing)
+
+
+def _has(rt: Runtime, prefix: str) -> bool:
+    try:
+        return rt.bucket.has_prefix(prefix)
+    except StorageError as err:
+        raise StorageError("r2_has_prefix_failed") from err
+
+
+def trash(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:
+    require_site_member(rt, caller, slug)
+    site = rt.settings.key_layout.dirname(Slug(slug))
+    try:
+        with rt.db.transaction() as conn:
+            rows = tombstones_db.for_site(conn, site)
+    except Exception as err:
+        raise DependencyError("pg_read_failed") from err
+    recovery = timedelta(days=rt.settings.cleanup_recovery_days)
+    return [
+        {
+            "deployId": row.id,
+            "trashedAt": rfc3339_seconds(row.trashed_at),
+            "expiresAt": rfc3339_seconds(row.trashed_at + recovery),
+            "bytes": row.bytes,
+        }
+        for row in rows
+    ]
+
+
+def remove_site(
+    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, purge: str | None
+) -> dict[str, Any] | None:
+    """`DELETE /api/site/{slug}`: the bare delete (None → 204) or, with purge=true, the purge."""
+    require_team(rt.github, caller, rt.settings.registry_authz_team)
+    if parse_purge(purge):
+        return purge_site(rt, ctx, caller, slug)
+    delete_site(rt, ctx, caller, slug)
+    return None
+
+
+def parse_purge(raw: str | None) -> bool:
+    """G-17: absent, `true` or `false` (any case); anything else is a 400."""
+    if raw is None:
+        return False
+    value = raw.lower()
+    if value not in ("true", "false"):
+        raise BadRequest("purge must be true or false")
+    return value == "true"
+
+
+def _registry_slug(rt: Runtime, caller: Caller, slug: str) -> Slug:
+    require_team(rt.github, caller, rt.settings.registry_authz_team)
+    if not rules.is_slug(slug, frozenset()):  # an existing reserved name may still be removed
+        raise InvalidSlug()
+    return Slug(slug)
+
+
+def _unpublish(rt: Runtime, site: Dirname) -> int:
+    """Move both alias objects to trash, so the site stops serving within one cache TTL.
+
+    Returns how many moved; a failure raises MoveIncomplete carrying the count so far.
+    """
+    layout = rt.settings.key_layout
+    moved = 0
+    for name in ALIAS_NAMES:
+        src, dst = layout.alias_key(site, name), layout.alias_trash_key(site, name)
+        try:
+            if rt.bucket.move_object(src, dst):  # False: no such alias, nothing to move
+                moved += 1
+        except StorageError as err:
+            raise MoveIncomplete(moved) from err
+    return moved
+
+
+def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> None:
+    """DECISIONS 2: take the lock, unpublish, drop the registry row; deploy bytes stay."""
+    site_slug = _registry_slug(rt, caller, slug)
+    site = rt.settings.key_layout.dirname(site_slug)
+    with site_lock(rt.db.conninfo, site):  # G-16
+        try:
+            with rt.db.transaction() as conn:
+                exists = sites_db.get(conn, site_slug) is not None
+        except Exception as err:
+            raise DependencyError("registry_read_failed") from err
+        if not exists:
+            raise NotFound(f"site {slug!r} is not registered")
+        _unpublish(rt, site)  # a failure aborts the delete (G-15)
+        try:
+            with rt.db.transaction() as conn:
+                aliases_db.delete_for_site(conn, site)
+                sites_db.delete(conn, site_slug)
+        except Exception as err:
+            raise DependencyError("registry_write_failed") from err
+    rt.snapshot.invalidate()
+    audit.record(rt, ctx, "site.delete", site=slug)
+
+
+class _PurgeFailed(Exception):
+    """A purge stage failed after `moved` objects moved; `error` is what the client gets."""
+
+    def __init__(self, stage: str, error: ArtemisError, moved: int) -> None:
+        super().__init__(stage)
+        self.stage, self.error, self.moved = stage, error, moved
+
+
+def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> dict[str, Any]:
+    """Tombstone, unpublish, move the whole tree to trash, verify, deregister (spec §9.6).
+    Every failing stage writes one `site.purge` failure row; a repeat resumes the move."""
+    site_slug = _registry_slug(rt, caller, slug)
+    site = rt.settings.key_layout.dirname(site_slug)
+    try:
+        with site_lock(rt.db.conninfo, site):
+            moved = _purge_locked(rt, site_slug, site)
+    except _PurgeFailed as failed:
+        audit.record(rt, ctx, "site.purge", site=slug, outcome="failure",
+                     detail={"stage": failed.stage, "moved": failed.moved})  # fmt: skip
+        raise failed.error from failed
+    rt.snapshot.invalidate()
+    audit.record(rt, ctx, "site.purge", site=slug, detail={"moved": moved})
+    return {"slug": slug, "status": "purged", "moved": moved}
+
+
+def _purge_locked(rt: Runtime, slug: Slug, site: Dirname) -> int:
+    layout = rt.settings.key_layout
+    tree = f"{site}/"
+    moved = 0
+    try:
+        with rt.db.transaction() as conn:
+            tombstones_db.record_site_purge(conn, site)
+    except Exception as err:
+        raise _PurgeFailed("tombstone", DependencyError("tombstone_record_failed"), moved) from err
+    # `moved` counts every object this attempt moved, the alias objects included (§9.6).
+    try:
+        moved = _unpublish(rt, site)
+    except MoveIncomplete as err:
+        raise _PurgeFailed("unpublish", StorageError("r2_move_failed"), err.moved) from err
+    try:
+        moved += rt.bucket.move_prefix(tree, layout.site_trash_prefix(site))
+    except MoveIncomplete as err:
+        raise _PurgeFailed("move", StorageError("r2_move_failed"), moved + err.moved) from err
+    try:
+        remaining = rt.bucket.has_prefix(tree)
+    except StorageError as err:
+        raise _PurgeFailed("verify", StorageError("r2_verify_failed"), moved) from err
+    if remaining:
+        incomplete = StorageError("r2_move_incomplete", "objects remain; repeat the purge")
+        raise _PurgeFailed("incomplete", incomplete, moved)
+    _mark_moved(rt, site, tombstones_db.SITE_PURGE_ID)
+    try:
+        with rt.db.transaction() as conn:
+            sites_db.delete(conn, slug)  # an already-absent row counts as success
+    except Exception as err:
+        raise _PurgeFailed("registry", DependencyError("registry_write_failed"), moved) from err
+    return moved

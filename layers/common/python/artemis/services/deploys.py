@@ -1,0 +1,209 @@
+"""The deploy lifecycle: init, upload (through the API or presigned POSTs), finalize, and the
+deploy list (spec/api.md §7 with G-6, G-7, G-10, G-13, G-30, G-38)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from artemis import bodies, rules, session
+from artemis.db import audit as audit_db
+from artemis.db import deploys as deploys_db
+from artemis.db import sites as sites_db
+from artemis.db.lock import site_lock
+from artemis.errors import (
+    BadRequest,
+    DependencyError,
+    DeployFinalized,
+    ManifestRequired,
+    MissingIndex,
+    SiteGone,
+    TooLarge,
+    VerifyFailed,
+)
+from artemis.keys import MARKER_NAME, Dirname, Slug
+from artemis.observability import logger
+from artemis.runtime import Runtime
+from artemis.services import audit
+from artemis.services.aliases import record_alias_move
+from artemis.services.auth import require_site_member
+from artemis.services.context import Caller, RequestContext, rfc3339_seconds, utcnow
+
+MAX_ID_ATTEMPTS = 30  # G-13: advance the id by a second per collision, this many times at most
+MAX_PRESIGN_FILES = 1000
+PRESIGN_MAX_EXPIRY_SECONDS = 3600
+
+
+def _site(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
+    return Slug(slug), rt.settings.key_layout.dirname(Slug(slug))
+
+
+def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+    body = bodies.parse(bodies.InitBody, raw_body, limit=bodies.MANIFEST_LIMIT)
+    site, sha = body.site, body.sha
+    if not site or not sha or not rules.is_sha(sha):
+        raise BadRequest("site and sha are required; sha must match ^[A-Za-z0-9-]{1,64}$")
+    team = require_site_member(rt, caller, site)
+    slug, dirname = _site(rt, site)
+    now = utcnow()
+    deploy_id = _unique_deploy_id(rt, dirname, now, sha)
+    token, claims = session.issue(
+        login=caller.login, site=slug, deploy_id=deploy_id, team=team,
+        key=rt.settings.jwt_signing_key.encode(), ttl_seconds=rt.settings.jwt_ttl_seconds,
+        now=now.timestamp(),
+    )  # fmt: skip
+    audit.record(rt, ctx, "deploy.init", site=slug, deploy_id=deploy_id, detail={"sha": sha})
+    expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
+    return {"deployId": deploy_id, "jwt": token, "expiresAt": rfc3339_seconds(expires)}
+
+
+def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> str:
+    """G-13: the pending row claims the id; on a collision try the next second."""
+    candidate = rules.mint_deploy_id(now, sha)
+    for attempt in range(MAX_ID_ATTEMPTS):
+        candidate = rules.mint_deploy_id(now + timedelta(seconds=attempt), sha)
+        try:
+            with rt.db.transaction() as conn:
+                conn.execute("SET LOCAL statement_timeout = 5000")
+                if deploys_db.begin(conn, site, candidate, now):
+                    return candidate
+        except Exception:  # the pending row is best effort (spec §7.3 step 7)
+            logger.exception("deploy.init pending row failed", extra={"site": site})
+            return candidate
+    logger.warning("deploy id collisions exhausted", extra={"site": site, "id": candidate})
+    return candidate
+
+
+def _refuse_finalized(rt: Runtime, site: Dirname, deploy_id: str) -> None:
+    """G-7: a finalized deploy is immutable; repeating finalize stays allowed."""
+    try:
+        with rt.db.transaction() as conn:
+            row = deploys_db.get(conn, site, deploy_id)
+    except Exception as err:
+        raise DependencyError("pg_read_failed") from err
+    if row is not None and row.state == "active":
+        raise DeployFinalized()
+
+
+def _check_path(path: str | None) -> str:
+    if not path:
+        raise BadRequest("the path query parameter is required")
+    problem = rules.upload_path_error(path)
+    if problem:
+        raise BadRequest(f"invalid path: {problem}")
+    return path
+
+
+def upload(
+    rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str | None,
+    content_type: str | None, body: bytes,
+) -> dict[str, Any]:  # fmt: skip
+    path = _check_path(path)
+    if len(body) > rt.settings.upload_max_bytes:
+        raise TooLarge(f"file over UPLOAD_MAX_BYTES ({rt.settings.upload_max_bytes})")
+    _, site = _site(rt, claims.site)
+    _refuse_finalized(rt, site, deploy_id)
+    key = rt.settings.key_layout.deploy_prefix(site, deploy_id) + path
+    rt.bucket.put(key, body, rules.content_type_for(path, content_type))
+    return {"received": path, "key": key}
+
+
+def presign_uploads(
+    rt: Runtime, claims: session.SessionClaims, deploy_id: str, raw_body: bytes, *, now: float
+) -> dict[str, Any]:
+    """One presigned POST per file: exact key, 0..UPLOAD_MAX_BYTES, expiring with the session
+    (at most an hour). For files above what API Gateway and Lambda accept in one request."""
+    files = bodies.parse(bodies.UploadsBody, raw_body, limit=bodies.MANIFEST_LIMIT).files
+    if not files or len(files) > MAX_PRESIGN_FILES:
+        raise BadRequest(f"files must list 1 to {MAX_PRESIGN_FILES} entries")
+    limit = rt.settings.upload_max_bytes
+    for spec in files:
+        _check_path(spec.path)
+        if spec.size < 0:
+            raise BadRequest("size must be >= 0")
+        if spec.size > limit:
+            raise TooLarge(f"{spec.path}: over UPLOAD_MAX_BYTES ({limit})")
+    _, site = _site(rt, claims.site)
+    _refuse_finalized(rt, site, deploy_id)
+    expires_in = int(max(1, min(claims.exp - now, PRESIGN_MAX_EXPIRY_SECONDS)))
+    prefix = rt.settings.key_layout.deploy_prefix(site, deploy_id)
+    uploads = []
+    for spec in files:
+        ctype = rules.content_type_for(spec.path, spec.content_type)
+        post = rt.bucket.presigned_post(
+            prefix + spec.path, max_bytes=limit, expires_in=expires_in, content_type=ctype
+        )
+        uploads.append(
+            {"path": spec.path, "key": prefix + spec.path, "url": post.url, "fields": post.fields}
+        )
+    expires_at = datetime.fromtimestamp(now + expires_in, tz=UTC)
+    return {"uploads": uploads, "expiresAt": rfc3339_seconds(expires_at), "maxBytes": limit}
+
+
+def finalize(
+    rt: Runtime, ctx: RequestContext, claims: session.SessionClaims, deploy_id: str, raw_body: bytes
+) -> dict[str, Any]:
+    body = bodies.parse(bodies.FinalizeBody, raw_body, limit=bodies.MANIFEST_LIMIT)
+    files = body.files
+    mode = rules.parse_mode(body.mode)
+    if mode is None:
+        raise BadRequest("mode must be preview or production")
+    if not files:
+        raise ManifestRequired()
+    if "index.html" not in files:
+        hint = {"hint": rules.FRAMEWORK_HINT} if rules.looks_like_framework_build(files) else {}
+        raise MissingIndex(detail=hint)
+    layout = rt.settings.key_layout
+    slug, site = _site(rt, claims.site)
+    prefix = layout.deploy_prefix(site, deploy_id)
+    # One paginated listing verifies the manifest and measures the deploy (no HEAD per file).
+    listing = rt.bucket.list_keys(prefix)
+    present = {obj.key[len(prefix) :] for obj in listing}
+    missing = [name for name in dict.fromkeys(files) if name not in present]
+    if missing:
+        raise VerifyFailed(detail={"missing": missing})
+    size = sum(obj.size for obj in listing if obj.key[len(prefix) :] != MARKER_NAME)
+    now = utcnow()
+    with site_lock(rt.db.conninfo, site):
+        try:
+            with rt.db.transaction() as conn:
+                registered = sites_db.get(conn, slug)
+        except Exception as err:
+            raise DependencyError("registry_read_failed") from err
+        if registered is None:
+            raise SiteGone()
+        # G-30: the marker lands inside the lock, after the re-check, right before the alias.
+        marker = json.dumps(
+            {"site": slug, "deployId": deploy_id, "mode": mode, "finalizedAt": rfc3339_seconds(now)}
+        ).encode()
+        rt.bucket.put(layout.marker_key(site, deploy_id), marker, "application/json")
+        size += len(marker)
+        rt.bucket.put_alias(layout.alias_key(site, mode), deploy_id)
+        record_alias_move(rt, site, mode, deploy_id, now, finalized_bytes=size)
+    audit.record(
+        rt, ctx, "deploy.finalize", site=slug, deploy_id=deploy_id, actor=claims.sub,
+        detail={"mode": mode, "bytes": size, "files": len(set(files))},
+    )  # fmt: skip
+    return {"url": layout.public_url(slug, mode), "deployId": deploy_id, "mode": mode}
+
+
+def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:
+    """Deploy ids from the bucket (G-38: a delimited listing), oldest first, with the latest
+    finalizer as `actor` (shown to the site's members, DECISIONS G-25)."""
+    require_site_member(rt, caller, slug)
+    layout = rt.settings.key_layout
+    _, site = _site(rt, slug)
+    site_prefix = layout.site_prefix(site)
+    ids = [
+        deploy_id
+        for child in rt.bucket.list_children(site_prefix)
+        if (deploy_id := layout.deploy_id_of(site, f"{site_prefix}{child}/"))
+    ]
+    actors: dict[str, str] = {}
+    try:
+        with rt.db.transaction() as conn:
+            actors = audit_db.deploy_actors(conn, slug, ids)
+    except Exception:
+        logger.exception("deploy actor lookup failed; listing without actors")
+    return [{"deployId": i, **({"actor": actors[i]} if i in actors else {})} for i in ids]

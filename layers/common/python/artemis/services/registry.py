@@ -1,0 +1,185 @@
+"""The site registry: the read snapshot every authorization decision uses, and the registry
+routes (spec/api.md §10, DECISIONS API 1-3).
+
+The snapshot (slug → teams) is rebuilt from Postgres when it is older than 60 s, and at once
+in the environment that changed the registry; so every Lambda environment sees a change
+within 60 s. A failed rebuild keeps the previous snapshot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from artemis import bodies, rules
+from artemis.db import sites as sites_db
+from artemis.db.connection import Database
+from artemis.db.lock import site_lock
+from artemis.errors import (
+    AlreadyExists,
+    DependencyError,
+    InvalidSlug,
+    InvalidTeam,
+    NotFound,
+)
+from artemis.keys import Slug
+from artemis.observability import logger
+from artemis.runtime import Runtime
+from artemis.services import audit
+from artemis.services.auth import require_team, sees_actors
+from artemis.services.context import Caller, RequestContext, rfc3339
+
+SNAPSHOT_MAX_AGE_SECONDS = 60.0
+
+
+class RegistrySnapshot:
+    def __init__(
+        self, db: Database, *, max_age: float = SNAPSHOT_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self._db = db
+        self._max_age = max_age
+        self._clock = clock
+        self._teams: dict[str, list[str]] | None = None
+        self._built_at = 0.0
+        self._lock = threading.Lock()
+
+    def teams(self, slug: str) -> list[str]:
+        return list(self._current().get(slug, []))
+
+    def all(self) -> dict[str, list[str]]:
+        return dict(self._current())
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._built_at = -self._max_age
+
+    def age_seconds(self) -> float:
+        return self._clock() - self._built_at
+
+    def _current(self) -> dict[str, list[str]]:
+        with self._lock:
+            if self._teams is None or self._clock() - self._built_at >= self._max_age:
+                try:
+                    with self._db.transaction() as conn:
+                        rows = sites_db.list_all(conn)
+                    self._teams = {row.slug: list(row.teams) for row in rows}
+                    self._built_at = self._clock()
+                except Exception as err:
+                    if self._teams is None:
+                        raise DependencyError("registry_read_failed") from err
+                    logger.exception("registry snapshot rebuild failed; keeping the previous one")
+            return self._teams
+
+
+def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> dict[str, Any]:
+    return {
+        "slug": row.slug,
+        "teams": list(row.teams),
+        "createdAt": rfc3339(row.created_at),
+        "updatedAt": rfc3339(row.updated_at),
+        "createdBy": row.created_by if show_actor else "",
+    }
+
+
+def _check_slug(rt: Runtime, slug: str) -> Slug:
+    if not rules.is_slug(slug, rt.settings.reserved_slugs):
+        raise InvalidSlug()
+    return Slug(slug)
+
+
+def _check_teams(teams: list[str]) -> list[str]:
+    for team in teams:
+        if not rules.is_team(team):
+            raise InvalidTeam(f"invalid team {team!r}")
+    return teams
+
+
+def list_sites(rt: Runtime, caller: Caller) -> list[dict[str, Any]]:
+    """Registry-team members see every site; others only sites of teams they belong to (G-3)."""
+    try:
+        with rt.db.transaction() as conn:
+            rows = sites_db.list_all(conn)
+    except Exception as err:
+        raise DependencyError("registry_read_failed") from err
+    if _is_member(rt, caller, rt.settings.registry_authz_team):
+        mine = _my_teams(rt, caller)
+    else:
+        mine = set(rt.github.teams(caller.token))
+        rows = [row for row in rows if mine.intersection(row.teams)]
+    auditor = sees_actors(rt, caller)
+    return [
+        site_json(row, show_actor=auditor or bool(mine.intersection(row.teams))) for row in rows
+    ]
+
+
+def _is_member(rt: Runtime, caller: Caller, team: str) -> bool:
+    return rt.github.is_member(caller.login, team, caller.token)
+
+
+def _my_teams(rt: Runtime, caller: Caller) -> set[str]:
+    """The caller's teams for actor visibility only: a failed listing shows no actors."""
+    try:
+        return set(rt.github.teams(caller.token))
+    except Exception:
+        logger.warning("team listing failed; hiding actors")
+        return set()
+
+
+def _shows_actor(rt: Runtime, caller: Caller, row: sites_db.SiteRow) -> bool:
+    """DECISIONS G-25: actors are visible to the site's team members and the audit team."""
+    return sees_actors(rt, caller) or bool(_my_teams(rt, caller).intersection(row.teams))
+
+
+def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+    require_team(rt.github, caller, rt.settings.registry_authz_team)
+    body = bodies.parse(bodies.RegisterBody, raw_body)
+    slug = body.slug
+    site = _check_slug(rt, slug)
+    chosen = _check_teams(list(body.teams) if body.teams else [rt.settings.registry_authz_team])
+    try:
+        with rt.db.transaction() as conn:
+            row = sites_db.insert(conn, site, chosen, caller.login)
+    except sites_db.SiteExists:
+        raise AlreadyExists(f"site {slug!r} is already registered") from None
+    except Exception as err:
+        raise DependencyError("registry_write_failed") from err
+    rt.snapshot.invalidate()
+    audit.record(
+        rt, ctx, "site.register", site=site, detail={"teams": chosen, "createdBy": caller.login}
+    )
+    return site_json(row, show_actor=True)
+
+
+def update(
+    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
+) -> dict[str, Any]:
+    require_team(rt.github, caller, rt.settings.registry_authz_team)
+    site = _check_slug(rt, slug)
+    teams = bodies.parse(bodies.TeamsBody, raw_body).teams
+    if not teams:
+        raise InvalidTeam("teams must list at least one team")
+    chosen = _check_teams(list(teams))
+    with site_lock(rt.db.conninfo, rt.settings.key_layout.dirname(site)):
+        # §10.7 step 6: a failed read only makes the audit "before" unknown. It runs in its
+        # own transaction: a failed statement would abort a shared one, and the update with it.
+        before: Any = "unknown"
+        try:
+            with rt.db.transaction() as conn:
+                current = sites_db.get(conn, site)
+            if current is not None:
+                before = list(current.teams)
+        except Exception:
+            logger.exception("site.update: reading the current teams failed; before is unknown")
+        try:
+            with rt.db.transaction() as conn:
+                row = sites_db.update_teams(conn, site, chosen)
+        except Exception as err:
+            raise DependencyError("registry_write_failed") from err
+    if row is None:
+        raise NotFound(f"site {slug!r} is not registered")
+    rt.snapshot.invalidate()
+    audit.record(rt, ctx, "site.update", site=site, detail={"before": before, "after": chosen})
+    return site_json(row, show_actor=_shows_actor(rt, caller, row))

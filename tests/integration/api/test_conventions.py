@@ -1,0 +1,136 @@
+"""HTTP conventions over the wire (spec/api.md §2, §3.2, §3.7): the envelope, request ids,
+unknown routes and methods, bearer parsing, and GitHub outcomes mapped to statuses."""
+
+import re
+
+import pytest
+
+from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api
+
+
+def test_g5_wellformed_request_id_is_echoed(api: Api) -> None:
+    reply = api.call("GET", "/healthz", headers={"X-Request-ID": "ci-run:42.a_b-c"})
+    assert reply.headers["x-request-id"] == "ci-run:42.a_b-c"
+
+
+@pytest.mark.parametrize("inbound", ["has space", "x" * 129, "semi;colon", "é"])
+def test_g5_malformed_request_id_is_replaced(api: Api, inbound: str) -> None:
+    reply = api.call("GET", "/healthz", headers={"X-Request-ID": inbound})
+    assert re.fullmatch(r"[0-9a-f]{24}", reply.headers["x-request-id"])
+
+
+def test_every_response_has_a_request_id_errors_included(api: Api) -> None:
+    reply = api.call("GET", "/api/whoami")
+    assert reply.status == 401
+    assert re.fullmatch(r"[0-9a-f]{24}", reply.headers["x-request-id"])
+
+
+def test_unknown_route_is_404_envelope(api: Api) -> None:
+    reply = api.call("GET", "/api/nope", token=DEV)
+    assert (reply.status, reply.code) == (404, "not_found")
+    assert (
+        api.call("GET", "/api/sites/", token=DEV).status == 404
+    )  # a trailing slash is another path
+
+
+def test_wrong_method_is_405_with_allow(api: Api) -> None:
+    reply = api.call("GET", "/api/deploy/init", token=DEV)
+    assert (reply.status, reply.code) == (405, "method_not_allowed")
+    assert reply.headers["allow"] == "POST"
+    reply = api.call("PUT", "/api/site/www", token=STAFF)
+    assert reply.status == 405
+    assert reply.headers["allow"] == "DELETE, PATCH"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer ", "bearer local-dev-token", "Token local-dev-token",
+     "Bearer  local-dev-token", "Bearer\tlocal-dev-token", "Bearer local dev"],
+)  # fmt: skip
+def test_malformed_authorization_is_missing_bearer(api: Api, header: str | None) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    reply = api.call("GET", "/api/whoami", headers=headers)
+    assert (reply.status, reply.code) == (401, "missing_bearer")
+    assert reply.body["error"]["message"]
+
+
+def test_unknown_token_is_unauthenticated(api: Api) -> None:
+    reply = api.call("GET", "/api/whoami", token="not-a-real-token")
+    assert (reply.status, reply.code) == (401, "unauthenticated")
+
+
+def test_a_session_jwt_on_a_bearer_route_is_unauthenticated(api: Api) -> None:
+    api.register("www", ["web"])
+    session = api.init("www")
+    assert api.call("GET", "/api/whoami", token=session["jwt"]).code == "unauthenticated"
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "code", "http_status"),
+    [
+        (429, {}, "rate_limited", 429),
+        (403, {"X-RateLimit-Remaining": "0"}, "rate_limited", 429),
+        (403, {"Retry-After": "30"}, "rate_limited", 429),
+        (502, {}, "upstream_unavailable", 503),
+        (418, {}, "upstream_unavailable", 503),  # G-4: unexpected is not "bad token"
+        (403, {}, "unauthenticated", 401),
+        (404, {}, "unauthenticated", 401),
+    ],
+)
+def test_g4_identity_outcomes_map_to_statuses(
+    api: Api, status: int, headers: dict[str, str], code: str, http_status: int
+) -> None:
+    api.github.fail("/user", status, headers=headers)
+    reply = api.call("GET", "/api/whoami", token=OUTSIDER)
+    assert (reply.status, reply.code) == (http_status, code)
+
+
+def test_g4_membership_probe_outcomes(api: Api) -> None:
+    api.register("www", ["web"])
+    api.github.fail("/orgs/freeCodeCamp/teams/web/memberships/", 403)
+    assert api.call("GET", "/api/site/www/deploys", token=DEV).code == "insufficient_scope"
+    api.github.clear_faults()
+    api.github.fail("/orgs/freeCodeCamp/teams/web/memberships/", 500)
+    assert api.call("GET", "/api/site/www/deploys", token=DEV).code == "upstream_unavailable"
+    api.github.clear_faults()
+    api.github.fail("/orgs/freeCodeCamp/teams/web/memberships/", 429)
+    assert api.call("GET", "/api/site/www/deploys", token=DEV).code == "rate_limited"
+
+
+def test_malformed_json_is_bad_request(api: Api) -> None:
+    reply = api.call("POST", "/api/deploy/init", token=DEV, body=b"{not json")
+    assert (reply.status, reply.code) == (400, "bad_request")
+    reply = api.call("POST", "/api/deploy/init", token=DEV, body=b"[1,2]")
+    assert reply.code == "bad_request"
+    reply = api.call("POST", "/api/deploy/init", token=DEV, json_body={"site": 5, "sha": "abc"})
+    assert reply.code == "bad_request"
+    reply = api.call("POST", "/api/deploy/init", token=DEV, body=b"")
+    assert reply.code == "bad_request"
+
+
+def test_trailing_bytes_after_the_json_value_are_ignored(api: Api) -> None:
+    api.register("www", ["web"])
+    reply = api.call(
+        "POST", "/api/deploy/init", token=DEV, body=b'{"site":"www","sha":"abc1234"} trailing'
+    )
+    assert reply.status == 200, reply.raw
+
+
+def test_small_json_bodies_are_limited_to_64_kib(api: Api) -> None:
+    reply = api.call(
+        "POST", "/api/site/register", token=STAFF, body=b'{"slug":"' + b"a" * 70000 + b'"}'
+    )
+    assert (reply.status, reply.code) == (413, "too_large")
+
+
+def test_manifest_bodies_are_limited_to_8_mib(api: Api) -> None:
+    api.register("www", ["web"])
+    big = b'{"site":"www","sha":"abc1234","files":["' + b"a" * (8 * 1024 * 1024) + b'"]}'
+    assert api.call("POST", "/api/deploy/init", token=DEV, body=big).code == "too_large"
+    under = b'{"site":"www","sha":"abc1234","files":["' + b"a" * (7 * 1024 * 1024) + b'"]}'
+    assert api.call("POST", "/api/deploy/init", token=DEV, body=under).status == 200
+
+
+def test_healthz_needs_no_credentials(api: Api) -> None:
+    reply = api.call("GET", "/healthz")
+    assert (reply.status, reply.body) == (200, {"ok": True})
