@@ -178,3 +178,30 @@ def test_unreachable_bucket_maps_to_operation_codes() -> None:
 def test_site_names_are_dirnames(bucket: Bucket) -> None:
     bucket.put("www.freecode.camp/production", b"d", "text/plain")
     assert bucket.list_sites() == [Dirname("www.freecode.camp")]
+
+
+def test_g14_moves_copy_in_parallel(bucket: Bucket) -> None:
+    """The reference copied one object at a time (≈0.36 objects/s against its store); the move
+    keeps up to 16 copies in flight, so its speed follows the store's CopyObject rate."""
+    import threading
+
+    put_many(bucket, "www/deploys/d1/", 200)
+    in_flight = 0
+    peak = 0
+    guard = threading.Lock()
+
+    def started(**_: Any) -> None:
+        nonlocal in_flight, peak
+        with guard:
+            in_flight += 1
+            peak = max(peak, in_flight)
+
+    def finished(**_: Any) -> None:
+        nonlocal in_flight
+        with guard:
+            in_flight -= 1
+
+    bucket.client.meta.events.register("before-call.s3.CopyObject", started)
+    bucket.client.meta.events.register("after-call.s3.CopyObject", finished)
+    assert bucket.move_prefix("www/deploys/d1/", "_trash/www/d1/") == 200
+    assert peak > 4

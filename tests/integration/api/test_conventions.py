@@ -134,3 +134,10 @@ def test_manifest_bodies_are_limited_to_8_mib(api: Api) -> None:
 def test_healthz_needs_no_credentials(api: Api) -> None:
     reply = api.call("GET", "/healthz")
     assert (reply.status, reply.body) == (200, {"ok": True})
+
+
+def test_openapi_document_is_served(api: Api) -> None:
+    reply = api.call("GET", "/api/openapi.json")
+    assert reply.status == 200
+    assert reply.body["openapi"].startswith("3.")
+    assert "/api/deploy/{deploy_id}/finalize" in reply.body["paths"]
