@@ -17,6 +17,7 @@ export SAM_CLI_TELEMETRY := 0
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade  # an interrupted venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
@@ -24,12 +25,14 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 # LocalStack lives in its own virtualenv: its pins would clash with the project's (NOTES.md).
 $(LOCALSTACK_VENV)/.installed:
 	test -x $(LOCALSTACK_VENV)/bin/python || $(PYTHON) -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(LOCALSTACK_VENV)/bin/python -m ensurepip
 	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet \
 	  "localstack-core[runtime]==4.13.1" "cbor2<6" "pyopenssl<25" "cryptography<45" service_identity
 	touch $@
 
 $(SAM_VENV)/.installed:
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(SAM_VENV)/bin/python -m ensurepip
 	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==1.170.0"
 	touch $@
 
