@@ -66,7 +66,7 @@ test-compat:
 	  if [ -z "$$py" ]; then echo "test-compat: no Python $$ver here"; continue; fi; \
 	  venv=.venvs/py$$ver; \
 	  test -x $$venv/bin/python || $$py -m venv $$venv || exit 1; \
-	  $$venv/bin/python -m pip install --quiet -e . pytest hypothesis pyyaml || exit 1; \
+	  $$venv/bin/python -m pip install --quiet -e . pytest hypothesis pyyaml openapi-spec-validator || exit 1; \
 	  $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done
 

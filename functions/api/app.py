@@ -95,6 +95,14 @@ def readyz() -> Response[str]:
     return ok(body)
 
 
+@route("GET", "/metrics")
+def prometheus_metrics() -> Response[str]:
+    from artemis.metrics import CONTENT_TYPE, exposition  # scrapes only: off the cold path
+
+    body = exposition(runtime.current()).decode()
+    return Response(status_code=200, content_type=CONTENT_TYPE, body=body)
+
+
 @route("GET", "/api/openapi.json")
 def openapi_document() -> Response[str]:
     from artemis.openapi import document  # built on first request: never on the cold path

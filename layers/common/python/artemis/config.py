@@ -145,6 +145,7 @@ class Settings(BaseModel):
     database_url: str = _field(..., "DATABASE_URL", secret=True)
     pg_connect_retry_window: float = _field(45.0, "PG_CONNECT_RETRY_WINDOW")
     site_events_queue_url: str | None = _field(None, "SITE_EVENTS_QUEUE_URL")
+    site_events_dlq_url: str | None = _field(None, "SITE_EVENTS_DLQ_URL")
     cleanup_retention_days: int = _field(7, "CLEANUP_RETENTION_DAYS")
     cleanup_recent_keep: int = _field(3, "CLEANUP_RECENT_KEEP")
     cleanup_grace: float = _field(72 * 3600.0, "CLEANUP_GRACE")
@@ -177,6 +178,7 @@ class Settings(BaseModel):
             "audit_read_authz_team",
             "cleanup_trash_prefix",
             "site_events_queue_url",
+            "site_events_dlq_url",
         }
     )
 
@@ -302,7 +304,7 @@ class Settings(BaseModel):
     def _positive_duration(cls, v: Any) -> Any:
         return _duration(v, positive=True) if isinstance(v, str) else v
 
-    @field_validator("site_events_queue_url")
+    @field_validator("site_events_queue_url", "site_events_dlq_url")
     @classmethod
     def _queue_url(cls, v: str | None) -> str | None:
         if v is not None and not v.endswith(".fifo"):

@@ -525,6 +525,15 @@ ROUTES: tuple[Route, ...] = (
         "none", "—", 200, {"type": "object", "description": "an OpenAPI 3.1 document"},
         None, (),
     ),
+    Route(
+        "GET", "/metrics", "metrics", "Meta", "Prometheus metrics",
+        "Prometheus text exposition computed from durable state: outbox backlog and the age of "
+        "the oldest unpublished row, work-queue and DLQ depth, tombstones (pending moves, "
+        "overdue), background runs by job and outcome, the last drift verdict. A source that "
+        "cannot be read sets `artemis_metrics_source_up{source}` to 0 instead of failing.",
+        "none", "—", 200, {"type": "string", "description": "text/plain; version=0.0.4"},
+        None, (),
+    ),
     # --- identity ------------------------------------------------------------------------------
     Route(
         "GET", "/api/whoami", "whoami", "Identity",

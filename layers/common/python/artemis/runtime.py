@@ -16,6 +16,7 @@ from artemis.config import Settings, load_settings
 from artemis.db.connection import Database
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
     from redis import Redis
 
     from artemis.github import GitHubClient
@@ -45,6 +46,19 @@ class Runtime:
 
         client = make_s3_client(self.settings.aws_endpoint_url, os.environ.get("AWS_REGION"))
         return Bucket(client, self.settings.bucket_name)
+
+    @cached_property
+    def sqs(self) -> SQSClient:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=20
+        )
+        return boto3.client(
+            "sqs", endpoint_url=self.settings.aws_endpoint_url,
+            region_name=os.environ.get("AWS_REGION"), config=config,
+        )  # fmt: skip
 
     @cached_property
     def redis(self) -> Redis | None:

@@ -1,0 +1,58 @@
+"""`GET /metrics`: Prometheus text computed from durable state, no credentials, and a source
+that cannot be read is reported, never a failed scrape."""
+
+import re
+
+from artemis.db import job_runs
+from tests.integration.api.conftest import Api
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    label_text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pattern = (
+        re.escape(name) + (r"\{" + re.escape(label_text) + r"\}" if labels else "") + r" (\S+)"
+    )
+    match = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
+    assert match, f"{name} {labels} not in exposition"
+    return float(match.group(1))
+
+
+def test_metrics_reflect_outbox_tombstones_jobs_and_queues(api: Api) -> None:
+    api.register("www", ["web"])
+    api.deploy("www", mode="production")  # one site.changed row, unpublished
+    api.sql(
+        "INSERT INTO tombstones (site, id, move_state, trashed_at) VALUES ('x', 'a', 'pending', now() - interval '30 days'), ('x', 'b', 'moved', now())"
+    )
+    with api.rt.db.transaction() as conn:
+        run = job_runs.start(conn, "drift-detect")
+        job_runs.finish(conn, run, "succeeded", {"verdict": "reclaimable"})
+        job_runs.finish(conn, job_runs.start(conn, "gc-site", "x"), "failed", error="boom")
+    reply = api.call("GET", "/metrics")
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    text = reply.raw.decode()
+    assert sample(text, "artemis_outbox_unpublished") == 1
+    assert sample(text, "artemis_outbox_oldest_unpublished_age_seconds") >= 0
+    assert sample(text, "artemis_tombstones") == 2
+    assert sample(text, "artemis_tombstones_pending_move") == 1
+    assert sample(text, "artemis_tombstones_overdue") == 1
+    assert sample(text, "artemis_job_runs", job="gc-site", outcome="failed") == 1
+    assert sample(text, "artemis_drift_last_verdict", verdict="reclaimable") == 1
+    assert sample(text, "artemis_drift_last_verdict", verdict="clean") == 0
+    assert sample(text, "artemis_queue_messages", queue="site-events", state="visible") == 0
+    assert sample(text, "artemis_queue_messages", queue="site-events-dlq", state="visible") == 0
+    assert sample(text, "artemis_metrics_source_up", source="postgres") == 1
+    assert sample(text, "artemis_metrics_source_up", source="sqs") == 1
+
+
+def test_an_unreadable_source_is_reported_not_fatal(api: Api, monkeypatch) -> None:
+    monkeypatch.setenv("SITE_EVENTS_QUEUE_URL", "http://127.0.0.1:1/000000000000/gone.fifo")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    from artemis import runtime
+
+    runtime.reset()
+    reply = api.call("GET", "/metrics")
+    assert reply.status == 200
+    text = reply.raw.decode()
+    assert sample(text, "artemis_metrics_source_up", source="sqs") == 0
+    assert sample(text, "artemis_metrics_source_up", source="postgres") == 1
