@@ -12,7 +12,7 @@ SAM := $(SAM_VENV)/bin/sam
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-unit test-integration test-system test-e2e test-compat lint format build bench clean
+.PHONY: run test test-unit test-integration test-system test-e2e test-compat lint format build bench bench-durable clean
 
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
@@ -93,6 +93,10 @@ bench: $(VENV)/.installed
 .PHONY: bench-coldstart
 bench-coldstart: $(VENV)/.installed
 	$(PY) bench/coldstart.py $(or $(RUNS),15)
+
+# The reference's load stages (spec/durable.md §12); LOCALSTACK_URL adds the real-SQS relay.
+bench-durable: $(VENV)/.installed
+	$(PY) bench/durable.py --workers 16 $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

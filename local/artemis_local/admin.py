@@ -1,9 +1,14 @@
 """`artemis-admin`: the operator console.
 
 artemis-admin run [--port N]                 the whole local system (what `make run` calls)
+artemis-admin run <job> [site]               run one job now: relay, gc-site SITE,
+                                             tombstone-purge, outbox-purge, backstop, drift-detect
 artemis-admin migrate [--database-url URL]   apply sql/ migrations
 artemis-admin invoke <function> <event.json> run a function's handler once; print the result
 artemis-admin apidoc                         print docs/api.md (from the OpenAPI document)
+artemis-admin reconcile <site> [--apply]     one site's drift report; repair it with --apply
+artemis-admin backfill                       rebuild the deploy index from the bucket
+artemis-admin driftreport                    sweep every site (read-only); print the report
 """
 
 from __future__ import annotations
@@ -13,8 +18,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from artemis.config import ConfigError
+
+if TYPE_CHECKING:
+    from artemis.runtime import Runtime
 
 
 def _load_local_env() -> None:
@@ -67,10 +76,159 @@ def _apidoc(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from artemis_local.runner import serve
+# Operator commands run in a process, not a Lambda: no invocation ceiling, a day at most.
+CLI_BUDGET_SECONDS = 24 * 3600.0
 
-    return serve(port=args.port)
+
+def _job_runtime(command: str) -> Runtime | None:
+    """The Runtime for an operator job (environment, else the local system's), or None after
+    printing the configuration error."""
+    import logging
+
+    from artemis import runtime
+    from artemis.observability import logger
+
+    # The job's structured log goes to stderr, so stdout carries exactly one JSON document.
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
+    _load_local_env()
+    try:
+        return runtime.current()
+    except ConfigError as err:
+        print(f"artemis-admin {command}: {err}", file=sys.stderr)
+        return None
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from artemis.jobs.common import Deadline, system_clock
+    from artemis.jobs.reconcile import ReconcileError, UnknownSite, run_reconcile
+
+    rt = _job_runtime("reconcile")
+    if rt is None:
+        return 2
+    try:
+        report = run_reconcile(
+            rt, args.site, apply=args.apply, now=system_clock(),
+            deadline=Deadline.after(CLI_BUDGET_SECONDS),
+        )  # fmt: skip
+    except UnknownSite as err:
+        print(f"artemis-admin reconcile: {err}", file=sys.stderr)
+        return 2
+    except ReconcileError as err:
+        if err.report is not None:
+            _print_json(err.report.to_json())
+        print(f"artemis-admin reconcile: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    _print_json(report.to_json())
+    return 0 if report.complete else 1
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    from artemis.jobs.backfill import run_backfill
+    from artemis.jobs.common import Deadline, system_clock
+
+    rt = _job_runtime("backfill")
+    if rt is None:
+        return 2
+    result = run_backfill(rt, now=system_clock(), deadline=Deadline.after(CLI_BUDGET_SECONDS))
+    _print_json(result.to_json())
+    return 0 if result.complete else 1
+
+
+def _driftreport(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from artemis.jobs.common import Deadline, system_clock
+    from artemis.jobs.drift import DriftError, DriftFailed, Shard, run_drift
+
+    rt = _job_runtime("driftreport")
+    if rt is None:
+        return 2
+    shard = Shard(run_budget=timedelta(seconds=CLI_BUDGET_SECONDS))
+    try:
+        report = run_drift(
+            rt, now=system_clock(), deadline=Deadline.after(CLI_BUDGET_SECONDS), shard=shard,
+            fresh=True,
+        )  # fmt: skip
+    except DriftFailed as failed:
+        _print_json(failed.report.to_json())
+        print(f"artemis-admin driftreport: {failed}", file=sys.stderr)
+        return 1
+    except DriftError as err:
+        print(f"artemis-admin driftreport: {err}", file=sys.stderr)
+        return 1
+    _print_json(report.to_json())
+    return 0
+
+
+JOBS = ("relay", "gc-site", "tombstone-purge", "outbox-purge", "backstop", "drift-detect")
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.job is None:
+        from artemis_local.runner import serve
+
+        return serve(port=args.port)
+    if args.job not in JOBS:
+        print(
+            f"artemis-admin run: unknown job {args.job!r} (jobs: {', '.join(JOBS)})",
+            file=sys.stderr,
+        )
+        return 2
+    if (args.job == "gc-site") != (args.site is not None):
+        print(
+            "artemis-admin run: gc-site takes one site (a dirname); other jobs take none",
+            file=sys.stderr,
+        )
+        return 2
+    rt = _job_runtime(f"run {args.job}")
+    if rt is None:
+        return 2
+    try:
+        _print_json(_run_job(rt, args.job, args.site))
+    except Exception as err:  # the job recorded its failure in job_runs; say it here too
+        print(f"artemis-admin run {args.job}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_job(rt: Runtime, job: str, site: str | None) -> object:
+    """Run one background job now against the configured stores (the same code the Lambda
+    functions call)."""
+    from artemis.jobs.common import Deadline, system_clock
+    from artemis.keys import Dirname
+
+    deadline = Deadline.after(CLI_BUDGET_SECONDS)
+    now = system_clock()
+    if job == "relay":
+        from artemis.jobs.relay import drain
+        from artemis.queue import SqsPublisher
+
+        url = rt.settings.site_events_queue_url
+        if not url:
+            raise RuntimeError("SITE_EVENTS_QUEUE_URL is not set")
+        return drain(rt, SqsPublisher(rt.sqs, url), deadline=deadline).counts()
+    if job == "gc-site":
+        from artemis.jobs.gc_site import run_gc_site
+
+        assert site is not None
+        return run_gc_site(rt, Dirname(site), now=now, deadline=deadline).to_json()
+    if job == "drift-detect":
+        from artemis.jobs.drift import run_drift
+
+        return run_drift(rt, now=now, deadline=deadline, fresh=True).to_json()
+    from artemis.jobs import purge
+
+    if job == "tombstone-purge":
+        return purge.run_tombstone_purge(rt, now=now, deadline=deadline).to_json()
+    if job == "outbox-purge":
+        return {"purged": purge.run_outbox_purge(rt)}
+    return {"enqueued": purge.run_backstop(rt, now=now)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the whole local system")
+    run = sub.add_parser("run", help="start the whole local system, or run one job now")
+    run.add_argument("job", nargs="?", default=None, help=f"one of: {', '.join(JOBS)}")
+    run.add_argument("site", nargs="?", default=None, help="gc-site: the site's dirname")
     run.add_argument("--port", type=int, default=None)
     run.set_defaults(func=_run)
     mig = sub.add_parser("migrate", help="apply the SQL migrations")
@@ -92,6 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     inv.set_defaults(func=_invoke)
     doc = sub.add_parser("apidoc", help="print the API reference (docs/api.md) as Markdown")
     doc.set_defaults(func=_apidoc)
+    rec = sub.add_parser(
+        "reconcile", help="one site's drift report (dry run); repair it with --apply"
+    )
+    rec.add_argument("site", help="the site's slug or dirname")
+    rec.add_argument("--apply", action="store_true", help="repair (default: dry run)")
+    rec.set_defaults(func=_reconcile)
+    back = sub.add_parser("backfill", help="rebuild the deploy index from the bucket")
+    back.set_defaults(func=_backfill)
+    drift = sub.add_parser("driftreport", help="sweep every site, read-only; print the report")
+    drift.set_defaults(func=_driftreport)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -69,6 +69,7 @@ class LocalSystem:
     env: dict[str, str] = field(default_factory=dict)
     gateway: Gateway | None = None
     github: FakeGitHub | None = None  # the fake GitHub, when this system started one
+    workers: bool = True  # relay loop, site-worker poller, cron scheduler (off for API tests)
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def check_config(self) -> Settings:
@@ -104,6 +105,10 @@ class LocalSystem:
             self._stops.append(runtime.reset)
             self.gateway = Gateway(load_handler("api"), port=port).start()
             self._stops.append(self.gateway.stop)
+            if self.workers:
+                from artemis_local.workers import Workers
+
+                self._stops.append(Workers().start().stop)
             self._write_env_file()
         except BaseException:
             self.stop()

@@ -47,7 +47,9 @@ def test_invoke_unknown_function_is_a_clear_error(tmp_path: Path) -> None:
         "invoke", "nope", "events/api-healthz.json", env=base_env(), state_dir=tmp_path
     )
     assert done.returncode == 2
-    assert done.stderr.strip() == "artemis-admin invoke: no function 'nope' (known: api)"
+    known = ", ".join(sorted(p.parent.name for p in (REPO_ROOT / "functions").glob("*/app.py")))
+    assert "api" in known
+    assert done.stderr.strip() == f"artemis-admin invoke: no function 'nope' (known: {known})"
 
 
 def test_bad_configuration_is_one_line(tmp_path: Path) -> None:
@@ -73,3 +75,18 @@ def test_run_refuses_bad_configuration_before_starting_anything(tmp_path: Path) 
         == "invalid configuration: PORT: must be an integer between 1 and 65535 (got 99999)"
     )
     assert not (tmp_path / "pg").exists()
+
+
+def test_run_a_job_now_against_the_configured_stores(
+    tmp_path: Path, database_url: str, moto_url: str
+) -> None:
+    env = base_env(DATABASE_URL=database_url, AWS_ENDPOINT_URL=moto_url, AWS_REGION="us-east-1",
+                   AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")  # fmt: skip
+    done = run_admin("run", "gc-site", "www.example.org", env=env, state_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["site"] == "www.example.org"
+    done = run_admin("run", "outbox-purge", env=env, state_dir=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"purged": 0}
+    bad = run_admin("run", "nope", env=env, state_dir=tmp_path)
+    assert bad.returncode == 2 and "unknown job 'nope'" in bad.stderr

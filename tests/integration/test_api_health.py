@@ -29,7 +29,7 @@ def start_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     saved = dict(os.environ)
 
     def start(**env: str) -> str:
-        system = LocalSystem(state_dir=tmp_path, base_env=env, port=0).start()
+        system = LocalSystem(state_dir=tmp_path, base_env=env, port=0, workers=False).start()
         systems.append(system)
         assert system.gateway is not None
         return system.gateway.url

@@ -147,3 +147,20 @@ def test_job_runs_record_plan_and_outcome(conn: psycopg.Connection) -> None:
         ("drift-detect", "failed", 1),
         ("gc-site", "succeeded", 1),
     ]
+
+
+def test_job_runs_purge_removes_only_old_finished_runs(conn: psycopg.Connection) -> None:
+    old = job_runs.start(conn, "relay")
+    job_runs.finish(conn, old, "succeeded")
+    conn.execute(
+        "UPDATE job_runs SET finished_at = now() - interval '40 days' WHERE id = %s", [old]
+    )
+    running = job_runs.start(conn, "relay")
+    conn.execute(
+        "UPDATE job_runs SET started_at = now() - interval '40 days' WHERE id = %s", [running]
+    )
+    recent = job_runs.start(conn, "relay")
+    job_runs.finish(conn, recent, "succeeded")
+    assert job_runs.purge_finished(conn, 30) == 1
+    assert job_runs.get(conn, old) is None
+    assert job_runs.get(conn, running) is not None and job_runs.get(conn, recent) is not None

@@ -6,6 +6,7 @@ import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -53,3 +54,50 @@ def test_readyz_through_the_gateway(system: LocalSystem) -> None:
         "ready": True,
         "checks": {"bucket": "ok", "postgres": "ok", "redis": "unconfigured"},
     }
+
+
+def test_a_finalize_reaches_the_site_worker_through_the_local_workers(system: LocalSystem) -> None:
+    """make run's wiring: the API's outbox row → relay loop → FIFO queue → poller →
+    functions/site_worker → a gc-site run for that site, with nothing run by hand."""
+    import time
+
+    import psycopg
+
+    assert system.gateway is not None
+    base = system.gateway.url
+
+    def call(
+        method: str, path: str, token: str, body: bytes, content_type: str = "application/json"
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
+        req = urllib.request.Request(base + path, data=body, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    call("POST", "/api/site/register", "local-staff-token", b'{"slug":"www","teams":["web"]}')
+    session = call("POST", "/api/deploy/init", "local-dev-token", b'{"site":"www","sha":"abc1234"}')
+    deploy_id, jwt = session["deployId"], session["jwt"]
+    call("PUT", f"/api/deploy/{deploy_id}/upload?path=index.html", jwt, b"<h1>hi</h1>", "text/html")
+    call(
+        "POST",
+        f"/api/deploy/{deploy_id}/finalize",
+        jwt,
+        b'{"mode":"production","files":["index.html"]}',
+    )
+    deadline = time.monotonic() + 60
+    with psycopg.connect(system.env["DATABASE_URL"], autocommit=True) as conn:
+        while True:
+            runs = conn.execute(
+                "SELECT outcome FROM job_runs WHERE job = 'gc-site' AND site = 'www'"
+            ).fetchall()
+            published = conn.execute(
+                "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"
+            ).fetchone()
+            if runs:
+                break
+            assert time.monotonic() < deadline, (
+                f"no gc-site run within 60 s (published rows: {published})"
+            )
+            time.sleep(0.5)
+    assert runs[0][0] in ("succeeded", "skipped")
+    assert published is not None and published[0] >= 1

@@ -112,6 +112,7 @@ def refs(node: Any) -> Iterator[str]:
 
 def test_the_document_validates_as_openapi_3_1(doc: dict[str, Any]) -> None:
     import openapi_spec_validator as validator  # a dev dependency: never skipped
+
     assert doc["openapi"].startswith("3.1.")
     validator.validate(doc)
 
@@ -251,6 +252,7 @@ def test_request_bodies_are_the_models_of_artemis_bodies(doc: dict[str, Any]) ->
 
 def test_examples_match_their_schemas(doc: dict[str, Any]) -> None:
     import jsonschema  # installed with openapi-spec-validator
+
     checked = 0
     for method, path, op in operations(doc):
         for status, response in op["responses"].items():

@@ -143,7 +143,7 @@ class Api:
             return cur.fetchall() if cur.description else []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # torn down (environment restored) when the API tests end
 def api_system(
     tmp_path_factory: pytest.TempPathFactory, migrated_database_url: str, moto_url: str
 ) -> Iterator[LocalSystem]:
@@ -161,8 +161,9 @@ def api_system(
     )
     env.pop("GH_API_BASE", None)
     os.environ.pop("GH_API_BASE", None)
+    # No background workers: these tests assert exact outbox and index state.
     system = LocalSystem(
-        state_dir=Path(tmp_path_factory.mktemp("api")), base_env=env, port=0
+        state_dir=Path(tmp_path_factory.mktemp("api")), base_env=env, port=0, workers=False
     ).start()
     try:
         yield system

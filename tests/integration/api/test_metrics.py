@@ -3,6 +3,8 @@ that cannot be read is reported, never a failed scrape."""
 
 import re
 
+import pytest
+
 from artemis.db import job_runs
 from tests.integration.api.conftest import Api
 
@@ -26,6 +28,8 @@ def test_metrics_reflect_outbox_tombstones_jobs_and_queues(api: Api) -> None:
     with api.rt.db.transaction() as conn:
         run = job_runs.start(conn, "drift-detect")
         job_runs.finish(conn, run, "succeeded", {"verdict": "reclaimable"})
+        partial = job_runs.start(conn, "drift-detect")  # a resumed batch without a verdict yet
+        job_runs.finish(conn, partial, "succeeded", {"sites": 3})
         job_runs.finish(conn, job_runs.start(conn, "gc-site", "x"), "failed", error="boom")
     reply = api.call("GET", "/metrics")
     assert reply.status == 200
@@ -45,7 +49,9 @@ def test_metrics_reflect_outbox_tombstones_jobs_and_queues(api: Api) -> None:
     assert sample(text, "artemis_metrics_source_up", source="sqs") == 1
 
 
-def test_an_unreadable_source_is_reported_not_fatal(api: Api, monkeypatch) -> None:
+def test_an_unreadable_source_is_reported_not_fatal(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SITE_EVENTS_QUEUE_URL", "http://127.0.0.1:1/000000000000/gone.fifo")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
     from artemis import runtime

@@ -44,7 +44,7 @@ def _postgres(rt: Runtime, registry: CollectorRegistry) -> None:
         backlog = outbox.backlog(conn)
         tombs = stats.tombstone_stats(conn, rt.settings.cleanup_recovery_days)
         runs = job_runs.outcome_counts(conn)
-        drift = stats.last_run(conn, "drift-detect")
+        drift = stats.last_run(conn, "drift-detect", with_count="verdict")
 
     def gauge(name: str, doc: str, *labels: str) -> Gauge:
         return Gauge(name, doc, list(labels), registry=registry)

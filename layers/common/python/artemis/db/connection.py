@@ -59,9 +59,22 @@ class Database:
             timeout=timeout,
             kwargs=KEEPALIVE_KWARGS,
             open=False,
-            check=ConnectionPool.check_connection,
+            check=self._check_if_idle,
         )
         self._opened = False
+        self._last_checkout: dict[int, float] = {}
+
+    IDLE_CHECK_SECONDS = 30.0
+
+    def _check_if_idle(self, conn: psycopg.Connection) -> None:
+        """Ping a pooled connection before reuse only when it sat idle for a while (a frozen
+        Lambda environment, a server-side timeout): a ping on every checkout would add a round
+        trip to every transaction."""
+        now = time.monotonic()
+        last = self._last_checkout.get(id(conn))
+        self._last_checkout[id(conn)] = now
+        if last is None or now - last >= self.IDLE_CHECK_SECONDS:
+            ConnectionPool.check_connection(conn)
 
     def _open(self) -> ConnectionPool:
         if not self._opened:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from psycopg import Connection
 from psycopg.rows import class_row
@@ -136,3 +137,60 @@ def known_dirnames(conn: Connection) -> list[Dirname]:
         " UNION SELECT site FROM tombstones ORDER BY 1"
     ).fetchall()
     return [Dirname(r[0]) for r in rows]
+
+
+def exists_for_site(conn: Connection, site: Dirname) -> bool:
+    """Whether the index holds any row (pending or active) for the site."""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM deploys WHERE site = %s)", [site]).fetchone()
+    return bool(row and row[0])
+
+
+def sites_with_expired_pending(conn: Connection, cutoff: datetime) -> list[Dirname]:
+    """Sites holding a pending (never finalized) row with mtime < cutoff, sorted."""
+    rows = conn.execute(
+        "SELECT DISTINCT site FROM deploys WHERE state = 'pending' AND mtime < %s ORDER BY site",
+        [cutoff],
+    ).fetchall()
+    return [Dirname(r[0]) for r in rows]
+
+
+BackfillOutcome = Literal["inserted", "updated", "unchanged", "tombstoned"]
+
+
+def backfill_guarded(
+    conn: Connection, site: Dirname, deploy_id: str, mtime: datetime, has_marker: bool, size: int
+) -> BackfillOutcome:
+    """Backfill with the guarded reindex semantics (spec/durable.md §9.6.3 Fix, D-20).
+
+    Nothing is written when a tombstone exists for the deploy or for the whole site: a
+    tombstoned deploy is never resurrected ("tombstoned"). Otherwise a new row is active with
+    `mtime` (parsed from the id), the listed size and the marker flag. An existing row keeps
+    its `mtime` (finalize's time beats the id's); its marker follows the bucket; its bytes take
+    the listed size when that is > 0; a pending row turns active only when the bucket shows the
+    marker (a finalize whose index write was lost), so an in-flight session still expires
+    through gc-site. The guard and the write are one statement.
+    """
+    row = conn.execute(
+        "WITH guard AS (SELECT EXISTS (SELECT 1 FROM tombstones"
+        "   WHERE site = %(site)s AND id IN (%(id)s, '')) AS tombstoned),"
+        " written AS ("
+        "   INSERT INTO deploys (site, id, mtime, bytes, has_marker, state)"
+        "   SELECT %(site)s, %(id)s, %(mtime)s, %(bytes)s, %(marker)s, 'active'"
+        "   FROM guard WHERE NOT guard.tombstoned"
+        "   ON CONFLICT (site, id) DO UPDATE SET has_marker = EXCLUDED.has_marker,"
+        "     state = CASE WHEN EXCLUDED.has_marker THEN 'active' ELSE deploys.state END,"
+        "     bytes = CASE WHEN EXCLUDED.bytes > 0 THEN EXCLUDED.bytes ELSE deploys.bytes END"
+        "   WHERE (deploys.has_marker, deploys.state, deploys.bytes) IS DISTINCT FROM"
+        "     (EXCLUDED.has_marker,"
+        "      CASE WHEN EXCLUDED.has_marker THEN 'active' ELSE deploys.state END,"
+        "      CASE WHEN EXCLUDED.bytes > 0 THEN EXCLUDED.bytes ELSE deploys.bytes END)"
+        "   RETURNING (xmax = 0) AS inserted)"
+        " SELECT guard.tombstoned, (SELECT inserted FROM written) FROM guard",
+        {"site": site, "id": deploy_id, "mtime": mtime, "bytes": size, "marker": has_marker},
+    ).fetchone()
+    assert row is not None
+    if row[0]:
+        return "tombstoned"
+    if row[1] is None:
+        return "unchanged"
+    return "inserted" if row[1] else "updated"

@@ -68,3 +68,12 @@ def outcome_counts(conn: Connection) -> list[tuple[str, str, int]]:
         "SELECT job, outcome, count(*) FROM job_runs GROUP BY job, outcome ORDER BY job, outcome"
     ).fetchall()
     return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+def purge_finished(conn: Connection, older_than_days: int, limit: int = 10_000) -> int:
+    """Delete finished runs older than the window, oldest first, at most `limit` per call."""
+    return conn.execute(
+        "DELETE FROM job_runs WHERE id IN (SELECT id FROM job_runs WHERE finished_at IS NOT NULL"
+        " AND finished_at < now() - make_interval(days => %s) ORDER BY id LIMIT %s)",
+        [older_than_days, limit],
+    ).rowcount

@@ -64,6 +64,15 @@ def claim(
     return sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
 
 
+def has_ready(conn: Connection) -> bool:
+    """Is any row ready to claim? (One index probe: idle relay ticks stay cheap.)"""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL"
+        " AND (claim_expires_at IS NULL OR claim_expires_at < now()))"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def mark_published(conn: Connection, ids: list[int], at: datetime) -> int:
     if not ids:
         return 0

@@ -28,12 +28,15 @@ def tombstone_stats(conn: Connection, recovery_days: int) -> TombstoneStats:
     return TombstoneStats(int(row[0]), int(row[1]), int(row[2]))
 
 
-def last_run(conn: Connection, job: str) -> tuple[datetime, str, dict[str, Any]] | None:
-    """(finished_at, outcome, counts) of the job's latest finished run."""
+def last_run(
+    conn: Connection, job: str, *, with_count: str | None = None
+) -> tuple[datetime, str, dict[str, Any]] | None:
+    """(finished_at, outcome, counts) of the job's latest finished run; with `with_count`, the
+    latest whose counts carry that key (a drift sweep's verdict comes with its last batch)."""
     row = conn.execute(
         "SELECT finished_at, outcome, counts FROM job_runs"
-        " WHERE job = %s AND finished_at IS NOT NULL"
+        " WHERE job = %s AND finished_at IS NOT NULL AND (%s::text IS NULL OR counts ? %s)"
         " ORDER BY finished_at DESC, id DESC LIMIT 1",
-        [job],
+        [job, with_count, with_count],
     ).fetchone()
     return (row[0], row[1], row[2]) if row else None

@@ -1,0 +1,353 @@
+"""The reference's load stages (spec/durable.md §12) against real Postgres, printing JSON.
+
+    .venv/bin/python bench/durable.py [--workers 16] [--sites 500] [--deploys 40]
+        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--localstack URL]
+
+Stages (500 sites x 40 deploys = 20,000 rows by default): register (registry inserts),
+deploy_upsert (the backfill upsert path, 1 MiB, marker, hourly mtimes from 90 days ago),
+outbox_enqueue (single-event transactions), relay_drain (back-to-back relay passes of 100 with
+a stub publisher), gc_plan_dryrun (per site: the gc-site reads and the pure plan, keep 10,
+grace 24 h, retention 30 days, serve TTL 1 h, cap 1000). With --localstack (a LocalStack URL)
+relay_drain runs again against a real SQS FIFO queue, beside the raw SendMessageBatch rate to
+the same queue. Each stage runs in a fresh database; figures are ops/s and µs percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from artemis.config import load_settings
+from artemis.db import deploys, outbox, sites
+from artemis.db.connection import Database
+from artemis.db.migrate import migrate
+from artemis.db.outbox import OutboxMessage
+from artemis.jobs.common import Deadline
+from artemis.jobs.gc_site import plan_for
+from artemis.jobs.relay import drain
+from artemis.keys import Dirname, Slug
+from artemis.queue import PublishOutcome, SqsPublisher
+from artemis.retention import Policy
+from artemis.runtime import Runtime
+
+REFERENCE = {  # default pool (10 connections, 16 workers), spec/durable.md §12.2
+    "register": 3895,
+    "deploy_upsert": 5760,
+    "outbox_enqueue": 4232,
+    "relay_drain": 39869,
+    "gc_plan_dryrun": 10266,
+}
+MIB = 1024 * 1024
+
+
+class StubPublisher:
+    def publish(self, messages: Sequence[OutboxMessage]) -> PublishOutcome:
+        return PublishOutcome(published=[m.id for m in messages])
+
+
+def percentiles(samples_us: list[float]) -> dict[str, float]:
+    if not samples_us:
+        return {}
+    ordered = sorted(samples_us)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+    return {
+        "p50_us": pick(0.50),
+        "p95_us": pick(0.95),
+        "p99_us": pick(0.99),
+        "max_us": round(ordered[-1], 1),
+    }
+
+
+def timed_parallel(
+    name: str,
+    items: Sequence[Any],
+    work: Callable[[psycopg.Connection, Any], object],
+    url: str,
+    workers: int,
+) -> dict[str, Any]:
+    """Run `work(conn, item)` for every item on `workers` threads. Each thread has its own
+    autocommit connection, opened before the clock starts (a single statement is then one
+    round trip and its own transaction, as through a pool)."""
+    spare = [psycopg.connect(url, autocommit=True) for _ in range(workers)]
+    local = threading.local()
+    latencies: list[float] = []
+    errors = 0
+    guard = threading.Lock()
+
+    def one(item: Any) -> None:
+        nonlocal errors
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            with guard:
+                conn = local.conn = spare.pop()
+        began = time.perf_counter()
+        try:
+            work(conn, item)
+        except Exception:
+            with guard:
+                errors += 1
+            raise
+        elapsed_us = (time.perf_counter() - began) * 1e6
+        with guard:
+            latencies.append(elapsed_us)
+
+    started = time.perf_counter()
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, items))
+        elapsed = time.perf_counter() - started
+    finally:
+        for conn in spare:
+            conn.close()
+    return {
+        "stage": name,
+        "ops": len(items),
+        "seconds": round(elapsed, 3),
+        "ops_per_s": round(len(items) / elapsed),
+        "errors": errors,
+        **percentiles(latencies),
+    }
+
+
+class Bench:
+    def __init__(self, admin_url: str, workers: int, n_sites: int, n_deploys: int) -> None:
+        self.admin_url, self.workers = admin_url, workers
+        self.n_sites, self.n_deploys = n_sites, n_deploys
+        self.dirs: list[Dirname] = [Dirname(f"site{i:04d}.freecode.camp") for i in range(n_sites)]
+
+    def database(self) -> str:
+        name = f"artemis_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        url = psycopg.conninfo.make_conninfo(self.admin_url, dbname=name)
+        migrate(url)
+        return url
+
+    def drop(self, url: str) -> None:
+        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+
+    def runtime(self, url: str, **env: str) -> Runtime:
+        settings = load_settings(
+            {
+                "JWT_SIGNING_KEY": "b" * 40,
+                "DATABASE_URL": url,
+                "DEPLOY_PREFIX_FORMAT": "<site>.freecode.camp/deploys/<ts>-<sha>/",
+                "ALIAS_PRODUCTION_KEY_FORMAT": "<site>.freecode.camp/production",
+                "ALIAS_PREVIEW_KEY_FORMAT": "<site>.freecode.camp/preview",
+                **env,
+            }
+        )
+        rt = Runtime(settings)
+        rt.__dict__["db"] = Database(url, max_size=self.workers)
+        return rt
+
+    def rows(self) -> list[tuple[Dirname, str, datetime]]:
+        start = datetime.now(UTC) - timedelta(days=90)
+        return [
+            (site, f"d{j:05d}", start + timedelta(hours=j))
+            for site in self.dirs
+            for j in range(self.n_deploys)
+        ]
+
+    def register(self, url: str) -> dict[str, Any]:
+        slugs = [Slug(f"site{i:04d}") for i in range(self.n_sites)]
+        return timed_parallel(
+            "register",
+            slugs,
+            lambda c, s: sites.insert(c, s, ["staff"], "bench"),
+            url,
+            self.workers,
+        )
+
+    def deploy_upsert(self, url: str) -> dict[str, Any]:
+        return timed_parallel(
+            "deploy_upsert",
+            self.rows(),
+            lambda c, r: deploys.upsert_backfilled(c, r[0], r[1], r[2], True, MIB),
+            url,
+            self.workers,
+        )
+
+    def outbox_enqueue(self, url: str) -> dict[str, Any]:
+        return timed_parallel(
+            "outbox_enqueue", self.dirs, outbox.enqueue_site_changed, url, self.workers
+        )
+
+    def relay_drain(self, url: str, publisher: Any, name: str, rows: int) -> dict[str, Any]:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE outbox")
+            conn.execute(
+                "INSERT INTO outbox (topic, payload) SELECT 'site.changed',"
+                " jsonb_build_object('site',"
+                "   'site' || lpad((g %% %s)::text, 4, '0') || '.freecode.camp')"
+                " FROM generate_series(1, %s) g",
+                [self.n_sites, rows],
+            )
+        rt = self.runtime(url)
+        started = time.perf_counter()
+        result = drain(rt, publisher, deadline=Deadline.after(600), limit=100)
+        elapsed = time.perf_counter() - started
+        assert result.published == rows, result
+        return {
+            "stage": name,
+            "ops": rows,
+            "seconds": round(elapsed, 3),
+            "ops_per_s": round(rows / elapsed),
+            "passes": result.passes,
+            "errors": result.failed,
+        }
+
+    def gc_plan_dryrun(self, url: str) -> dict[str, Any]:
+        rt = self.runtime(url)
+        policy = Policy(
+            keep_n=10,
+            grace=timedelta(hours=24),
+            retention=timedelta(days=30),
+            serve_cache_ttl=timedelta(hours=1),
+            cap=1000,
+        )
+        now = datetime.now(UTC)
+        latencies: list[float] = []
+        guard = threading.Lock()
+
+        def one(site: Dirname) -> None:
+            began = time.perf_counter()
+            plan = plan_for(rt, site, now, policy)
+            assert plan.planned  # 40 hourly deploys from 90 days ago: most are collectable
+            with guard:
+                latencies.append((time.perf_counter() - began) * 1e6)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.workers) as pool:
+            list(pool.map(one, self.dirs))
+        elapsed = time.perf_counter() - started
+        rt.db.close()
+        return {
+            "stage": "gc_plan_dryrun",
+            "ops": len(self.dirs),
+            "seconds": round(elapsed, 3),
+            "ops_per_s": round(len(self.dirs) / elapsed),
+            "errors": 0,
+            **percentiles(latencies),
+        }
+
+
+def sqs_stages(bench: Bench, url: str, localstack: str, rows: int) -> list[dict[str, Any]]:
+    import boto3
+
+    client = boto3.client(
+        "sqs",
+        endpoint_url=localstack,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",  # noqa: S106 - LocalStack accepts any credentials
+    )
+    queue = client.create_queue(
+        QueueName=f"bench-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    try:
+        raw_n = 2000
+        started = time.perf_counter()
+        for start in range(0, raw_n, 10):
+            client.send_message_batch(
+                QueueUrl=queue,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "MessageBody": "{}",
+                        "MessageGroupId": f"g{(start + i) % 50}",
+                        "MessageDeduplicationId": f"raw-{start + i}",
+                    }
+                    for i in range(10)
+                ],
+            )
+        raw = raw_n / (time.perf_counter() - started)
+        drained = bench.relay_drain(
+            url, SqsPublisher(client, queue), "relay_drain_sqs_localstack", rows
+        )
+        drained["raw_send_message_batch_per_s"] = round(raw)
+        return [drained]
+    finally:
+        client.delete_queue(QueueUrl=queue)
+
+
+def run_stages(
+    bench: Bench, url: str, args: argparse.Namespace
+) -> tuple[list[dict[str, Any]], float]:
+    """Every stage in order; returns the results and the bytes per deploy row."""
+    results: list[dict[str, Any]] = []
+    try:
+        results.append(bench.register(url))
+        results.append(bench.deploy_upsert(url))
+        results.append(bench.outbox_enqueue(url))
+        results.append(
+            bench.relay_drain(url, StubPublisher(), "relay_drain", args.sites * args.deploys)
+        )
+        results.append(bench.gc_plan_dryrun(url))
+        if args.localstack:
+            results.extend(sqs_stages(bench, url, args.localstack, 5000))
+        with psycopg.connect(url) as conn:
+            size = conn.execute(
+                "SELECT pg_total_relation_size('deploys'), count(*) FROM deploys"
+            ).fetchone()
+    finally:
+        bench.drop(url)
+    assert size is not None
+    return results, size[0] / max(1, size[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--sites", type=int, default=500)
+    parser.add_argument("--deploys", type=int, default=40)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--localstack", default=None, help="LocalStack URL for the SQS relay stage")
+    args = parser.parse_args()
+    from artemis.observability import logger
+
+    logger.setLevel("WARNING")  # its handler holds the real stdout; keep that for the result
+    bench = Bench(args.pg, args.workers, args.sites, args.deploys)
+    url = bench.database()
+    # Logs and metrics (EMF) print to stdout, Lambda style; stdout carries only the JSON result.
+    with contextlib.redirect_stdout(sys.stderr):
+        results, row_bytes = run_stages(bench, url, args)
+    for r in results:
+        ref = REFERENCE.get(r["stage"])
+        if ref:
+            r["reference_ops_per_s"] = ref
+            r["vs_reference"] = round(r["ops_per_s"] / ref, 2)
+    print(
+        json.dumps(
+            {
+                "workers": args.workers,
+                "sites": args.sites,
+                "deploys_per_site": args.deploys,
+                "deploy_row_bytes": round(row_bytes, 1),
+                "stages": results,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

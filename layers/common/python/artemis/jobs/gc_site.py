@@ -1,0 +1,338 @@
+"""`gc-site`: event-driven retention for one site (spec/durable.md §9.1 with the §8.8 Fixes).
+
+1. Re-drive the site's incomplete moves (tombstones whose `move_state` is still `pending`).
+2. Read the active rows, alias rows and expired pending rows; build the plan (artemis.retention).
+3. Record the plan in the run's `job_runs` row before executing anything (DECISIONS Q3).
+4. Dry run: stop there (no lock, no bucket). Live run, per planned deploy: check the time
+   budget, take the site lock, re-read the alias OBJECTS and the current rows and re-evaluate
+   the whole keep predicate (D-15), write the tombstone row, move the bytes to trash, mark the
+   move done, release, audit `gc.tombstone`.
+
+Nothing here deletes bytes (V5): a deploy only ever moves to trash; the purge destroys it later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from artemis import retention
+from artemis.db import aliases as aliases_db
+from artemis.db import audit as audit_db
+from artemis.db import deploys as deploys_db
+from artemis.db import tombstones as tombstones_db
+from artemis.db.lock import SiteLockSession
+from artemis.jobs.common import Deadline, RunRecord, job_run
+from artemis.keys import ALIAS_NAMES, Dirname
+from artemis.observability import logger, metrics
+from artemis.retention import Plan, Policy
+from artemis.runtime import Runtime
+from artemis.storage.objects import MoveIncomplete
+
+JOB = "gc-site"
+GC_ACTOR = "system:gc"
+# Seconds one more deploy (lock, re-check, row, move of a typical deploy) may need; below
+# this the run stops cleanly and the next trigger resumes (spec §9.1.2, §11.5).
+ITEM_SECONDS = 30.0
+
+AfterPlan = Callable[[Plan], None]
+
+
+@dataclass
+class GcResult:
+    site: Dirname
+    dry_run: bool
+    run_id: int = 0
+    planned: list[str] = field(default_factory=list)
+    tombstoned: list[str] = field(default_factory=list)
+    skipped_aliased: list[str] = field(default_factory=list)
+    skipped_kept: list[str] = field(default_factory=list)  # a keep condition holds now (D-15)
+    skipped_gone: list[str] = field(default_factory=list)  # row gone since planning
+    redriven: list[str] = field(default_factory=list)  # incomplete moves finished this run
+    redrive_blocked: list[str] = field(default_factory=list)
+    incomplete_moves: int = 0  # tombstones of the site with move_state 'pending' at start
+    bytes: int = 0  # plan bytes of the tombstoned deploys
+    capped: bool = False
+    reason: str = ""
+    incomplete: bool = False  # stopped for lack of time; the next run resumes
+    plan: Plan | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "run_id": self.run_id,
+            "dry_run": self.dry_run,
+            "planned": self.planned,
+            "tombstoned": self.tombstoned,
+            "skipped_aliased": self.skipped_aliased,
+            "skipped_kept": self.skipped_kept,
+            "skipped_gone": self.skipped_gone,
+            "redriven": self.redriven,
+            "redrive_blocked": self.redrive_blocked,
+            "incomplete_moves": self.incomplete_moves,
+            "bytes": self.bytes,
+            "capped": self.capped,
+            "reason": self.reason,
+            "incomplete": self.incomplete,
+        }
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "planned": len(self.planned),
+            "tombstoned": len(self.tombstoned),
+            "skipped_aliased": len(self.skipped_aliased),
+            "skipped_kept": len(self.skipped_kept),
+            "skipped_gone": len(self.skipped_gone),
+            "redriven": len(self.redriven),
+            "redrive_blocked": len(self.redrive_blocked),
+            "incomplete_moves": self.incomplete_moves,
+            "bytes_trashed": self.bytes,
+            "capped": int(self.capped),
+            "incomplete": int(self.incomplete),
+        }
+
+
+# --- shared helpers (also used by the purge) -----------------------------------------------
+
+
+def emit(name: str, value: float, unit: str = "Count") -> None:
+    """Add one EMF metric; never let bookkeeping break a run (outside Lambda too)."""
+    try:
+        metrics.add_metric(name=name, unit=unit, value=value)
+    except Exception:
+        logger.debug("metric dropped", extra={"metric": name})
+
+
+def system_audit(rt: Runtime, action: str, site: Dirname, deploy_id: str) -> None:
+    """A system audit row (§9.0): actor `system:gc`, site = the slug (an unmappable dirname is
+    written raw with `detail.site_unmapped`). Best effort: a failure logs, never aborts."""
+    slug = rt.settings.key_layout.slug_for(site)
+    detail: dict[str, Any] = {} if slug is not None else {"site_unmapped": True}
+    if slug is None:
+        logger.error("audit.site_unmapped", extra={"site": site, "action": action})
+    entry = audit_db.AuditEntry(
+        actor=GC_ACTOR,
+        action=action,
+        outcome="success",
+        site=slug if slug is not None else site,
+        deploy_id=deploy_id,
+        detail=detail,
+    )
+    try:
+        with rt.db.transaction() as conn:
+            audit_db.append(conn, entry)
+    except Exception:
+        logger.exception("audit.record", extra={"action": action, "site": site, "id": deploy_id})
+
+
+def read_alias_objects(rt: Runtime, site: Dirname) -> set[str]:
+    """The deploy ids the site's alias OBJECTS name (both channels). A read error other than
+    not-found raises (StorageError): it is never taken to mean "no alias"."""
+    layout = rt.settings.key_layout
+    targets = (rt.bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES)
+    return {t for t in targets if t}
+
+
+# --- the job -----------------------------------------------------------------------------
+
+
+def run_gc_site(
+    rt: Runtime,
+    site: Dirname,
+    *,
+    now: datetime,
+    deadline: Deadline,
+    dry_run: bool | None = None,
+    after_plan: AfterPlan | None = None,
+) -> GcResult:
+    """Run retention for one site (dirname). `after_plan` is called with the recorded plan just
+    before a live run executes it (an observation point: whatever it changes in the stores is
+    what the under-lock re-check sees). Raises on a failed read, tombstone write or move,
+    after recording the counts in `job_runs`."""
+    dry = rt.settings.cleanup_dry_run if dry_run is None else dry_run
+    with job_run(rt.db, JOB, site or None, dry_run=dry) as record:
+        result = GcResult(site=site, dry_run=dry, run_id=record.id)
+        try:
+            _run(rt, site, now, deadline, record, result, after_plan)
+        except Exception:
+            emit("gc.run_failed", 1)
+            raise
+        finally:
+            record.counts.update(result.counts())
+            _signals(result)
+        return result
+
+
+def _run(
+    rt: Runtime,
+    site: Dirname,
+    now: datetime,
+    deadline: Deadline,
+    record: RunRecord,
+    result: GcResult,
+    after_plan: AfterPlan | None,
+) -> None:
+    if not site:
+        raise ValueError("gc-site needs a site (dirname)")
+    policy = Policy.from_settings(rt.settings)
+    with rt.db.transaction() as conn:
+        pending_moves = [t for t in tombstones_db.for_site(conn, site) if t.move_state == "pending"]
+    result.incomplete_moves = len(pending_moves)
+    session: SiteLockSession | None = None
+    try:
+        if not result.dry_run and pending_moves:
+            session = SiteLockSession(rt.db.conninfo)
+            if not _redrive(rt, site, [t.id for t in pending_moves], session, deadline, result):
+                return
+        plan = plan_for(rt, site, now, policy)
+        result.plan = plan
+        result.planned = plan.planned_ids
+        result.capped, result.reason = plan.capped, plan.reason
+        record.record_plan(plan.to_json())
+        if plan.capped:
+            logger.warning(
+                "gc.site.capped",
+                extra={"site": site, "candidates": len(plan.candidates), "reason": plan.reason},
+            )
+        if result.dry_run:
+            logger.info(
+                "gc.site.dry-run",
+                extra={"site": site, "planned": result.planned, "capped": plan.capped},
+            )
+            return
+        if after_plan is not None:
+            after_plan(plan)
+        if plan.planned and session is None:
+            session = SiteLockSession(rt.db.conninfo)
+        for deploy_id in plan.planned_ids:
+            if not deadline.has(ITEM_SECONDS):
+                result.incomplete = True
+                logger.warning("gc.site.out_of_time", extra={"site": site, "next": deploy_id})
+                return
+            assert session is not None
+            _collect(rt, site, deploy_id, plan, policy, now, session, result)
+    finally:
+        if session is not None:
+            session.close()
+        logger.info("gc.site.done", extra={"site": site, **result.counts()})
+
+
+def plan_for(rt: Runtime, site: Dirname, now: datetime, policy: Policy) -> Plan:
+    """Read the site's active rows, alias rows and expired pending rows (one transaction) and
+    build the pure plan (spec §8.2-8.7)."""
+    with rt.db.transaction() as conn:
+        rows = deploys_db.active_for_site(conn, site)
+        aliased = {a.deploy_id for a in aliases_db.for_site(conn, site)}
+        expired = deploys_db.expired_pending(conn, site, now - policy.grace)
+    return retention.build_plan(rows, aliased, expired, now, policy)
+
+
+def _redrive(
+    rt: Runtime,
+    site: Dirname,
+    ids: list[str],
+    session: SiteLockSession,
+    deadline: Deadline,
+    result: GcResult,
+) -> bool:
+    """Finish the moves of tombstones whose move never completed (D-10). False: out of time."""
+    layout = rt.settings.key_layout
+    for deploy_id in ids:
+        if not deadline.has(ITEM_SECONDS):
+            result.incomplete = True
+            logger.warning("gc.site.out_of_time", extra={"site": site, "redrive": deploy_id})
+            return False
+        site_level = deploy_id == tombstones_db.SITE_PURGE_ID
+        with session.hold(site):
+            with rt.db.transaction() as conn:
+                row = tombstones_db.get(conn, site, deploy_id)
+                reused = site_level and (
+                    deploys_db.exists_for_site(conn, site) or bool(aliases_db.for_site(conn, site))
+                )
+            if row is None or row.move_state != "pending":
+                continue  # restored, purged or finished by someone else meanwhile
+            live = read_alias_objects(rt, site)
+            if site_level:
+                # Re-driving a site purge moves the whole tree: only while the site is still
+                # absent from the index and unpublished; a site brought back since is left alone.
+                blocked = reused or bool(live)
+                src, dst = f"{site}/", layout.site_trash_prefix(site)
+            else:
+                blocked = deploy_id in live  # never move a deploy an alias object names (V1)
+                src = layout.deploy_prefix(site, deploy_id)
+                dst = layout.deploy_trash_prefix(site, deploy_id)
+            if blocked:
+                result.redrive_blocked.append(deploy_id)
+                logger.error("gc.site.redrive_blocked", extra={"site": site, "id": deploy_id})
+                continue
+            try:
+                rt.bucket.move_prefix(src, dst)
+            except MoveIncomplete:
+                logger.error("gc.site.tombstone_move_deferred", extra={"site": site, "trash": dst})
+                raise
+            with rt.db.transaction() as conn:
+                tombstones_db.mark_moved(conn, site, deploy_id)
+        result.redriven.append(deploy_id)
+    return True
+
+
+def _collect(
+    rt: Runtime,
+    site: Dirname,
+    deploy_id: str,
+    plan: Plan,
+    policy: Policy,
+    now: datetime,
+    session: SiteLockSession,
+    result: GcResult,
+) -> None:
+    """One planned deploy: lock → re-check → tombstone row → move → mark → unlock → audit."""
+    layout = rt.settings.key_layout
+    trash = layout.deploy_trash_prefix(site, deploy_id)
+    with session.hold(site):
+        live = read_alias_objects(rt, site)
+        with rt.db.transaction() as conn:
+            current = deploys_db.get(conn, site, deploy_id)
+            active = deploys_db.active_for_site(conn, site)
+        verdict = retention.recheck(current, active, live, now, policy)
+        if not verdict.collect:
+            if verdict.aliased:
+                result.skipped_aliased.append(deploy_id)
+            elif verdict.reason == "gone":
+                result.skipped_gone.append(deploy_id)
+            else:
+                result.skipped_kept.append(deploy_id)
+            logger.info(
+                "gc.site.skipped", extra={"site": site, "id": deploy_id, "why": verdict.reason}
+            )
+            return
+        size = plan.bytes_of(deploy_id)
+        with rt.db.transaction() as conn:  # row first: the intent is durable before bytes move
+            tombstones_db.tombstone_deploy(conn, site, deploy_id, size)
+        try:
+            rt.bucket.move_prefix(layout.deploy_prefix(site, deploy_id), trash)
+        except MoveIncomplete:
+            logger.error(
+                "gc.site.tombstone_move_deferred",
+                extra={"site": site, "id": deploy_id, "trash": trash},
+            )
+            raise
+        try:
+            with rt.db.transaction() as conn:
+                tombstones_db.mark_moved(conn, site, deploy_id)
+        except Exception:  # the move is done; a pending mark only costs a no-op re-drive
+            logger.exception("gc.site.mark_moved_failed", extra={"site": site, "id": deploy_id})
+    result.tombstoned.append(deploy_id)
+    result.bytes += size
+    system_audit(rt, "gc.tombstone", site, deploy_id)
+
+
+def _signals(result: GcResult) -> None:
+    emit("gc.planned", len(result.planned))
+    emit("gc.tombstoned", len(result.tombstoned))
+    emit("gc.skipped_aliased", len(result.skipped_aliased))
+    emit("gc.capped", int(result.capped))
+    emit("gc.bytes_trashed", result.bytes, "Bytes")
+    emit("gc.incomplete_moves", result.incomplete_moves)

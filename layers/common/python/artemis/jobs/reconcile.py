@@ -1,0 +1,566 @@
+"""Reconcile repair: operator-run, one site at a time (spec/durable.md §9.5, DECISIONS Q9).
+
+    run_reconcile(rt, "www", apply=False, …)   dry run: the site's drift report, writes nothing
+    run_reconcile(rt, "www", apply=True, …)    repair it
+
+1. **Name resolution.** The name may be a dirname or a slug: a known dirname (any row in
+   `deploys`, `aliases` or `tombstones`, or a registry slug rendered through the template) is
+   used as is; else the name is rendered as a slug and used if that dirname is known; else the
+   run is refused (`UnknownSite`) — a reconciler handed an unknown name would look where no
+   writer writes and report zero drift.
+2. **Snapshot** (read once, without the lock, through the read-only wrappers): every key under
+   the site prefix, the active index rows, the alias rows and the alias objects (aliased = the
+   union of rows and objects). No deploy ids while rows exist is the empty-listing fault
+   (`EmptyListingFault`, dry and live): that shape is a wrong bucket, prefix or template,
+   never a reason to prune.
+3. **Plan**: the decision table and the blast cap of artemis.reconcile_plan. A dry run reports
+   the full plan (the cap only sets `capped`).
+4. **Repair** (live only): one SiteLockSession; all reindexes, then the capped tombstones, then
+   the capped prunes, in id order. Before each item the deadline is checked; then the site lock
+   is taken for that item alone and the item is re-read under it:
+
+   | Repair    | Re-read under the lock                | Proceeds only if                       |
+   | --------- | ------------------------------------- | -------------------------------------- |
+   | reindex   | the deploy prefix listing             | bytes present; then the guarded        |
+   |           |                                       | reindex (refused while tombstoned)     |
+   | tombstone | active row; alias rows, then objects; | unindexed, unaliased, bytes present,   |
+   |           | the deploy prefix listing             | marker absent                          |
+   | prune     | the deploy prefix; alias rows, then   | no bytes, unaliased, the row still     |
+   |           | objects; the row itself               | active and past grace                  |
+
+   A tombstone measures the deploy's bytes, writes the tombstone row (which drops any index
+   row), moves the prefix to trash and marks the tombstone moved — row first, bytes second.
+   A skipped item is logged with its reason; an alias that appeared is reported as
+   aliased-missing. Any error fails the run at that item (`ReconcileFailed`, carrying the
+   partial report): earlier repairs stand, and re-running resumes, since every repair is
+   guarded by its in-lock read.
+5. **Audit** (after each item's lock is released, best effort): `gc.reconcile` for every orphan
+   whose tombstone row landed (even if its move then failed), `gc.reconcile.prune` for every
+   pruned row; actor `system:reconcile`; `site` is the slug (an unmappable dirname is written
+   raw with `{"site_unmapped": true}`).
+
+Every run writes a `job_runs` row (`reconcile`, dry_run = not apply) with its plan and counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import psycopg
+
+from artemis.db import aliases as aliases_db
+from artemis.db import audit as audit_db
+from artemis.db import deploys as deploys_db
+from artemis.db import sites as sites_db
+from artemis.db import tombstones as tombstones_db
+from artemis.db.lock import SiteLockSession
+from artemis.jobs.common import Deadline, RunRecord, job_run
+from artemis.keys import ALIAS_NAMES, Dirname, KeyLayout, Slug
+from artemis.observability import logger
+from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase
+from artemis.reconcile_plan import (
+    BucketDeploy,
+    Classification,
+    IndexedDeploy,
+    RepairPlan,
+    build_plan,
+    classify,
+    deploy_time,
+    listing_fault,
+)
+from artemis.runtime import Runtime
+from artemis.storage.objects import MoveIncomplete, ObjectInfo
+
+JOB = "reconcile"
+ACTOR = "system:reconcile"
+# Time one repair may need (an in-lock re-read, a row write and a move of one deploy); the run
+# stops cleanly before an item when less than this remains.
+ITEM_RESERVE_SECONDS = 10.0
+
+Repair = Literal["reindex", "tombstone", "prune"]
+
+
+class BucketReader(Protocol):
+    """The reads a snapshot needs (Bucket and ReadOnlyBucket both fit)."""
+
+    def list_pages(self, prefix: str, *, start_after: str = "") -> Iterator[list[ObjectInfo]]: ...
+
+    def get_alias(self, key: str) -> str | None: ...
+
+
+class Transactions(Protocol):
+    """Something that opens transactions (Database and ReadOnlyDatabase both fit)."""
+
+    def transaction(self) -> AbstractContextManager[psycopg.Connection]: ...
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ReconcileError(Exception):
+    """A reconcile run that did not complete; `report` is what it did before it stopped."""
+
+    def __init__(self, message: str, report: ReconcileReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class UnknownSite(ReconcileError):
+    """The name is neither a known dirname nor a slug whose dirname is known: refused."""
+
+
+class EmptyListingFault(ReconcileError):
+    """No deploys under the site prefix while the index has active rows (§9.5.2)."""
+
+
+class ReconcileFailed(ReconcileError):
+    """A second read or a write failed at one item; earlier repairs stand."""
+
+
+# --- site enumeration and name resolution ---------------------------------------------------
+
+
+def known_sites(db: Transactions, layout: KeyLayout) -> list[Dirname]:
+    """§9.4.2: the sorted union of every dirname in `deploys` (any state), `aliases` and
+    `tombstones`, and the dirname rendered from every registry slug."""
+    with db.transaction() as conn:
+        names = set(deploys_db.known_dirnames(conn))
+        names.update(layout.dirname(Slug(row.slug)) for row in sites_db.list_all(conn))
+    return sorted(names)
+
+
+def resolve_site(name: str, known: list[Dirname], layout: KeyLayout) -> Dirname | None:
+    """A known dirname as given, else the known dirname the name renders to as a slug."""
+    if not name:
+        return None
+    known_set = set(known)
+    if name in known_set:
+        return Dirname(name)
+    rendered = layout.dirname(Slug(name))
+    return rendered if rendered in known_set else None
+
+
+# --- the snapshot ----------------------------------------------------------------------------
+
+
+def list_site(
+    bucket: BucketReader, layout: KeyLayout, site: Dirname, now: datetime
+) -> tuple[list[BucketDeploy], int]:
+    """One listing of the site prefix → its deploys (first-seen order, with marker flags,
+    id-parsed times and byte sizes from the listing) and the number of keys listed."""
+    prefix = layout.site_prefix(site)
+    markers: dict[str, bool] = {}
+    sizes: dict[str, int] = {}
+    keys = 0
+    for page in bucket.list_pages(prefix):
+        for obj in page:
+            keys += 1
+            deploy_id = layout.deploy_id_of(site, obj.key)
+            if deploy_id is None:
+                continue  # an empty first segment
+            sizes[deploy_id] = sizes.get(deploy_id, 0) + obj.size
+            is_marker = obj.key == layout.marker_key(site, deploy_id)
+            markers[deploy_id] = markers.get(deploy_id, False) or is_marker
+    deploys = [
+        BucketDeploy(deploy_id, markers[deploy_id], deploy_time(deploy_id, now), sizes[deploy_id])
+        for deploy_id in sizes
+    ]
+    return deploys, keys
+
+
+def alias_objects(bucket: BucketReader, layout: KeyLayout, site: Dirname) -> frozenset[str]:
+    """The deploy ids the site's alias objects name (missing or empty objects name none)."""
+    targets = (bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES)
+    return frozenset(t for t in targets if t)
+
+
+@dataclass(frozen=True)
+class SiteSnapshot:
+    site: Dirname
+    prefix: str
+    deploys: tuple[BucketDeploy, ...]
+    keys_listed: int
+    indexed: tuple[IndexedDeploy, ...]
+    alias_rows: frozenset[str]
+    alias_objects: frozenset[str]
+
+    @property
+    def aliased(self) -> frozenset[str]:
+        """A deploy either store calls live is live (V1)."""
+        return self.alias_rows | self.alias_objects
+
+    def fault(self) -> str | None:
+        return listing_fault(len(self.deploys), len(self.indexed), self.prefix)
+
+    def classify(self, now: datetime, grace: timedelta) -> Classification:
+        return classify(self.deploys, self.indexed, self.aliased, now=now, grace=grace)
+
+
+def read_snapshot(
+    bucket: BucketReader, db: Transactions, layout: KeyLayout, site: Dirname, now: datetime
+) -> SiteSnapshot:
+    """§9.5.2, in its order: the listing, the active rows, then alias rows and objects."""
+    deploys, keys = list_site(bucket, layout, site, now)
+    with db.transaction() as conn:
+        rows = deploys_db.active_for_site(conn, site)
+        alias_rows = frozenset(row.deploy_id for row in aliases_db.for_site(conn, site))
+    return SiteSnapshot(
+        site=site,
+        prefix=layout.site_prefix(site),
+        deploys=tuple(deploys),
+        keys_listed=keys,
+        indexed=tuple(IndexedDeploy(row.id, row.mtime) for row in rows),
+        alias_rows=alias_rows,
+        alias_objects=alias_objects(bucket, layout, site),
+    )
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    name: str
+    site: str
+    slug: str | None
+    dry_run: bool
+    now: datetime
+    keys_listed: int = 0
+    active_rows: int = 0
+    plan: RepairPlan | None = None
+    reindexed: list[str] = field(default_factory=list)
+    tombstoned: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    # Aliased-missing ids: the snapshot's, plus ids whose alias appeared under the lock.
+    aliased_missing: set[str] = field(default_factory=set)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    complete: bool = True
+    stopped: str | None = None  # "deadline" when the run stopped before its last item
+    remaining: list[str] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def skip(self, repair: Repair, deploy_id: str, reason: str) -> None:
+        self.skipped.append({"id": deploy_id, "repair": repair, "reason": reason})
+
+    def counts(self) -> dict[str, Any]:
+        planned = self.plan.report if self.plan else Classification()
+        return {
+            "planned_reindex": len(planned.reindex),
+            "planned_tombstone": len(planned.tombstone),
+            "planned_prune": len(planned.prune),
+            "reindexed": len(self.reindexed),
+            "tombstoned": len(self.tombstoned),
+            "pruned": len(self.pruned),
+            "aliased_missing": len(self.aliased_missing),
+            "deferred": len(planned.deferred),
+            "skipped": len(self.skipped),
+            "capped": bool(self.plan and self.plan.capped),
+            "complete": self.complete,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "site": self.site,
+            "slug": self.slug,
+            "dry_run": self.dry_run,
+            "now": self.now.isoformat(),
+            "keys_listed": self.keys_listed,
+            "active_rows": self.active_rows,
+            "planned": self.plan.to_json() if self.plan else None,
+            "done": {
+                "reindex": self.reindexed,
+                "tombstone": self.tombstoned,
+                "prune": self.pruned,
+            },
+            "aliased_missing": sorted(self.aliased_missing),
+            "skipped": self.skipped,
+            "complete": self.complete,
+            "stopped": self.stopped,
+            "remaining": self.remaining,
+            "error": self.error,
+            "warnings": self.warnings,
+        }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def run_reconcile(
+    rt: Runtime, name: str, *, apply: bool, now: datetime, deadline: Deadline
+) -> ReconcileReport:
+    """Reconcile one site (module docstring). Raises UnknownSite, EmptyListingFault or
+    ReconcileFailed (each carrying the report so far) after recording the failed run."""
+    layout = rt.settings.key_layout
+    ro_db, ro_bucket = ReadOnlyDatabase(rt.db), ReadOnlyBucket(rt.bucket)
+    site = resolve_site(name, known_sites(ro_db, layout), layout)
+    with job_run(rt.db, JOB, site=site or name, dry_run=not apply) as record:
+        if site is None:
+            logger.error("reconcile.unknown_site", extra={"requested": name})
+            raise UnknownSite(
+                f"{name!r} is neither a known dirname nor a registered slug whose dirname is"
+                " known; refusing to reconcile"
+            )
+        report = ReconcileReport(name, site, layout.slug_for(site), not apply, now)
+        try:
+            _plan_and_repair(rt, report, ro_bucket, ro_db, record, deadline)
+        except ReconcileError:
+            raise
+        except Exception as err:  # a snapshot read, the lock session …: fail with the report
+            report.complete = False
+            report.error = report.error or f"{type(err).__name__}: {err}"
+            raise ReconcileFailed(report.error, report) from err
+        finally:
+            record.counts.update(report.counts())
+    logger.info("reconcile.site.done", extra={"site": site, "counts": report.counts()})
+    return report
+
+
+def _plan_and_repair(
+    rt: Runtime,
+    report: ReconcileReport,
+    bucket: ReadOnlyBucket,
+    db: ReadOnlyDatabase,
+    record: RunRecord,
+    deadline: Deadline,
+) -> None:
+    layout, site, now = rt.settings.key_layout, Dirname(report.site), report.now
+    snap = read_snapshot(bucket, db, layout, site, now)
+    report.keys_listed, report.active_rows = snap.keys_listed, len(snap.indexed)
+    fault = snap.fault()
+    if fault is not None:
+        logger.error("reconcile.empty_listing", extra={"site": site, "fault": fault})
+        raise EmptyListingFault(fault, report)
+    grace = timedelta(seconds=rt.settings.cleanup_grace)
+    plan = build_plan(
+        snap.classify(now, grace), rt.settings.cleanup_blast_cap, dry_run=report.dry_run
+    )
+    report.plan = plan
+    report.aliased_missing.update(plan.classification.aliased_missing)
+    if len(plan.classification.prune) * 2 > len(snap.indexed):
+        # The sweep's self-check 4, scoped to this site: a warning for the operator to weigh
+        # (the blast cap still bounds a live run).
+        report.warnings.append(
+            f"{len(plan.classification.prune)} planned prunes would drop more than half of"
+            f" the site's {len(snap.indexed)} active rows"
+        )
+    _log_plan(site, snap, plan)
+    record.record_plan(plan.to_json())
+    if not report.dry_run:
+        _repair(rt, snap, plan, report, now, deadline)
+
+
+def _log_plan(site: Dirname, snap: SiteSnapshot, plan: RepairPlan) -> None:
+    full = plan.classification
+    for deploy_id in full.reindex:
+        if deploy_id in snap.aliased:  # class 1: self-heals by reindex; a warning, no page
+            logger.warning("reconcile.aliased_unindexed", extra={"site": site, "id": deploy_id})
+    if full.aliased_missing:
+        logger.error(
+            "reconcile.aliased_bytes_missing",
+            extra={"site": site, "ids": list(full.aliased_missing)},
+        )
+    if full.deferred:
+        logger.info("reconcile.prune_deferred", extra={"site": site, "ids": list(full.deferred)})
+    if plan.capped:
+        logger.warning("reconcile.capped", extra={"site": site, "reason": plan.reason})
+
+
+def _repair(
+    rt: Runtime,
+    snap: SiteSnapshot,
+    plan: RepairPlan,
+    report: ReconcileReport,
+    now: datetime,
+    deadline: Deadline,
+) -> None:
+    work = _Repairer(rt, snap, report, now)
+    queue: list[tuple[Repair, str]] = [
+        *(("reindex", i) for i in plan.reindex),
+        *(("tombstone", i) for i in plan.tombstone),
+        *(("prune", i) for i in plan.prune),
+    ]
+    steps: dict[Repair, Callable[[str], None]] = {
+        "reindex": work.reindex,
+        "tombstone": work.tombstone,
+        "prune": work.prune,
+    }
+    with SiteLockSession(rt.db.conninfo) as session:
+        for position, (repair, deploy_id) in enumerate(queue):
+            if not deadline.has(ITEM_RESERVE_SECONDS):
+                report.complete, report.stopped = False, "deadline"
+                report.remaining = [i for _, i in queue[position:]]
+                logger.warning(
+                    "reconcile.deadline",
+                    extra={"site": snap.site, "remaining": len(report.remaining)},
+                )
+                return
+            try:
+                with session.hold(snap.site):
+                    steps[repair](deploy_id)
+            except Exception as err:
+                report.complete = False
+                report.error = f"{repair} {deploy_id}: {type(err).__name__}: {err}"
+                raise ReconcileFailed(report.error, report) from err
+            finally:
+                work.flush_audits()  # outside the lock
+
+
+class _Repairer:
+    """The three repairs, each run under the site lock with its own second read."""
+
+    def __init__(
+        self, rt: Runtime, snap: SiteSnapshot, report: ReconcileReport, now: datetime
+    ) -> None:
+        self.rt, self.snap, self.report, self.now = rt, snap, report, now
+        self.site = snap.site
+        self.layout = rt.settings.key_layout
+        self.grace = timedelta(seconds=rt.settings.cleanup_grace)
+        self.audits: list[audit_db.AuditEntry] = []
+
+    # --- second reads ---------------------------------------------------------------------
+    def _alias_appeared(self, deploy_id: str) -> str | None:
+        """Which store (rows first, then objects) now calls the deploy live, if any."""
+        with self.rt.db.transaction() as conn:
+            rows = {row.deploy_id for row in aliases_db.for_site(conn, self.site)}
+        if deploy_id in rows:
+            return "alias row"
+        if deploy_id in alias_objects(self.rt.bucket, self.layout, self.site):
+            return "alias object"
+        return None
+
+    def _skip(self, repair: Repair, deploy_id: str, reason: str, *, aliased: bool = False) -> None:
+        event = {
+            "reindex": "reconcile.reindex_refused",
+            "tombstone": "reconcile.tombstone_skipped",
+            "prune": "reconcile.prune_skipped",
+        }[repair]
+        logger.warning(event, extra={"site": self.site, "id": deploy_id, "reason": reason})
+        self.report.skip(repair, deploy_id, reason)
+        if aliased:
+            self.report.aliased_missing.add(deploy_id)
+
+    # --- repairs ----------------------------------------------------------------------------
+    def reindex(self, deploy_id: str) -> None:
+        listing = self.rt.bucket.list_keys(self.layout.deploy_prefix(self.site, deploy_id))
+        was_aliased = deploy_id in self.snap.aliased
+        if not listing:
+            self._skip("reindex", deploy_id, "bytes vanished", aliased=was_aliased)
+            return
+        marker = self.layout.marker_key(self.site, deploy_id)
+        has_marker = any(obj.key == marker for obj in listing)
+        with self.rt.db.transaction() as conn:
+            written = deploys_db.reindex(
+                conn, self.site, deploy_id, deploy_time(deploy_id, self.now), has_marker
+            )
+        if not written:
+            self._skip("reindex", deploy_id, "tombstoned", aliased=was_aliased)
+            return
+        self.report.reindexed.append(deploy_id)
+        if was_aliased:
+            logger.warning(
+                "reconcile.aliased_unindexed_reindexed", extra={"site": self.site, "id": deploy_id}
+            )
+
+    def tombstone(self, deploy_id: str) -> None:
+        with self.rt.db.transaction() as conn:
+            row = deploys_db.get(conn, self.site, deploy_id)
+        if row is not None and row.state == "active":
+            self._skip("tombstone", deploy_id, "gained a row")
+            return
+        appeared = self._alias_appeared(deploy_id)
+        if appeared is not None:
+            self._skip("tombstone", deploy_id, f"{appeared} appeared", aliased=True)
+            return
+        prefix = self.layout.deploy_prefix(self.site, deploy_id)
+        listing = self.rt.bucket.list_keys(prefix)
+        if not listing:
+            self._skip("tombstone", deploy_id, "bytes gone")
+            return
+        if any(obj.key == self.layout.marker_key(self.site, deploy_id) for obj in listing):
+            self._skip("tombstone", deploy_id, "marker appeared")
+            return
+        size = sum(obj.size for obj in listing)
+        with self.rt.db.transaction() as conn:  # row first …
+            tombstones_db.tombstone_deploy(conn, self.site, deploy_id, size)
+        try:  # … bytes second
+            moved = self.rt.bucket.move_prefix(
+                prefix, self.layout.deploy_trash_prefix(self.site, deploy_id)
+            )
+        except MoveIncomplete as err:
+            self._audit("gc.reconcile", deploy_id, {"bytes": size, "moved": False})
+            logger.error(
+                "reconcile.tombstone_move_deferred",
+                extra={"site": self.site, "id": deploy_id, "moved": err.moved},
+            )
+            raise
+        self._audit("gc.reconcile", deploy_id, {"bytes": size, "moved": True, "objects": moved})
+        try:
+            with self.rt.db.transaction() as conn:
+                tombstones_db.mark_moved(conn, self.site, deploy_id)
+        except Exception:  # the move is done; a pending mark only means a no-op re-drive
+            logger.exception(
+                "reconcile.mark_moved_failed", extra={"site": self.site, "id": deploy_id}
+            )
+        self.report.tombstoned.append(deploy_id)
+
+    def prune(self, deploy_id: str) -> None:
+        if self.rt.bucket.has_prefix(self.layout.deploy_prefix(self.site, deploy_id)):
+            self._skip("prune", deploy_id, "bytes present")
+            return
+        appeared = self._alias_appeared(deploy_id)
+        if appeared is not None:
+            self._skip("prune", deploy_id, f"{appeared} appeared", aliased=True)
+            return
+        with self.rt.db.transaction() as conn:
+            row = deploys_db.get(conn, self.site, deploy_id)
+            if row is None or row.state != "active":
+                deleted = False
+                reason = "row gone" if row is None else "row is pending"
+            elif self.now - row.mtime < self.grace:
+                deleted, reason = False, "row is inside grace"
+            else:
+                deleted, reason = deploys_db.delete(conn, self.site, deploy_id), "row gone"
+        if not deleted:
+            self._skip("prune", deploy_id, reason)
+            return
+        self.report.pruned.append(deploy_id)
+        logger.info("reconcile.pruned", extra={"site": self.site, "id": deploy_id})
+        self._audit("gc.reconcile.prune", deploy_id, {})
+
+    # --- audit --------------------------------------------------------------------------------
+    def _audit(self, action: str, deploy_id: str, detail: dict[str, Any]) -> None:
+        slug = self.layout.slug_for(self.site)
+        if slug is None:
+            detail = {**detail, "site_unmapped": True}
+            logger.error(
+                "audit.site_unmapped", extra={"site": self.site, "action": action, "id": deploy_id}
+            )
+        self.audits.append(
+            audit_db.AuditEntry(
+                actor=ACTOR,
+                action=action,
+                outcome="success",
+                site=slug or self.site,
+                deploy_id=deploy_id,
+                detail=detail,
+            )
+        )
+
+    def flush_audits(self) -> None:
+        """Write the pending audit rows; best effort (a failure logs and never aborts)."""
+        pending, self.audits = self.audits, []
+        for entry in pending:
+            try:
+                with self.rt.db.transaction() as conn:
+                    audit_db.append(conn, entry)
+            except Exception:
+                logger.exception(
+                    "audit.record",
+                    extra={"action": entry.action, "site": entry.site, "id": entry.deploy_id},
+                )

@@ -1,0 +1,218 @@
+"""The outbox relay (spec/durable.md §7.3-§7.5, §7.7): claim → publish → mark, repeated.
+
+One `drain` is one tick of the relay loop and writes one `job_runs` row (`relay`). It keeps
+claiming passes of up to `limit` rows (§7.5 **Fix**) until a pass returns fewer than `limit`
+rows, a pass stops on a transport failure, a pass publishes nothing, or the deadline is near.
+
+Each pass:
+1. claims in its own short transaction, committed before anything is sent (§7.3); the same
+   transaction reads `clock_timestamp()` after the claim statement, which every message of
+   the pass carries as `claimed_at` (a later instant than the commit of every claimed row,
+   §9.1.3 step 1);
+2. publishes the rows in id order (see `SqsPublisher` for which failures stop the batch);
+3. in one transaction with a 10 s statement timeout, marks exactly the published ids with the
+   relay clock read at the start of the pass (§7.4 step 3) and releases the claim of every
+   other row of the batch at once (D-4 fix), so a failed row is retried on the next pass or
+   tick instead of after the 5-minute lease.
+
+Failure policy: publish failures, a failed mark and a failed claim after the first pass never
+raise; they are in the `RelayResult` (`ok` is false), the `job_runs` row is finished as
+`failed` with the first error, and the caller (the scheduled function) reports the invocation
+as failed so alarms fire. `drain` raises only when nothing could be done: the `job_runs` row
+could not be started or the first claim failed (the database is unreachable). Rows published
+but not marked (a mark failure, a crash) stay claimed and are published again after the lease
+(at-least-once, E5b); the FIFO deduplication id makes a re-publish within 5 minutes a no-op
+and later duplicates are harmless (E1).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from artemis.db import outbox
+from artemis.jobs.common import Clock, Deadline, job_run, system_clock
+from artemis.observability import logger
+from artemis.queue import ClaimedMessage, Publisher
+
+if TYPE_CHECKING:
+    from artemis.runtime import Runtime
+
+JOB = "relay"
+MARK_TIMEOUT = "10s"
+PASS_RESERVE_SECONDS = 2.0  # a pass is not started with less time than this left
+
+
+@dataclass
+class RelayResult:
+    passes: int = 0
+    claimed: int = 0
+    published: int = 0
+    failed: int = 0
+    released: int = 0
+    errors: list[str] = field(default_factory=list)
+    # drained | budget | publish_failure | nothing_published | mark_failure | claim_failure
+    stopped_by: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.failed == 0
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "passes": self.passes,
+            "claimed": self.claimed,
+            "published": self.published,
+            "failed": self.failed,
+            "released": self.released,
+        }
+
+
+class RelayFailed(Exception):
+    """A drain (or a relay invocation) that had failures; carries what it did."""
+
+    def __init__(self, result: RelayResult) -> None:
+        first = result.errors[0] if result.errors else f"{result.failed} rows failed to publish"
+        super().__init__(f"{first} ({result.counts()})")
+        self.result = result
+
+
+def drain(
+    rt: Runtime,
+    publisher: Publisher,
+    *,
+    deadline: Deadline,
+    limit: int = outbox.CLAIM_LIMIT,
+    clock: Clock = system_clock,
+    claim_ttl_seconds: float = outbox.CLAIM_TTL_SECONDS,
+    pass_reserve_seconds: float = PASS_RESERVE_SECONDS,
+) -> RelayResult:
+    """One relay tick; see the module docstring. A pass is started only while the deadline
+    leaves `pass_reserve_seconds`."""
+    result = RelayResult()
+    with rt.db.transaction() as conn:
+        if not outbox.has_ready(conn):  # an idle tick leaves no job_runs row (one per 5 s)
+            result.stopped_by = "idle"
+            return result
+    try:
+        with job_run(rt.db, JOB) as run:
+            try:
+                _passes(
+                    rt, publisher, result, deadline, limit, clock, claim_ttl_seconds,
+                    pass_reserve_seconds,
+                )  # fmt: skip
+            finally:
+                run.counts.update(result.counts())
+                _signals(rt, result)
+            if not result.ok:
+                raise RelayFailed(result)  # finishes the job_runs row as failed, with the error
+    except RelayFailed:
+        logger.error(
+            "relay.drain_failed",
+            extra={"op": "relay.run", **result.counts(), "errors": result.errors},
+        )
+    return result
+
+
+def _passes(
+    rt: Runtime,
+    publisher: Publisher,
+    result: RelayResult,
+    deadline: Deadline,
+    limit: int,
+    clock: Clock,
+    ttl: float,
+    reserve: float,
+) -> None:
+    while True:
+        if not deadline.has(reserve):
+            result.stopped_by = "budget"
+            return
+        started_at = clock()
+        began = time.monotonic()
+        try:
+            batch = _claim(rt, limit, ttl)
+        except Exception as err:
+            if result.passes == 0:
+                raise  # nothing could be done: the database is not answering
+            logger.exception("relay.claim_failed")
+            result.errors.append(f"claim failed: {type(err).__name__}: {err}")
+            result.stopped_by = "claim_failure"
+            return
+        if not batch:
+            result.stopped_by = "drained"
+            return
+        result.passes += 1
+        result.claimed += len(batch)
+        outcome = publisher.publish(batch)
+        published = set(outcome.published)
+        unpublished = [m.id for m in batch if m.id not in published]
+        result.published += len(published)
+        result.failed += len(outcome.failed)
+        if outcome.error:
+            result.errors.append(outcome.error)
+        try:
+            with rt.db.transaction() as conn:
+                conn.execute(f"SET LOCAL statement_timeout = '{MARK_TIMEOUT}'")
+                outbox.mark_published(conn, sorted(published), started_at)
+                result.released += outbox.release_claims(conn, unpublished)
+        except Exception as err:
+            # The published rows stay claimed and are published again after the lease.
+            logger.exception("relay.mark_failed", extra={"published": len(published)})
+            result.errors.append(f"mark failed: {type(err).__name__}: {err}")
+            result.stopped_by = "mark_failure"
+            return
+        _metric("outbox.pass_ms", (time.monotonic() - began) * 1000.0, "Milliseconds")
+        logger.info(
+            "relay.pass",
+            extra={
+                "claimed": len(batch), "published": len(published),
+                "failed": len(outcome.failed), "released": len(unpublished),
+                "error": outcome.error,
+            },
+        )  # fmt: skip
+        if outcome.stopped:
+            result.stopped_by = "publish_failure"
+            return
+        if not published:
+            result.stopped_by = "nothing_published"  # a head of unpublishable rows: no spinning
+            return
+        if len(batch) < limit:
+            result.stopped_by = "drained"
+            return
+
+
+def _claim(rt: Runtime, limit: int, ttl: float) -> list[ClaimedMessage]:
+    with rt.db.transaction() as conn:
+        rows = outbox.claim(conn, limit, ttl)
+        stamp = conn.execute("SELECT clock_timestamp()").fetchone()
+    claimed_at = stamp[0] if stamp else None
+    return [ClaimedMessage(m.id, m.topic, m.payload, claimed_at) for m in rows]
+
+
+def _signals(rt: Runtime, result: RelayResult) -> None:
+    """§7.7: published count, failures, and the backlog (count and oldest age)."""
+    _metric("outbox.published", result.published)
+    _metric("outbox.publish_failures", result.failed)
+    try:
+        with rt.db.transaction() as conn:
+            backlog = outbox.backlog(conn)
+    except Exception:
+        logger.exception("relay.backlog_failed")
+        return
+    _metric("outbox.unpublished_count", backlog.unpublished)
+    _metric("outbox.oldest_unpublished_age_s", backlog.oldest_age_seconds, "Seconds")
+
+
+def _metric(name: str, value: float, unit: str = "Count") -> None:
+    """One EMF line per value: no shared metric set to flush, so nothing leaks between
+    invocations or threads, and nothing breaks outside Lambda."""
+    try:
+        from aws_lambda_powertools import single_metric
+        from aws_lambda_powertools.metrics import MetricUnit
+
+        with single_metric(name=name, unit=MetricUnit(unit), value=value, namespace="Artemis") as m:
+            m.add_dimension(name="service", value="artemis")
+    except Exception:  # a metric must never fail the relay
+        logger.exception("metric.failed", extra={"metric": name})

@@ -1,0 +1,431 @@
+"""The SQS side of the site-events pipeline (spec/durable.md §7.4, §11.2-§11.4).
+
+* `SiteEvent`: the message body the relay sends and the site worker reads.
+* `Publisher` / `SqsPublisher`: the relay's port and its FIFO adapter. Group id = the payload's
+  site (one run per site at a time), deduplication id = the outbox id (a relay re-publish inside
+  five minutes is dropped by SQS; later duplicates are harmless because every consumer is
+  level-triggered, E1). Content-based deduplication must stay off (§11.3 item 6).
+* `send_to_dlq`, `change_visibility`: what the worker does with a failed message.
+* `lambda_event`, `poll_once`, `Poller`: an SQS event source mapping in miniature (receive,
+  call the handler with a real Lambda SQS event, delete what it acknowledged), used by the local
+  runtime and the system tests, since Lambda itself does not run here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from artemis.db.outbox import SITE_CHANGED, OutboxMessage
+from artemis.keys import Dirname
+from artemis.observability import logger
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import (
+        MessageAttributeValueTypeDef,
+        MessageTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
+
+TOPICS = frozenset({SITE_CHANGED})
+SEND_BATCH_MAX = 10  # SendMessageBatch / DeleteMessageBatch entry limit
+MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling (12 h)
+# MessageGroupId: 1-128 characters, alphanumeric and punctuation (no spaces, ASCII only).
+_GROUP_ID = re.compile(r"[!-~]{1,128}")
+_ERROR_TEXT_MAX = 1_000
+
+
+class MalformedEvent(ValueError):
+    """A message body that can never be processed: a permanent failure, never retried."""
+
+
+# --- the message body ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteEvent:
+    """`{"topic": "site.changed", "payload": {"site": "<dirname>"}, "outbox_id": 7,
+    "claimed_at": "<RFC 3339>"}`. `claimed_at` is the database clock read right after the
+    claim statement (spec §9.1.3 step 1): later than the commit of every row the claim saw."""
+
+    topic: str
+    payload: dict[str, Any]
+    outbox_id: int
+    claimed_at: datetime | None = None
+
+    @property
+    def site(self) -> Dirname:
+        return Dirname(self.payload["site"])
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "topic": self.topic,
+                "payload": self.payload,
+                "outbox_id": self.outbox_id,
+                "claimed_at": self.claimed_at.isoformat() if self.claimed_at else None,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+    @classmethod
+    def parse(cls, body: str) -> SiteEvent:
+        """The event in `body`, or MalformedEvent (bad JSON, unknown topic, missing site)."""
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError) as err:
+            raise MalformedEvent(f"body is not JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise MalformedEvent("body is not a JSON object")
+        topic = data.get("topic")
+        if topic not in TOPICS:
+            raise MalformedEvent(f"unknown topic {topic!r}")
+        payload = data.get("payload")
+        if not isinstance(payload, dict):
+            raise MalformedEvent("payload is not an object")
+        problem = site_problem(payload)
+        if problem:
+            raise MalformedEvent(problem)
+        outbox_id = data.get("outbox_id")
+        if not isinstance(outbox_id, int) or isinstance(outbox_id, bool):
+            raise MalformedEvent("outbox_id is not an integer")
+        claimed_at = data.get("claimed_at")
+        try:
+            stamp = datetime.fromisoformat(claimed_at) if claimed_at is not None else None
+        except (TypeError, ValueError):
+            raise MalformedEvent(f"claimed_at is not a timestamp: {claimed_at!r}") from None
+        return cls(topic, payload, outbox_id, stamp)
+
+
+def site_problem(payload: Mapping[str, Any]) -> str | None:
+    """Why `payload` cannot be a site event (None when it can)."""
+    site = payload.get("site")
+    if not isinstance(site, str) or not site:
+        return "payload has no site"
+    if not _GROUP_ID.fullmatch(site):
+        return f"site {site!r} cannot be a message group id (1-128 printable ASCII, no spaces)"
+    return None
+
+
+# --- publishing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedMessage(OutboxMessage):
+    """An outbox row as the relay claimed it: the row plus the claim's database timestamp."""
+
+    claimed_at: datetime | None = None
+
+
+@dataclass
+class PublishOutcome:
+    """What one `publish` call did. Rows in neither list were not attempted: a transport
+    failure stops the batch (`stopped`), like spec §7.4 step 2."""
+
+    published: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+    error: str | None = None  # the first error
+    stopped: bool = False
+
+    def fail(self, ids: Sequence[int], error: str, *, stop: bool = False) -> None:
+        self.failed.extend(ids)
+        if self.error is None:
+            self.error = error
+        self.stopped = self.stopped or stop
+
+
+class Publisher(Protocol):
+    def publish(self, messages: Sequence[OutboxMessage]) -> PublishOutcome: ...
+
+
+def reject_reason(message: OutboxMessage) -> str | None:
+    """Why `message` can never be published (None when it can)."""
+    if message.topic not in TOPICS:
+        return f"outbox {message.id}: unknown topic {message.topic!r}"
+    problem = site_problem(message.payload) if isinstance(message.payload, dict) else "no payload"
+    return f"outbox {message.id}: {problem}" if problem else None
+
+
+class SqsPublisher:
+    """Sends outbox rows to a FIFO queue in `SendMessageBatch` calls of at most 10, in id order.
+
+    Two kinds of failure:
+    * a **row fault** (unknown topic, payload without a usable site, or SQS refusing one entry
+      with `SenderFault`): that row fails — it is never sent and never dropped; it stays in the
+      outbox, unpublished, and keeps being reported — while the other rows go on. Stopping here
+      would let one bad row block every later event of every site forever, and nothing relies on
+      cross-event order (spec §7.4, third bullet);
+    * a **transport fault** (the call fails, SQS reports a server-side entry failure, or the batch
+      budget is spent): the batch stops at the first one; rows after it are not attempted.
+    Entries SQS reports as Successful are published, even when they follow a failed entry of
+    the same call.
+    """
+
+    def __init__(
+        self, client: SQSClient, queue_url: str, *, batch_budget_seconds: float = 120.0
+    ) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.batch_budget_seconds = batch_budget_seconds
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> PublishOutcome:
+        outcome = PublishOutcome()
+        ends_at = time.monotonic() + self.batch_budget_seconds
+        chunk: list[OutboxMessage] = []
+        for message in sorted(messages, key=lambda m: m.id):
+            reason = reject_reason(message)
+            if reason is not None:
+                logger.error(
+                    "relay.publish_rejected", extra={"outbox_id": message.id, "error": reason}
+                )
+                outcome.fail([message.id], reason)
+                continue
+            chunk.append(message)
+            if len(chunk) == SEND_BATCH_MAX:
+                self._send(chunk, outcome, ends_at)
+                chunk = []
+                if outcome.stopped:
+                    return outcome
+        if chunk:
+            self._send(chunk, outcome, ends_at)
+        return outcome
+
+    def _send(self, chunk: list[OutboxMessage], outcome: PublishOutcome, ends_at: float) -> None:
+        if time.monotonic() >= ends_at:
+            outcome.fail([], "publish batch budget spent", stop=True)
+            return
+        entries: list[SendMessageBatchRequestEntryTypeDef] = [
+            {
+                "Id": str(m.id),
+                "MessageBody": _event_for(m).to_json(),
+                "MessageGroupId": str(m.payload["site"]),
+                "MessageDeduplicationId": str(m.id),
+            }
+            for m in chunk
+        ]
+        try:
+            reply = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (ClientError, BotoCoreError) as err:
+            outcome.fail([m.id for m in chunk], f"SendMessageBatch failed: {err}", stop=True)
+            return
+        outcome.published.extend(int(ok["Id"]) for ok in reply.get("Successful", []))
+        for bad in sorted(reply.get("Failed", []), key=lambda f: int(f["Id"])):
+            error = f"outbox {bad['Id']}: {bad.get('Code')}: {bad.get('Message', '')}"
+            # SenderFault: this entry's own fault (a row fault); otherwise SQS's (transport).
+            outcome.fail([int(bad["Id"])], error, stop=not bad.get("SenderFault", False))
+
+
+def _event_for(message: OutboxMessage) -> SiteEvent:
+    claimed_at = message.claimed_at if isinstance(message, ClaimedMessage) else None
+    return SiteEvent(message.topic, message.payload, message.id, claimed_at)
+
+
+# --- what the worker does with a failed message ------------------------------------------------
+
+
+def backoff_seconds(receive_count: int) -> int:
+    """Visibility backoff after a transient failure: 30 s x receive count, at most 5 min."""
+    return min(30 * max(1, receive_count), 300)
+
+
+def change_visibility(client: SQSClient, queue_url: str, receipt_handle: str, seconds: int) -> None:
+    client.change_message_visibility(
+        QueueUrl=queue_url,
+        ReceiptHandle=receipt_handle,
+        VisibilityTimeout=max(0, min(int(seconds), MAX_VISIBILITY_SECONDS)),
+    )
+
+
+def send_to_dlq(
+    client: SQSClient,
+    dlq_url: str,
+    record: Mapping[str, Any],
+    error: BaseException | str,
+    receive_count: int,
+) -> str:
+    """Copy a Lambda SQS `record` to the FIFO DLQ; return the copy's message id.
+
+    The body is sent unchanged, so a DLQ redrive puts the original message back; the error,
+    its type, the receive count and the source go into message attributes. The group stays
+    the original group; the deduplication id is the original message id, so a retried copy
+    (a crash after the send, before the delete) is dropped by SQS within five minutes.
+    """
+    attributes = record.get("attributes") or {}
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    error_type = "str" if isinstance(error, str) else type(error).__name__
+    message_attributes: dict[str, MessageAttributeValueTypeDef] = {
+        "error": {"DataType": "String", "StringValue": text[:_ERROR_TEXT_MAX] or "-"},
+        "error_type": {"DataType": "String", "StringValue": error_type},
+        "receive_count": {"DataType": "Number", "StringValue": str(receive_count)},
+        "source_message_id": {"DataType": "String", "StringValue": str(record["messageId"])},
+    }
+    if record.get("eventSourceARN"):
+        message_attributes["source_arn"] = {
+            "DataType": "String",
+            "StringValue": str(record["eventSourceARN"]),
+        }
+    reply = client.send_message(
+        QueueUrl=dlq_url,
+        MessageBody=str(record.get("body") or "-"),
+        MessageGroupId=str(attributes.get("MessageGroupId") or "unknown"),
+        MessageDeduplicationId=str(record["messageId"])[:128],
+        MessageAttributes=message_attributes,
+    )
+    return reply["MessageId"]
+
+
+# --- a small event source mapping ----------------------------------------------------------------
+
+SqsHandler = Callable[[dict[str, Any], Any], Any]
+
+
+def queue_arn(client: SQSClient, queue_url: str) -> str:
+    attrs = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    return attrs["Attributes"]["QueueArn"]
+
+
+def lambda_record(message: MessageTypeDef, source_arn: str, region: str) -> dict[str, Any]:
+    """One received message in the shape Lambda's SQS event source gives a function."""
+    attributes: dict[str, str] = {str(k): v for k, v in (message.get("Attributes") or {}).items()}
+    message_attributes = {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": list(value.get("StringListValues") or []),
+            "binaryListValues": list(value.get("BinaryListValues") or []),
+            "dataType": value["DataType"],
+        }
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": source_arn,
+        "awsRegion": region,
+    }
+
+
+def lambda_event(messages: Sequence[MessageTypeDef], source_arn: str) -> dict[str, Any]:
+    region = source_arn.split(":")[3] if source_arn.count(":") >= 5 else "us-east-1"
+    return {"Records": [lambda_record(m, source_arn, region) for m in messages]}
+
+
+@dataclass
+class PollResult:
+    received: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    handler_error: str | None = None
+
+
+def poll_once(
+    client: SQSClient,
+    queue_url: str,
+    handler: SqsHandler,
+    context: Any,
+    *,
+    source_arn: str | None = None,
+    max_messages: int = 10,
+    wait_seconds: int = 1,
+) -> PollResult:
+    """Receive up to `max_messages`, call `handler` with a Lambda SQS event, and delete every
+    message it did not report in `batchItemFailures` (the event source mapping's contract with
+    `ReportBatchItemFailures`). If the handler raises, nothing is deleted: the messages come back
+    after their visibility timeout, as with a failed invocation."""
+    reply = client.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=max_messages,
+        WaitTimeSeconds=wait_seconds,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    )
+    messages = reply.get("Messages", [])
+    result = PollResult(received=len(messages))
+    if not messages:
+        return result
+    arn = source_arn or queue_arn(client, queue_url)
+    try:
+        response = handler(lambda_event(messages, arn), context)
+    except Exception as err:
+        logger.exception("poller.handler_failed", extra={"queue_url": queue_url})
+        result.failed = len(messages)
+        result.handler_error = f"{type(err).__name__}: {err}"
+        return result
+    failures = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+    done = [m for m in messages if m["MessageId"] not in failures]
+    for start in range(0, len(done), SEND_BATCH_MAX):
+        chunk = done[start : start + SEND_BATCH_MAX]
+        client.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
+            ],
+        )
+    result.acknowledged = len(done)
+    result.failed = len(messages) - len(done)
+    return result
+
+
+class Poller:
+    """A thread that keeps calling `poll_once` until `stop()` (the local runtime's worker)."""
+
+    def __init__(
+        self,
+        client: SQSClient,
+        queue_url: str,
+        handler: SqsHandler,
+        context_factory: Callable[[], Any],
+        *,
+        max_messages: int = 10,
+        wait_seconds: int = 1,
+        name: str = "sqs-poller",
+    ) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.handler = handler
+        self.context_factory = context_factory
+        self.max_messages = max_messages
+        self.wait_seconds = wait_seconds
+        self.totals = PollResult()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        arn = queue_arn(self.client, self.queue_url)
+        while not self._stop.is_set():
+            try:
+                got = poll_once(
+                    self.client, self.queue_url, self.handler, self.context_factory(),
+                    source_arn=arn, max_messages=self.max_messages,
+                    wait_seconds=self.wait_seconds,
+                )  # fmt: skip
+            except (ClientError, BotoCoreError):
+                logger.exception("poller.receive_failed", extra={"queue_url": self.queue_url})
+                self._stop.wait(1.0)
+                continue
+            self.totals.received += got.received
+            self.totals.acknowledged += got.acknowledged
+            self.totals.failed += got.failed

@@ -1,0 +1,303 @@
+"""The retention rules (spec/durable.md §8): keep predicate, plan builder, blast cap, the one
+"oldest N" selection, and the execution-time re-check. Pure: no I/O, `now` is an input, and
+input order never matters (V9) because every path sorts before it ranks or selects.
+
+Ranking follows DECISIONS Q2, which changes durable §8.3/D-17: the keep-newest-N floor ranks
+only finalized (marked) deploys. An aliased deploy is kept whatever its rank and, when marked,
+still takes one of the N slots; an unmarked or pending deploy never takes a slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from artemis.config import Settings
+
+T = TypeVar("T")
+
+# Why a deploy is a delete candidate.
+CandidateReason = Literal["retention_expired", "unfinalized_past_grace", "expired_pending"]
+# Why a deploy is kept (the first keep condition of §8.4 that holds), or why a re-check skips.
+KeepReason = Literal["aliased", "recent", "released", "grace", "retention", "gone", "not_expired"]
+
+CAP_ZERO_REASON = "cap 0 refuses every delete"
+
+
+class DeployLike(Protocol):
+    """What the rules read from a deploy row (artemis.db.deploys.DeployRow fits)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def mtime(self) -> datetime: ...
+    @property
+    def bytes(self) -> int: ...
+    @property
+    def has_marker(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def alias_released_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Retention settings (§8.1) as durations."""
+
+    keep_n: int
+    grace: timedelta
+    retention: timedelta
+    serve_cache_ttl: timedelta
+    cap: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            keep_n=settings.cleanup_recent_keep,
+            grace=timedelta(seconds=settings.cleanup_grace),
+            retention=timedelta(days=settings.cleanup_retention_days),
+            serve_cache_ttl=timedelta(seconds=settings.serve_cache_ttl),
+            cap=settings.cleanup_blast_cap,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "keep_n": self.keep_n,
+            "grace_s": self.grace.total_seconds(),
+            "retention_s": self.retention.total_seconds(),
+            "serve_cache_ttl_s": self.serve_cache_ttl.total_seconds(),
+            "cap": self.cap,
+        }
+
+
+# --- the one selection function (§8.7) ---------------------------------------------------
+
+
+def oldest_n(items: Sequence[T], n: int, key: Callable[[T], Any]) -> list[T]:
+    """The N oldest items; `key` orders oldest first (smaller = older).
+
+    N ≤ 0 → []; len ≤ N → the items unchanged, in their order; otherwise a stable sort of a
+    copy, oldest first, cut to N. Every capped path (retention plan, reconcile, tombstone
+    purge) selects through this function."""
+    if n <= 0:
+        return []
+    if len(items) <= n:
+        return list(items)
+    return sorted(items, key=key)[:n]
+
+
+def deploy_age_key(row: DeployLike | PlannedDeploy) -> tuple[datetime, str]:
+    """ "Older" for deploy rows: smaller mtime, tie → smaller id."""
+    return (row.mtime, row.id)
+
+
+# --- ranking and the keep predicate (§8.3, §8.4, DECISIONS Q2) ---------------------------
+
+
+def _newest_first(rows: Iterable[T], key: Callable[[T], tuple[datetime, str]]) -> list[T]:
+    return sorted(rows, key=key, reverse=True)
+
+
+def _unique_by_id(rows: Iterable[DeployLike]) -> list[DeployLike]:
+    """One row per id; which duplicate survives does not depend on input order."""
+    chosen: dict[str, DeployLike] = {}
+    for row in sorted(rows, key=_full_key):
+        chosen.setdefault(row.id, row)
+    return list(chosen.values())
+
+
+def _full_key(row: DeployLike) -> tuple[Any, ...]:
+    released = row.alias_released_at
+    return (
+        row.id,
+        row.mtime,
+        row.state,
+        row.has_marker,
+        row.bytes,
+        released is None,
+        released or row.mtime,
+    )
+
+
+def ranks(active: Iterable[DeployLike]) -> dict[str, int]:
+    """Rank (0 = newest) of every finalized active deploy: mtime desc, tie → id desc.
+
+    Unmarked rows are not ranked: they never take a keep-N slot (Q2)."""
+    marked = [r for r in _unique_by_id(active) if r.has_marker and r.state != "pending"]
+    return {row.id: i for i, row in enumerate(_newest_first(marked, deploy_age_key))}
+
+
+def keep_reason(
+    row: DeployLike, rank: int | None, aliased: bool, now: datetime, policy: Policy
+) -> KeepReason | None:
+    """The first keep condition of §8.4 that holds for an active deploy, or None (collect)."""
+    if aliased:
+        return "aliased"  # 1 (V1)
+    if rank is not None and rank < policy.keep_n:
+        return "recent"  # 2 (V2)
+    released = row.alias_released_at
+    if released is not None and now - released < policy.serve_cache_ttl:
+        return "released"  # 3 (V11)
+    if now - row.mtime < policy.grace:
+        return "grace"  # 4 (V3, V4)
+    if row.has_marker and now - row.mtime < policy.retention:
+        return "retention"  # 5
+    return None
+
+
+def is_expired_pending(row: DeployLike, now: datetime, policy: Policy) -> bool:
+    """A never-finalized deploy past grace (the SQL cutoff: mtime < now - grace, §8.5)."""
+    return row.state == "pending" and row.mtime < now - policy.grace
+
+
+def _candidate_reason(row: DeployLike) -> CandidateReason:
+    if row.state == "pending":
+        return "expired_pending"
+    return "retention_expired" if row.has_marker else "unfinalized_past_grace"
+
+
+# --- the plan (§8.6) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedDeploy:
+    id: str
+    mtime: datetime
+    bytes: int
+    reason: CandidateReason
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "mtime": self.mtime.isoformat(),
+            "bytes": self.bytes,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    now: datetime
+    policy: Policy
+    candidates: tuple[PlannedDeploy, ...]  # keep-predicate rejects newest first, then expired
+    planned: tuple[PlannedDeploy, ...]  # what a live run executes, in this order
+    capped: bool
+    reason: str
+    total_bytes: int
+
+    @property
+    def planned_ids(self) -> list[str]:
+        return [p.id for p in self.planned]
+
+    def bytes_of(self, deploy_id: str) -> int:
+        return next((p.bytes for p in self.planned if p.id == deploy_id), 0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as recorded in the run's `job_runs` row (DECISIONS Q3)."""
+        return {
+            "now": self.now.isoformat(),
+            "policy": self.policy.to_json(),
+            "candidates": len(self.candidates),
+            "planned": [p.to_json() for p in self.planned],
+            "capped": self.capped,
+            "reason": self.reason,
+            "total_bytes": self.total_bytes,
+        }
+
+
+def _planned(row: DeployLike) -> PlannedDeploy:
+    return PlannedDeploy(row.id, row.mtime, row.bytes, _candidate_reason(row))
+
+
+def build_plan(
+    rows: Iterable[DeployLike],
+    aliased_ids: Collection[str],
+    expired: Iterable[DeployLike],
+    now: datetime,
+    policy: Policy,
+) -> Plan:
+    """One site's plan from its active rows, the ids its alias rows name, and its expired
+    pending rows. Same inputs (in any order) and `now` → the same plan, identically ordered."""
+    active = [r for r in _unique_by_id(rows) if r.state != "pending"]
+    rank = ranks(active)
+    aliased = frozenset(aliased_ids)
+    rejects = [
+        _planned(row)
+        for row in _newest_first(active, deploy_age_key)
+        if keep_reason(row, rank.get(row.id), row.id in aliased, now, policy) is None
+    ]
+    seen = {r.id for r in active}
+    # §8.5 with the Fix (D-16): expired pending rows are filtered against the alias set too;
+    # re-checking the expiry keeps a stale or wrong input from ever reaching the plan (V3/V4).
+    stale = [
+        _planned(row)
+        for row in sorted(_unique_by_id(expired), key=deploy_age_key)
+        if row.id not in aliased and row.id not in seen and is_expired_pending(row, now, policy)
+    ]
+    candidates = (*rejects, *stale)
+    if candidates and policy.cap <= 0:
+        planned: tuple[PlannedDeploy, ...] = ()
+        capped, reason = True, CAP_ZERO_REASON
+    elif policy.cap > 0 and len(candidates) > policy.cap:
+        planned = tuple(oldest_n(candidates, policy.cap, deploy_age_key))
+        capped = True
+        reason = (
+            f"{len(candidates)} candidates exceed cap {policy.cap}; taking the oldest {policy.cap}"
+        )
+    else:
+        planned, capped, reason = candidates, False, ""
+    return Plan(
+        now=now,
+        policy=policy,
+        candidates=candidates,
+        planned=planned,
+        capped=capped,
+        reason=reason,
+        total_bytes=sum(p.bytes for p in planned),
+    )
+
+
+# --- the execution-time re-check (§8.8, Fix D-15) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Recheck:
+    collect: bool
+    reason: KeepReason | CandidateReason
+
+    @property
+    def aliased(self) -> bool:
+        return self.reason == "aliased"
+
+
+def recheck(
+    current: DeployLike | None,
+    active_rows: Iterable[DeployLike],
+    alias_ids: Collection[str],
+    now: datetime,
+    policy: Policy,
+) -> Recheck:
+    """Is a planned deploy still collectable, judged on what is true under the lock?
+
+    `current` is the deploy's row now (None: gone — tombstoned or deleted since planning);
+    `active_rows` the site's active rows now; `alias_ids` the targets read from the alias
+    OBJECTS (the bucket is authoritative for liveness). An active row goes through the full
+    keep predicate (1-5); a pending one must still be pending and expired."""
+    if current is None:
+        return Recheck(False, "gone")
+    if current.id in alias_ids:
+        return Recheck(False, "aliased")
+    if current.state == "pending":
+        if is_expired_pending(current, now, policy):
+            return Recheck(True, "expired_pending")
+        return Recheck(False, "not_expired")
+    others = [r for r in active_rows if r.id != current.id]
+    rank = ranks([*others, current]).get(current.id)
+    kept = keep_reason(current, rank, False, now, policy)
+    if kept is not None:
+        return Recheck(False, kept)
+    return Recheck(True, _candidate_reason(current))
