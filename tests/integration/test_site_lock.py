@@ -120,3 +120,25 @@ def test_g1_every_locked_section_takes_the_postgres_lock(database_url: str) -> N
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
             ).fetchone()
         assert held == (1,)
+
+
+def test_v7c_two_lock_holders_for_one_site_one_waits_or_times_out(database_url: str) -> None:
+    """spec/durable.md V7(c): mutations of one site are serialized by the lock."""
+    outcomes: list[str] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with site_lock(database_url, WWW):
+            holding.set()
+            release.wait(5)
+            outcomes.append("first done")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait(5)
+    with pytest.raises(SiteLocked), site_lock(database_url, WWW, timeout=0.3):
+        outcomes.append("second entered while the first held the lock")  # must never run
+    release.set()
+    thread.join()
+    assert outcomes == ["first done"]

@@ -889,3 +889,25 @@ def test_32_concurrent_guarded_moves_exactly_one_wins(site: Api) -> None:
             assert reply.body["current"] == winner
     assert _production(site) == winner and _production_row(site) == winner
     assert _released_at(site, a) is not None
+
+
+def test_v8_two_guarded_promotes_to_different_targets_exactly_one_wins(site: Api) -> None:
+    """spec/durable.md V8: both carry the current alias as expectedCurrent; one succeeds, the
+    other gets 409 alias_drift, and the alias object and row name the winner."""
+    current, b, c = (_deploy(site, "preview") for _ in range(3))
+    _expect(_promote(site, {"deployId": current}), 200)
+    barrier = threading.Barrier(2)
+
+    def promote(target: str) -> Reply:
+        barrier.wait(30)
+        body = {"deployId": target, "expectedCurrent": current}
+        return site.call("POST", f"/api/site/{SITE}/promote", token=DEV, json_body=body)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        replies = list(pool.map(promote, [b, c]))
+    assert sorted(r.status for r in replies) == [200, 409]
+    winner = next(r for r in replies if r.status == 200).body["deployId"]
+    loser = next(r for r in replies if r.status == 409)
+    _expect(loser, 409, "alias_drift")
+    assert loser.body["current"] == winner
+    assert _production(site) == winner and _production_row(site) == winner

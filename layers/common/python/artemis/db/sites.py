@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg import Connection, errors
+from psycopg import Connection
 from psycopg.rows import class_row
 
 from artemis.keys import Slug
@@ -38,16 +38,16 @@ def get(conn: Connection, slug: Slug) -> SiteRow | None:
 
 
 def insert(conn: Connection, slug: Slug, teams: list[str], created_by: str) -> SiteRow:
-    try:
-        with conn.transaction(), conn.cursor(row_factory=class_row(SiteRow)) as cur:
-            row = cur.execute(
-                "INSERT INTO sites (slug, teams, created_by) VALUES (%s, %s, %s)"
-                f" RETURNING {_COLUMNS}",
-                [slug, teams, created_by],
-            ).fetchone()
-    except errors.UniqueViolation as err:
-        raise SiteExists(slug) from err
-    assert row is not None
+    """One statement: an existing slug inserts nothing and raises SiteExists (no savepoint,
+    no aborted transaction for the caller)."""
+    with conn.cursor(row_factory=class_row(SiteRow)) as cur:
+        row = cur.execute(
+            "INSERT INTO sites (slug, teams, created_by) VALUES (%s, %s, %s)"
+            f" ON CONFLICT (slug) DO NOTHING RETURNING {_COLUMNS}",
+            [slug, teams, created_by],
+        ).fetchone()
+    if row is None:
+        raise SiteExists(slug)
     return row
 
 
