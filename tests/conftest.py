@@ -216,6 +216,17 @@ def bucket(s3_client, bucket_name: str):  # type: ignore[no-untyped-def]
     return Bucket(s3_client, bucket_name)
 
 
+# A production-like key layout where slug and dirname differ (`www` → `www.example.org`):
+# a code path that skips the slug→dirname conversion finds nothing under it.
+SLUG_NOT_DIRNAME = {
+    "DEPLOY_PREFIX_FORMAT": "<site>.example.org/deploys/<ts>-<sha>/",
+    "ALIAS_PRODUCTION_KEY_FORMAT": "<site>.example.org/production",
+    "ALIAS_PREVIEW_KEY_FORMAT": "<site>.example.org/preview",
+    "PUBLIC_URL_PRODUCTION_FORMAT": "https://<site>.example.org",
+    "PUBLIC_URL_PREVIEW_FORMAT": "https://<site>.preview.example.org",
+}
+
+
 def base_env(**overrides: str) -> dict[str, str]:
     """A valid settings environment for tests; pass overrides to change one variable."""
     env = {"JWT_SIGNING_KEY": TEST_SIGNING_KEY, "DATABASE_URL": "postgresql://127.0.0.1/unused"}

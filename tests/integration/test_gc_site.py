@@ -29,20 +29,13 @@ from artemis.keys import MARKER_NAME, Dirname
 from artemis.retention import Plan
 from artemis.runtime import Runtime
 from artemis.storage.objects import MoveIncomplete
-from tests.conftest import base_env
+from tests.conftest import SLUG_NOT_DIRNAME, base_env
 
 SLUG = "www"
 SITE = Dirname("www.example.org")
 T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)  # past the 72 h grace and the 7-day retention
 FILES = {"index.html": b"<h1>hello</h1>", "app.js": b"console.log(1)"}
-TEMPLATE = {
-    "DEPLOY_PREFIX_FORMAT": "<site>.example.org/deploys/<ts>-<sha>/",
-    "ALIAS_PRODUCTION_KEY_FORMAT": "<site>.example.org/production",
-    "ALIAS_PREVIEW_KEY_FORMAT": "<site>.example.org/preview",
-    "PUBLIC_URL_PRODUCTION_FORMAT": "https://<site>.example.org",
-    "PUBLIC_URL_PREVIEW_FORMAT": "https://<site>.preview.example.org",
-}
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -58,7 +51,7 @@ def make_rt(database_url: str, moto_url: str, bucket_name: str) -> Iterator[Make
             BUCKET_NAME=bucket_name,
             CLEANUP_RECENT_KEEP="3",
             CLEANUP_BLAST_CAP="10",
-            **TEMPLATE,
+            **SLUG_NOT_DIRNAME,
         )
         env.update(overrides)
         rt = Runtime(load_settings(env))

@@ -33,18 +33,11 @@ from artemis.jobs.purge import (
 from artemis.keys import Dirname
 from artemis.runtime import Runtime
 from artemis_local.functions import LocalContext, load_handler
-from tests.conftest import REPO_ROOT, base_env
+from tests.conftest import REPO_ROOT, SLUG_NOT_DIRNAME, base_env
 
 NOW = datetime(2026, 5, 10, 3, 0, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 FILES = ("index.html", "app.js")
-TEMPLATE = {
-    "DEPLOY_PREFIX_FORMAT": "<site>.example.org/deploys/<ts>-<sha>/",
-    "ALIAS_PRODUCTION_KEY_FORMAT": "<site>.example.org/production",
-    "ALIAS_PREVIEW_KEY_FORMAT": "<site>.example.org/preview",
-    "PUBLIC_URL_PRODUCTION_FORMAT": "https://<site>.example.org",
-    "PUBLIC_URL_PREVIEW_FORMAT": "https://<site>.preview.example.org",
-}
 
 MakeRuntime = Callable[..., Runtime]
 
@@ -56,7 +49,7 @@ def settings_env(database_url: str, moto_url: str, bucket_name: str) -> dict[str
         AWS_ENDPOINT_URL=moto_url,
         BUCKET_NAME=bucket_name,
         CLEANUP_BLAST_CAP="10",
-        **TEMPLATE,
+        **SLUG_NOT_DIRNAME,
     )
 
 

@@ -24,7 +24,7 @@ from artemis import runtime
 from artemis.runtime import Runtime
 from artemis_local.fake_github import FakeGitHub
 from artemis_local.runner import LocalSystem
-from tests.conftest import base_env
+from tests.conftest import SLUG_NOT_DIRNAME, base_env
 
 STAFF = "local-staff-token"  # team staff: the registry, audit and (by registration) site team
 DEV = "local-dev-token"  # team web
@@ -153,11 +153,7 @@ def api_system(
         AWS_ENDPOINT_URL=moto_url,
         BUCKET_NAME=BUCKET,
         UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES),
-        DEPLOY_PREFIX_FORMAT="<site>.example.org/deploys/<ts>-<sha>/",
-        ALIAS_PRODUCTION_KEY_FORMAT="<site>.example.org/production",
-        ALIAS_PREVIEW_KEY_FORMAT="<site>.example.org/preview",
-        PUBLIC_URL_PRODUCTION_FORMAT="https://<site>.example.org",
-        PUBLIC_URL_PREVIEW_FORMAT="https://<site>.preview.example.org",
+        **SLUG_NOT_DIRNAME,
     )
     env.pop("GH_API_BASE", None)
     os.environ.pop("GH_API_BASE", None)
