@@ -5,6 +5,7 @@ Postgres. ARTEMIS_LOCALSTACK_URL points at a running LocalStack; otherwise one i
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -80,3 +81,4 @@ def localstack_url() -> Iterator[str]:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
         log.close()
+        shutil.rmtree(state, ignore_errors=True)
