@@ -88,6 +88,18 @@ class Database:
         with self._open().connection() as conn:
             yield conn
 
+    @contextmanager
+    def session(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection in autocommit mode: each statement is its own transaction and
+        one round trip (the relay's claim and mark need nothing more)."""
+        with self._open().connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.autocommit = False
+
     def ping(self, timeout: float = 5.0) -> None:
         with self._open().connection(timeout=timeout) as conn:
             conn.execute("SELECT 1")

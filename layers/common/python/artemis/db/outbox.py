@@ -52,16 +52,25 @@ def claim(
     conn: Connection, limit: int = CLAIM_LIMIT, ttl_seconds: float = CLAIM_TTL_SECONDS
 ) -> list[OutboxMessage]:
     """Claim up to `limit` ready rows in id order. Commit before publishing anything."""
+    return claim_stamped(conn, limit, ttl_seconds)[0]
+
+
+def claim_stamped(
+    conn: Connection, limit: int = CLAIM_LIMIT, ttl_seconds: float = CLAIM_TTL_SECONDS
+) -> tuple[list[OutboxMessage], datetime | None]:
+    """`claim`, plus the database clock read during the claim statement (`clock_timestamp()`,
+    later than the commit of every row the statement could see: spec §9.1.3 step 1)."""
     rows = conn.execute(
         "UPDATE outbox SET claimed_at = now(),"
         " claim_expires_at = now() + make_interval(secs => %s)"
         " WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL"
         "   AND (claim_expires_at IS NULL OR claim_expires_at < now())"
         "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, topic, payload",
+        " RETURNING id, topic, payload, clock_timestamp()",
         [ttl_seconds, limit],
     ).fetchall()
-    return sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
+    messages = sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
+    return messages, max((r[3] for r in rows), default=None)
 
 
 def has_ready(conn: Connection) -> bool:

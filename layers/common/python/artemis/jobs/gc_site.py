@@ -220,9 +220,10 @@ def _run(
 
 
 def plan_for(rt: Runtime, site: Dirname, now: datetime, policy: Policy) -> Plan:
-    """Read the site's active rows, alias rows and expired pending rows (one transaction) and
-    build the pure plan (spec §8.2-8.7)."""
-    with rt.db.transaction() as conn:
+    """Read the site's active rows, alias rows and expired pending rows and build the pure
+    plan (spec §8.2-8.7). Autocommit reads: under READ COMMITTED each statement takes its own
+    snapshot anyway, so a transaction around them would only add two round trips."""
+    with rt.db.session() as conn:
         rows = deploys_db.active_for_site(conn, site)
         aliased = {a.deploy_id for a in aliases_db.for_site(conn, site)}
         expired = deploys_db.expired_pending(conn, site, now - policy.grace)

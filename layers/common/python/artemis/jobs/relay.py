@@ -5,15 +5,15 @@ claiming passes of up to `limit` rows (§7.5 **Fix**) until a pass returns fewer
 rows, a pass stops on a transport failure, a pass publishes nothing, or the deadline is near.
 
 Each pass:
-1. claims in its own short transaction, committed before anything is sent (§7.3); the same
-   transaction reads `clock_timestamp()` after the claim statement, which every message of
-   the pass carries as `claimed_at` (a later instant than the commit of every claimed row,
-   §9.1.3 step 1);
+1. claims with one autocommit statement, committed before anything is sent (§7.3); the
+   statement returns `clock_timestamp()`, which every message of the pass carries as
+   `claimed_at` (a later instant than the commit of every claimed row, §9.1.3 step 1);
 2. publishes the rows in id order (see `SqsPublisher` for which failures stop the batch);
-3. in one transaction with a 10 s statement timeout, marks exactly the published ids with the
-   relay clock read at the start of the pass (§7.4 step 3) and releases the claim of every
-   other row of the batch at once (D-4 fix), so a failed row is retried on the next pass or
-   tick instead of after the 5-minute lease.
+3. with a 10 s statement timeout, marks exactly the published ids with the relay clock read
+   at the start of the pass (§7.4 step 3) and releases the claim of every other row of the
+   batch at once (D-4 fix), so a failed row is retried on the next pass or tick instead of
+   after the 5-minute lease. The drain holds one autocommit connection for all its passes:
+   two round trips per pass.
 
 Failure policy: publish failures, a failed mark and a failed claim after the first pass never
 raise; they are in the `RelayResult` (`ok` is false), the `job_runs` row is finished as
@@ -30,6 +30,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import psycopg
 
 from artemis.db import outbox
 from artemis.jobs.common import Clock, Deadline, job_run, system_clock
@@ -52,7 +54,8 @@ class RelayResult:
     failed: int = 0
     released: int = 0
     errors: list[str] = field(default_factory=list)
-    # drained | budget | publish_failure | nothing_published | mark_failure | claim_failure
+    pass_ms: list[float] = field(default_factory=list)
+    # idle | drained | budget | publish_failure | nothing_published | mark_failure | claim_failure
     stopped_by: str = ""
 
     @property
@@ -98,10 +101,16 @@ def drain(
     try:
         with job_run(rt.db, JOB) as run:
             try:
-                _passes(
-                    rt, publisher, result, deadline, limit, clock, claim_ttl_seconds,
-                    pass_reserve_seconds,
-                )  # fmt: skip
+                with rt.db.session() as conn:
+                    conn.execute(f"SET statement_timeout = '{MARK_TIMEOUT}'")
+                    try:
+                        _passes(
+                            conn, publisher, result, deadline, limit, clock, claim_ttl_seconds,
+                            pass_reserve_seconds,
+                        )  # fmt: skip
+                    finally:
+                        if not conn.closed:
+                            conn.execute("RESET statement_timeout")
             finally:
                 run.counts.update(result.counts())
                 _signals(rt, result)
@@ -116,7 +125,7 @@ def drain(
 
 
 def _passes(
-    rt: Runtime,
+    conn: psycopg.Connection,
     publisher: Publisher,
     result: RelayResult,
     deadline: Deadline,
@@ -132,7 +141,7 @@ def _passes(
         started_at = clock()
         began = time.monotonic()
         try:
-            batch = _claim(rt, limit, ttl)
+            batch = _claim(conn, limit, ttl)
         except Exception as err:
             if result.passes == 0:
                 raise  # nothing could be done: the database is not answering
@@ -153,18 +162,17 @@ def _passes(
         if outcome.error:
             result.errors.append(outcome.error)
         try:
-            with rt.db.transaction() as conn:
-                conn.execute(f"SET LOCAL statement_timeout = '{MARK_TIMEOUT}'")
-                outbox.mark_published(conn, sorted(published), started_at)
-                result.released += outbox.release_claims(conn, unpublished)
+            # Autocommit: each statement commits on its own (they touch disjoint rows).
+            outbox.mark_published(conn, sorted(published), started_at)
+            result.released += outbox.release_claims(conn, unpublished)
         except Exception as err:
             # The published rows stay claimed and are published again after the lease.
             logger.exception("relay.mark_failed", extra={"published": len(published)})
             result.errors.append(f"mark failed: {type(err).__name__}: {err}")
             result.stopped_by = "mark_failure"
             return
-        _metric("outbox.pass_ms", (time.monotonic() - began) * 1000.0, "Milliseconds")
-        logger.info(
+        result.pass_ms.append((time.monotonic() - began) * 1000.0)
+        logger.debug(
             "relay.pass",
             extra={
                 "claimed": len(batch), "published": len(published),
@@ -183,16 +191,16 @@ def _passes(
             return
 
 
-def _claim(rt: Runtime, limit: int, ttl: float) -> list[ClaimedMessage]:
-    with rt.db.transaction() as conn:
-        rows = outbox.claim(conn, limit, ttl)
-        stamp = conn.execute("SELECT clock_timestamp()").fetchone()
-    claimed_at = stamp[0] if stamp else None
+def _claim(conn: psycopg.Connection, limit: int, ttl: float) -> list[ClaimedMessage]:
+    """One autocommit statement: the claim is committed before anything is published."""
+    rows, claimed_at = outbox.claim_stamped(conn, limit, ttl)
     return [ClaimedMessage(m.id, m.topic, m.payload, claimed_at) for m in rows]
 
 
 def _signals(rt: Runtime, result: RelayResult) -> None:
     """§7.7: published count, failures, and the backlog (count and oldest age)."""
+    if result.pass_ms:  # one EMF line per drain: the values array holds every pass
+        _metric("outbox.pass_ms", result.pass_ms[0], "Milliseconds", more=result.pass_ms[1:])
     _metric("outbox.published", result.published)
     _metric("outbox.publish_failures", result.failed)
     try:
@@ -205,14 +213,16 @@ def _signals(rt: Runtime, result: RelayResult) -> None:
     _metric("outbox.oldest_unpublished_age_s", backlog.oldest_age_seconds, "Seconds")
 
 
-def _metric(name: str, value: float, unit: str = "Count") -> None:
-    """One EMF line per value: no shared metric set to flush, so nothing leaks between
-    invocations or threads, and nothing breaks outside Lambda."""
+def _metric(name: str, value: float, unit: str = "Count", more: list[float] | None = None) -> None:
+    """One EMF line per metric (its values array holds `value` and `more`) from a metric set
+    of its own: nothing shared to flush, nothing leaks between invocations or threads, and
+    nothing breaks outside Lambda."""
     try:
-        from aws_lambda_powertools import single_metric
-        from aws_lambda_powertools.metrics import MetricUnit
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-        with single_metric(name=name, unit=MetricUnit(unit), value=value, namespace="Artemis") as m:
-            m.add_dimension(name="service", value="artemis")
+        metrics = EphemeralMetrics(namespace="Artemis", service="artemis")
+        for each in (value, *(more or ())):
+            metrics.add_metric(name=name, unit=MetricUnit(unit), value=each)
+        metrics.flush_metrics()
     except Exception:  # a metric must never fail the relay
         logger.exception("metric.failed", extra={"metric": name})
