@@ -189,7 +189,11 @@ class Bench:
             "outbox_enqueue", self.dirs, outbox.enqueue_site_changed, url, self.workers
         )
 
-    def relay_drain(self, url: str, publisher: Any, name: str, rows: int) -> dict[str, Any]:
+    def relay_drain(
+        self, url: str, publisher: Any, name: str, rows: int, relays: int = 1
+    ) -> dict[str, Any]:
+        """Back-to-back passes of 100 until the outbox is empty, by `relays` concurrent drains
+        (the relay function runs with reserved concurrency 1-2; SKIP LOCKED keeps them apart)."""
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE outbox")
             conn.execute(
@@ -201,16 +205,22 @@ class Bench:
             )
         rt = self.runtime(url)
         started = time.perf_counter()
-        result = drain(rt, publisher, deadline=Deadline.after(600), limit=100)
+        with ThreadPoolExecutor(relays) as pool:
+            results = list(pool.map(
+                lambda _: drain(rt, publisher, deadline=Deadline.after(600), limit=100),
+                range(relays),
+            ))  # fmt: skip
         elapsed = time.perf_counter() - started
-        assert result.published == rows, result
+        published = sum(r.published for r in results)
+        assert published == rows, results
         return {
             "stage": name,
             "ops": rows,
             "seconds": round(elapsed, 3),
             "ops_per_s": round(rows / elapsed),
-            "passes": result.passes,
-            "errors": result.failed,
+            "relays": relays,
+            "passes": sum(r.passes for r in results),
+            "errors": sum(r.failed for r in results),
         }
 
     def gc_plan_dryrun(self, url: str) -> dict[str, Any]:
@@ -298,6 +308,11 @@ def run_stages(
         results.append(bench.outbox_enqueue(url))
         results.append(
             bench.relay_drain(url, StubPublisher(), "relay_drain", args.sites * args.deploys)
+        )
+        results.append(
+            bench.relay_drain(
+                url, StubPublisher(), "relay_drain_2_relays", args.sites * args.deploys, relays=2
+            )
         )
         results.append(bench.gc_plan_dryrun(url))
         if args.localstack:
