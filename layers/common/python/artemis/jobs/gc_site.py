@@ -224,9 +224,7 @@ def plan_for(rt: Runtime, site: Dirname, now: datetime, policy: Policy) -> Plan:
     plan (spec §8.2-8.7). Autocommit reads: under READ COMMITTED each statement takes its own
     snapshot anyway, so a transaction around them would only add two round trips."""
     with rt.db.session() as conn:
-        rows = deploys_db.active_for_site(conn, site)
-        aliased = {a.deploy_id for a in aliases_db.for_site(conn, site)}
-        expired = deploys_db.expired_pending(conn, site, now - policy.grace)
+        rows, aliased, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
     return retention.build_plan(rows, aliased, expired, now, policy)
 
 
