@@ -7,6 +7,7 @@ gateway shares one module across threads, so it needs a real pool.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,7 +63,10 @@ class Database:
             check=self._check_if_idle,
         )
         self._opened = False
-        self._last_checkout: dict[int, float] = {}
+        # Weak keys: a closed connection's entry goes with it (an id could be reused).
+        self._last_checkout: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     IDLE_CHECK_SECONDS = 30.0
 
@@ -71,8 +75,8 @@ class Database:
         Lambda environment, a server-side timeout): a ping on every checkout would add a round
         trip to every transaction."""
         now = time.monotonic()
-        last = self._last_checkout.get(id(conn))
-        self._last_checkout[id(conn)] = now
+        last = self._last_checkout.get(conn)
+        self._last_checkout[conn] = now
         if last is None or now - last >= self.IDLE_CHECK_SECONDS:
             ConnectionPool.check_connection(conn)
 

@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
+from artemis.db import audit as audit_db
 from artemis.db import job_runs
 from artemis.db.connection import Database
+from artemis.keys import ALIAS_NAMES, Dirname, KeyLayout
 from artemis.observability import logger
 
 Clock = Callable[[], datetime]
@@ -92,3 +94,45 @@ def _finish(record: RunRecord, outcome: job_runs.Outcome, error: str | None) -> 
             job_runs.finish(conn, record.id, outcome, record.counts, error)
     except Exception:  # the run's own outcome matters more than its bookkeeping
         logger.exception("job_runs.finish failed", extra={"run_id": record.id})
+
+
+class AliasReader(Protocol):
+    """Anything that reads alias objects (Bucket, the drift sweep's ReadOnlyBucket)."""
+
+    def get_alias(self, key: str) -> str | None: ...
+
+
+def alias_objects(bucket: AliasReader, layout: KeyLayout, site: Dirname) -> frozenset[str]:
+    """The deploy ids the site's alias OBJECTS name, both channels; a missing or empty object
+    names none, any other read error raises (it never means "no alias")."""
+    targets = (bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES)
+    return frozenset(t for t in targets if t)
+
+
+def system_audit_entry(
+    layout: KeyLayout, actor: str, action: str, site: Dirname, deploy_id: str,
+    detail: dict[str, Any] | None = None,
+) -> audit_db.AuditEntry:  # fmt: skip
+    """A background job's audit row (spec §9.0): `site` is the slug; a dirname that maps to
+    no slug is written raw with `detail.site_unmapped` and logged as an error."""
+    slug = layout.slug_for(site)
+    detail = dict(detail or {})
+    if slug is None:
+        detail["site_unmapped"] = True
+        logger.error("audit.site_unmapped", extra={"site": site, "action": action, "id": deploy_id})
+    return audit_db.AuditEntry(
+        actor=actor, action=action, outcome="success", site=slug or site, deploy_id=deploy_id,
+        detail=detail,
+    )  # fmt: skip
+
+
+def write_audit(db: Database, entry: audit_db.AuditEntry) -> None:
+    """Best effort: a failure logs (`audit.record`) and never aborts the job's work."""
+    try:
+        with db.transaction() as conn:
+            audit_db.append(conn, entry)
+    except Exception:
+        logger.exception(
+            "audit.record",
+            extra={"action": entry.action, "site": entry.site, "id": entry.deploy_id},
+        )

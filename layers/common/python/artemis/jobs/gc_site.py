@@ -20,12 +20,18 @@ from typing import Any
 
 from artemis import retention
 from artemis.db import aliases as aliases_db
-from artemis.db import audit as audit_db
 from artemis.db import deploys as deploys_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import SiteLockSession
-from artemis.jobs.common import Deadline, RunRecord, job_run
-from artemis.keys import ALIAS_NAMES, Dirname
+from artemis.jobs.common import (
+    Deadline,
+    RunRecord,
+    alias_objects,
+    job_run,
+    system_audit_entry,
+    write_audit,
+)
+from artemis.keys import Dirname
 from artemis.observability import logger, metrics
 from artemis.retention import Plan, Policy
 from artemis.runtime import Runtime
@@ -106,33 +112,13 @@ def emit(name: str, value: float, unit: str = "Count") -> None:
 
 
 def system_audit(rt: Runtime, action: str, site: Dirname, deploy_id: str) -> None:
-    """A system audit row (§9.0): actor `system:gc`, site = the slug (an unmappable dirname is
-    written raw with `detail.site_unmapped`). Best effort: a failure logs, never aborts."""
-    slug = rt.settings.key_layout.slug_for(site)
-    detail: dict[str, Any] = {} if slug is not None else {"site_unmapped": True}
-    if slug is None:
-        logger.error("audit.site_unmapped", extra={"site": site, "action": action})
-    entry = audit_db.AuditEntry(
-        actor=GC_ACTOR,
-        action=action,
-        outcome="success",
-        site=slug if slug is not None else site,
-        deploy_id=deploy_id,
-        detail=detail,
-    )
-    try:
-        with rt.db.transaction() as conn:
-            audit_db.append(conn, entry)
-    except Exception:
-        logger.exception("audit.record", extra={"action": action, "site": site, "id": deploy_id})
+    """A `system:gc` audit row (spec §9.0); best effort."""
+    entry = system_audit_entry(rt.settings.key_layout, GC_ACTOR, action, site, deploy_id)
+    write_audit(rt.db, entry)
 
 
-def read_alias_objects(rt: Runtime, site: Dirname) -> set[str]:
-    """The deploy ids the site's alias OBJECTS name (both channels). A read error other than
-    not-found raises (StorageError): it is never taken to mean "no alias"."""
-    layout = rt.settings.key_layout
-    targets = (rt.bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES)
-    return {t for t in targets if t}
+def read_alias_objects(rt: Runtime, site: Dirname) -> frozenset[str]:
+    return alias_objects(rt.bucket, rt.settings.key_layout, site)
 
 
 # --- the job -----------------------------------------------------------------------------

@@ -58,8 +58,15 @@ from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import SiteLockSession
-from artemis.jobs.common import Deadline, RunRecord, job_run
-from artemis.keys import ALIAS_NAMES, Dirname, KeyLayout, Slug
+from artemis.jobs.common import (
+    Deadline,
+    RunRecord,
+    alias_objects,
+    job_run,
+    system_audit_entry,
+    write_audit,
+)
+from artemis.keys import Dirname, KeyLayout, Slug
 from artemis.observability import logger
 from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase
 from artemis.reconcile_plan import (
@@ -170,12 +177,6 @@ def list_site(
         for deploy_id in sizes
     ]
     return deploys, keys
-
-
-def alias_objects(bucket: BucketReader, layout: KeyLayout, site: Dirname) -> frozenset[str]:
-    """The deploy ids the site's alias objects name (missing or empty objects name none)."""
-    targets = (bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES)
-    return frozenset(t for t in targets if t)
 
 
 @dataclass(frozen=True)
@@ -535,32 +536,12 @@ class _Repairer:
 
     # --- audit --------------------------------------------------------------------------------
     def _audit(self, action: str, deploy_id: str, detail: dict[str, Any]) -> None:
-        slug = self.layout.slug_for(self.site)
-        if slug is None:
-            detail = {**detail, "site_unmapped": True}
-            logger.error(
-                "audit.site_unmapped", extra={"site": self.site, "action": action, "id": deploy_id}
-            )
         self.audits.append(
-            audit_db.AuditEntry(
-                actor=ACTOR,
-                action=action,
-                outcome="success",
-                site=slug or self.site,
-                deploy_id=deploy_id,
-                detail=detail,
-            )
+            system_audit_entry(self.layout, ACTOR, action, self.site, deploy_id, detail)
         )
 
     def flush_audits(self) -> None:
         """Write the pending audit rows; best effort (a failure logs and never aborts)."""
         pending, self.audits = self.audits, []
         for entry in pending:
-            try:
-                with self.rt.db.transaction() as conn:
-                    audit_db.append(conn, entry)
-            except Exception:
-                logger.exception(
-                    "audit.record",
-                    extra={"action": entry.action, "site": entry.site, "id": entry.deploy_id},
-                )
+            write_audit(self.rt.db, entry)

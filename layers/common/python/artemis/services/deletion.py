@@ -62,9 +62,9 @@ def delete_deploy(
             if rt.bucket.get_alias(layout.alias_key(site, name)) == deploy_id:
                 raise DeployAliased(site=slug, deployId=deploy_id, alias=name)
         prefix = layout.deploy_prefix(site, deploy_id)
-        try:
-            size = rt.bucket.prefix_bytes(prefix)
-            present = size > 0 or rt.bucket.has_prefix(prefix)
+        try:  # one listing both measures the deploy and tells whether it exists at all
+            listing = rt.bucket.list_keys(prefix)
+            size, present = sum(obj.size for obj in listing), bool(listing)
         except StorageError:
             size, present = 0, True  # measuring is not a gate; the move below decides
         try:
