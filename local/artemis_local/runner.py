@@ -13,6 +13,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +126,13 @@ class LocalSystem:
     def stop(self) -> None:
         while self._stops:
             stop = self._stops.pop()
+            started = time.monotonic()
             try:
                 stop()
+                took = time.monotonic() - started
+                if took > 2:  # a slow stop is worth a line: it is what Ctrl-C waits for
+                    name = getattr(stop, "__qualname__", stop)
+                    print(f"artemis: stopping {name} took {took:.1f}s", file=sys.stderr)
             except Exception as err:  # keep stopping the rest
                 print(f"artemis: stop failed: {err}", file=sys.stderr)
 

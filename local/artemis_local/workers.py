@@ -64,9 +64,12 @@ class _Loop:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def signal_stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
 
 
 def relay_tick() -> None:
@@ -129,6 +132,9 @@ class Workers:
         return self
 
     def stop(self) -> None:
-        for part in (self.scheduler, self.poller, self.relay):
-            if part is not None:
-                part.stop()
+        """Tell every worker to stop first, then wait for each: the waits overlap."""
+        parts = [p for p in (self.scheduler, self.poller, self.relay) if p is not None]
+        for part in parts:
+            part.signal_stop()
+        for part in parts:
+            part.stop(timeout=10.0)

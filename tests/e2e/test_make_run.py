@@ -85,7 +85,16 @@ def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir
         assert processes_mentioning(str(state_dir / "pg")), "embedded Postgres should be running"
     finally:
         proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=30)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            out.close()
+            pytest.fail(
+                "SIGINT did not stop the system within 30 s:\n"
+                + (state_dir / "run.log").read_text()
+            )
         out.close()
     log = (state_dir / "run.log").read_text()
     assert code == 0, log

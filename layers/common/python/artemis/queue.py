@@ -409,6 +409,9 @@ class Poller:
         self._thread.start()
         return self
 
+    def signal_stop(self) -> None:
+        self._stop.set()
+
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
