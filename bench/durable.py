@@ -9,7 +9,9 @@ outbox_enqueue (single-event transactions), relay_drain (back-to-back relay pass
 a stub publisher), gc_plan_dryrun (per site: the gc-site reads and the pure plan, keep 10,
 grace 24 h, retention 30 days, serve TTL 1 h, cap 1000). With --localstack (a LocalStack URL)
 relay_drain runs again against a real SQS FIFO queue, beside the raw SendMessageBatch rate to
-the same queue. Each stage runs in a fresh database; figures are ops/s and µs percentiles.
+the same queue. gc_plan_dryrun_fleet plans the same sites through the fleet planner (many
+sites per read round trip). Each stage runs in a fresh database; figures are ops/s and µs
+percentiles.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from artemis.db.connection import Database
 from artemis.db.migrate import migrate
 from artemis.db.outbox import OutboxMessage
 from artemis.jobs.common import Deadline
-from artemis.jobs.gc_site import plan_for
+from artemis.jobs.gc_site import plan_fleet, plan_for
 from artemis.jobs.relay import drain
 from artemis.keys import Dirname, Slug
 from artemis.queue import PublishOutcome, SqsPublisher
@@ -223,15 +225,35 @@ class Bench:
             "errors": sum(r.failed for r in results),
         }
 
+    POLICY = Policy(
+        keep_n=10,
+        grace=timedelta(hours=24),
+        retention=timedelta(days=30),
+        serve_cache_ttl=timedelta(hours=1),
+        cap=1000,
+    )
+
+    def gc_plan_dryrun_fleet(self, url: str) -> dict[str, Any]:
+        """The same plans through the fleet planner (`artemis-admin gcreport`): many sites per
+        read round trip, one thread."""
+        rt = self.runtime(url)
+        now = datetime.now(UTC)
+        started = time.perf_counter()
+        plans = dict(plan_fleet(rt, self.dirs, now, self.POLICY))
+        elapsed = time.perf_counter() - started
+        rt.db.close()
+        assert len(plans) == len(self.dirs) and all(p.planned for p in plans.values())
+        return {
+            "stage": "gc_plan_dryrun_fleet",
+            "ops": len(self.dirs),
+            "seconds": round(elapsed, 3),
+            "ops_per_s": round(len(self.dirs) / elapsed),
+            "errors": 0,
+        }
+
     def gc_plan_dryrun(self, url: str) -> dict[str, Any]:
         rt = self.runtime(url)
-        policy = Policy(
-            keep_n=10,
-            grace=timedelta(hours=24),
-            retention=timedelta(days=30),
-            serve_cache_ttl=timedelta(hours=1),
-            cap=1000,
-        )
+        policy = self.POLICY
         now = datetime.now(UTC)
         latencies: list[float] = []
         guard = threading.Lock()
@@ -315,6 +337,7 @@ def run_stages(
             )
         )
         results.append(bench.gc_plan_dryrun(url))
+        results.append(bench.gc_plan_dryrun_fleet(url))
         if args.localstack:
             results.extend(sqs_stages(bench, url, args.localstack, 5000))
         with psycopg.connect(url) as conn:

@@ -9,6 +9,7 @@ artemis-admin apidoc                         print docs/api.md (from the OpenAPI
 artemis-admin reconcile <site> [--apply]     one site's drift report; repair it with --apply
 artemis-admin backfill                       rebuild the deploy index from the bucket
 artemis-admin driftreport                    sweep every site (read-only); print the report
+artemis-admin gcreport                       every site's retention plan (dry run); print it
 """
 
 from __future__ import annotations
@@ -166,6 +167,27 @@ def _driftreport(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gcreport(args: argparse.Namespace) -> int:
+    from artemis.db import deploys
+    from artemis.jobs.common import system_clock
+    from artemis.jobs.gc_site import plan_fleet
+    from artemis.retention import Policy
+
+    rt = _job_runtime("gcreport")
+    if rt is None:
+        return 2
+    with rt.db.transaction() as conn:
+        sites = deploys.known_dirnames(conn)
+    policy = Policy.from_settings(rt.settings)
+    plans = {
+        site: plan.to_json()
+        for site, plan in plan_fleet(rt, sites, system_clock(), policy)
+        if plan.candidates
+    }
+    _print_json({"policy": policy.to_json(), "sites": len(sites), "plans": plans})
+    return 0
+
+
 JOBS = ("relay", "gc-site", "tombstone-purge", "outbox-purge", "backstop", "drift-detect")
 
 
@@ -262,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     back.set_defaults(func=_backfill)
     drift = sub.add_parser("driftreport", help="sweep every site, read-only; print the report")
     drift.set_defaults(func=_driftreport)
+    gcr = sub.add_parser("gcreport", help="every site's retention plan (dry run); print it")
+    gcr.set_defaults(func=_gcreport)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -8,10 +8,14 @@ append-only and outlives each test.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,12 +28,12 @@ from artemis.db import lock as lock_module
 from artemis.db.lock import site_lock
 from artemis.errors import StorageError
 from artemis.jobs.common import Deadline
-from artemis.jobs.gc_site import GcResult, run_gc_site
+from artemis.jobs.gc_site import GcResult, plan_fleet, plan_for, run_gc_site
 from artemis.keys import MARKER_NAME, Dirname
-from artemis.retention import Plan
+from artemis.retention import Plan, Policy
 from artemis.runtime import Runtime
 from artemis.storage.objects import MoveIncomplete
-from tests.conftest import SLUG_NOT_DIRNAME, base_env
+from tests.conftest import REPO_ROOT, SLUG_NOT_DIRNAME, base_env
 
 SLUG = "www"
 SITE = Dirname("www.example.org")
@@ -534,3 +538,54 @@ def test_missing_site_fails_the_run(rt: Runtime) -> None:
     with pytest.raises(ValueError, match="needs a site"):
         run_gc_site(rt, Dirname(""), now=NOW, deadline=Deadline.after(60))
     assert job_runs_for(rt, "gc-site")[-1].outcome == "failed"
+
+
+# --- the fleet report (artemis-admin gcreport) -----------------------------------------------
+
+
+def test_the_fleet_plan_is_each_sites_own_plan(rt: Runtime) -> None:
+    """plan_fleet reads many sites per round trip; each plan must be exactly the one plan_for
+    builds for that site, in the order asked, including a site the index does not know."""
+    busy = Dirname(f"busy-{uuid.uuid4().hex[:8]}.example.org")
+    stale = Dirname(f"stale-{uuid.uuid4().hex[:8]}.example.org")
+    unknown = Dirname(f"none-{uuid.uuid4().hex[:8]}.example.org")
+    ids, _ = seed_twelve(rt, busy)
+    seed_deploy(rt, stale, deploy_id(T0, "pend001"), T0, pending=True)
+    seed_deploy(rt, stale, deploy_id(T0 + timedelta(hours=1), "fin0001"), T0, marker=True)
+    policy = Policy.from_settings(rt.settings)
+    order = [stale, unknown, busy]
+    fleet = list(plan_fleet(rt, order, NOW, policy, batch=2))
+    assert [site for site, _ in fleet] == order
+    for site, plan in fleet:
+        assert plan == plan_for(rt, site, NOW, policy), site
+    plans = dict(fleet)
+    assert set(plans[busy].planned_ids) == expected_victims(ids)
+    assert [p.reason for p in plans[stale].planned] == ["expired_pending"]
+    assert plans[unknown].candidates == ()
+
+
+def test_gcreport_prints_the_plan_of_every_site_with_candidates(
+    make_rt: MakeRuntime, database_url: str, moto_url: str, bucket_name: str, tmp_path: Path
+) -> None:
+    rt = make_rt()
+    site = Dirname(f"report-{uuid.uuid4().hex[:8]}.example.org")
+    ids, _ = seed_twelve(rt, site)
+    settings = base_env(
+        DATABASE_URL=database_url, AWS_ENDPOINT_URL=moto_url, BUCKET_NAME=bucket_name,
+        AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+        CLEANUP_RECENT_KEEP="3", CLEANUP_BLAST_CAP="10", **SLUG_NOT_DIRNAME,
+    )  # fmt: skip
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in settings and not k.startswith("AWS_")
+    }
+    env = {**inherited, **settings, "ARTEMIS_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("artemis-admin")), "gcreport"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["policy"]["keep_n"] == 3
+    planned = {p["id"] for p in report["plans"][site]["planned"]}
+    assert planned == expected_victims(ids)
+    assert index_ids(rt, site) == set(ids)  # a report: nothing tombstoned

@@ -115,3 +115,38 @@ def test_purge_deletes_only_old_published_rows_in_bounded_batches(db: Database) 
         backlog = outbox.backlog(conn)
     assert backlog.unpublished == 2
     assert backlog.oldest_age_seconds >= 0
+
+
+def test_the_claim_walks_the_unpublished_index_whatever_the_statistics_say(
+    db: Database,
+) -> None:
+    """A burst into a never-analyzed outbox: under the relay session the claim is an id-ordered
+    index walk that stops at the limit, not a scan and sort of the whole backlog per pass."""
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO outbox (topic, payload)"
+            " SELECT 'site.changed', jsonb_build_object('site', 's' || g)"
+            " FROM generate_series(1, 5000) g"
+        )
+    with db.session() as pooled, outbox.relay_session(pooled) as conn:
+        plan = "\n".join(
+            str(r[0]) for r in conn.execute(b"EXPLAIN " + outbox.CLAIM_SQL.encode(), [300, 100])
+        )
+    assert "Index Scan using outbox_unpublished_idx" in plan, plan
+    assert "Sort" not in plan and "Bitmap" not in plan and "Seq Scan" not in plan, plan
+
+
+def test_the_relay_session_settings_are_reset_before_the_connection_is_reused(
+    database_url: str,
+) -> None:
+    show = "SELECT current_setting('synchronous_commit'), current_setting('enable_seqscan')"
+    single = Database(database_url, max_size=1)  # the next session gets the same connection
+    try:
+        with single.session() as pooled, outbox.relay_session(pooled) as conn:
+            backend = conn.info.backend_pid
+            assert conn.execute(show).fetchone() == ("off", "off")
+        with single.session() as conn:
+            assert conn.info.backend_pid == backend
+            assert conn.execute(show).fetchone() == ("on", "on")
+    finally:
+        single.close()

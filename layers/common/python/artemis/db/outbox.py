@@ -8,6 +8,8 @@ marks exactly the published ids and releases the rest at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,22 @@ SITE_CHANGED = "site.changed"
 CLAIM_LIMIT = 100
 CLAIM_TTL_SECONDS = 300.0
 PURGE_LIMIT = 5000
+
+# The relay's session settings (set for the drain, reset before the connection goes back):
+# - statement_timeout: a stuck claim or mark ends the pass instead of the invocation.
+# - synchronous_commit off: a claim or mark lost in a database crash only makes rows ready
+#   again and publishes them again, which at-least-once delivery already allows (E1, E5b);
+#   the relay stops paying a WAL flush per statement.
+# - no bitmap or sequential scans: the outbox swings from empty to a burst faster than
+#   autovacuum re-analyzes it, and on a stale estimate the planner reads and sorts the whole
+#   backlog on every pass; the claim must stay an id-ordered walk of the partial index that
+#   stops after `limit` rows.
+RELAY_SESSION = {
+    "statement_timeout": "10s",
+    "synchronous_commit": "off",
+    "enable_bitmapscan": "off",
+    "enable_seqscan": "off",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,27 @@ def enqueue_site_changed(conn: Connection, site: Dirname) -> int:
     return enqueue(conn, SITE_CHANGED, {"site": site})
 
 
+CLAIM_SQL = (
+    "UPDATE outbox SET claimed_at = now(),"
+    " claim_expires_at = now() + make_interval(secs => %s)"
+    " WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL"
+    "   AND (claim_expires_at IS NULL OR claim_expires_at < now())"
+    "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, topic, payload, clock_timestamp()"
+)
+
+
+@contextmanager
+def relay_session(conn: Connection) -> Iterator[Connection]:
+    """`conn` with `RELAY_SESSION` applied, restored afterwards (it is a pooled connection)."""
+    conn.execute("; ".join(f"SET {name} = '{value}'" for name, value in RELAY_SESSION.items()))
+    try:
+        yield conn
+    finally:
+        if not conn.closed:
+            conn.execute("; ".join(f"RESET {name}" for name in RELAY_SESSION))
+
+
 def claim(
     conn: Connection, limit: int = CLAIM_LIMIT, ttl_seconds: float = CLAIM_TTL_SECONDS
 ) -> list[OutboxMessage]:
@@ -60,15 +99,7 @@ def claim_stamped(
 ) -> tuple[list[OutboxMessage], datetime | None]:
     """`claim`, plus the database clock read during the claim statement (`clock_timestamp()`,
     later than the commit of every row the statement could see: spec §9.1.3 step 1)."""
-    rows = conn.execute(
-        "UPDATE outbox SET claimed_at = now(),"
-        " claim_expires_at = now() + make_interval(secs => %s)"
-        " WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL"
-        "   AND (claim_expires_at IS NULL OR claim_expires_at < now())"
-        "   ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, topic, payload, clock_timestamp()",
-        [ttl_seconds, limit],
-    ).fetchall()
+    rows = conn.execute(CLAIM_SQL, [ttl_seconds, limit]).fetchall()
     messages = sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
     return messages, max((r[3] for r in rows), default=None)
 

@@ -13,7 +13,7 @@ Nothing here deletes bytes (V5): a deploy only ever moves to trash; the purge de
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -212,6 +212,28 @@ def plan_for(rt: Runtime, site: Dirname, now: datetime, policy: Policy) -> Plan:
     with rt.db.session() as conn:
         rows, aliased, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
     return retention.build_plan(rows, aliased, expired, now, policy)
+
+
+FLEET_BATCH = 200  # sites per read round trip in plan_fleet
+
+
+def plan_fleet(
+    rt: Runtime,
+    sites: Sequence[Dirname],
+    now: datetime,
+    policy: Policy,
+    *,
+    batch: int = FLEET_BATCH,
+) -> Iterator[tuple[Dirname, Plan]]:
+    """Dry-run plans for many sites (the operator's fleet GC report), `batch` sites per read
+    round trip, in `sites` order. Each plan is the one `plan_for` builds for that site from the
+    same rows; nothing is recorded, locked or moved."""
+    cutoff = now - policy.grace
+    for start in range(0, len(sites), batch):
+        with rt.db.session() as conn:
+            inputs = deploys_db.plan_inputs_for_sites(conn, sites[start : start + batch], cutoff)
+        for site, (rows, aliased, expired) in inputs.items():
+            yield site, retention.build_plan(rows, aliased, expired, now, policy)
 
 
 def _redrive(

@@ -9,11 +9,13 @@ Each pass:
    statement returns `clock_timestamp()`, which every message of the pass carries as
    `claimed_at` (a later instant than the commit of every claimed row, §9.1.3 step 1);
 2. publishes the rows in id order (see `SqsPublisher` for which failures stop the batch);
-3. with a 10 s statement timeout, marks exactly the published ids with the relay clock read
-   at the start of the pass (§7.4 step 3) and releases the claim of every other row of the
-   batch at once (D-4 fix), so a failed row is retried on the next pass or tick instead of
-   after the 5-minute lease. The drain holds one autocommit connection for all its passes:
-   two round trips per pass.
+3. marks exactly the published ids with the relay clock read at the start of the pass
+   (§7.4 step 3) and releases the claim of every other row of the batch at once (D-4 fix),
+   so a failed row is retried on the next pass or tick instead of after the 5-minute lease.
+
+The drain holds one autocommit connection for all its passes (two round trips per pass)
+under `outbox.RELAY_SESSION`: a 10 s statement timeout, no wait for the WAL flush, and an
+index-ordered claim.
 
 Failure policy: publish failures, a failed mark and a failed claim after the first pass never
 raise; they are in the `RelayResult` (`ok` is false), the `job_runs` row is finished as
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
     from artemis.runtime import Runtime
 
 JOB = "relay"
-MARK_TIMEOUT = "10s"
 PASS_RESERVE_SECONDS = 2.0  # a pass is not started with less time than this left
 
 
@@ -101,16 +102,11 @@ def drain(
     try:
         with job_run(rt.db, JOB) as run:
             try:
-                with rt.db.session() as conn:
-                    conn.execute(f"SET statement_timeout = '{MARK_TIMEOUT}'")
-                    try:
-                        _passes(
-                            conn, publisher, result, deadline, limit, clock, claim_ttl_seconds,
-                            pass_reserve_seconds,
-                        )  # fmt: skip
-                    finally:
-                        if not conn.closed:
-                            conn.execute("RESET statement_timeout")
+                with rt.db.session() as pooled, outbox.relay_session(pooled) as conn:
+                    _passes(
+                        conn, publisher, result, deadline, limit, clock, claim_ttl_seconds,
+                        pass_reserve_seconds,
+                    )  # fmt: skip
             finally:
                 run.counts.update(result.counts())
                 _signals(rt, result)
