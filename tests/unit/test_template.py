@@ -6,15 +6,21 @@ The template is read with a loader that turns CloudFormation short-form tags (!R
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
+from collections.abc import Callable
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from artemis.config import Settings, load_settings
+from artemis_local.template import load_template, resources_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -56,38 +62,12 @@ REQUIRED_SECRETS = {
     "JWT_SIGNING_KEY": "k" * 32,
     "DATABASE_URL": "postgresql://127.0.0.1/unused",
 }
+# What a secret parameter resolves to in the checks, by the parameter's last path segment.
+REQUIRED_SECRETS_BY_PARAM = {"JwtSigningKeyParam": "k" * 32,
+                             "DatabaseUrlParam": "postgresql://127.0.0.1/unused"}  # fmt: skip
 
 
 # --- loading ----------------------------------------------------------------------------
-
-
-class CfnLoader(yaml.SafeLoader):
-    """SafeLoader that understands CloudFormation short-form intrinsic functions."""
-
-
-def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "Condition":
-        return {"Condition": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CfnLoader.add_multi_constructor("!", _intrinsic)
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=CfnLoader)
-    assert isinstance(data, dict), f"{path.name} is not a mapping"
-    return data
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +76,6 @@ def template() -> dict[str, Any]:
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
-    return {
-        name: res for name, res in template.get("Resources", {}).items() if res.get("Type") == kind
-    }
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -186,30 +160,404 @@ def env_parameter(template: dict[str, Any], value: Any) -> str | None:
     return next(iter(params), None)
 
 
-# --- runtime and code -------------------------------------------------------------------
+# --- the rules the linters miss (each has a negative case on a mutated copy below) ----------
+#
+# Each check returns its problems (empty = the rule holds), so a test can show both that the
+# real template passes and that a template breaking the rule is caught.
+
+PSEUDO_PARAMETERS = frozenset(
+    {"AWS::AccountId", "AWS::NoValue", "AWS::Partition", "AWS::Region", "AWS::StackName",
+     "AWS::URLSuffix"}
+)  # fmt: skip
+# Actions AWS only grants on "*" (Lambda's VPC network interfaces).
+STAR_ONLY_ACTIONS = frozenset(
+    {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
+     "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
+)  # fmt: skip
+SCHEDULE_EXPRESSION = re.compile(
+    r"rate\(1 (minute|hour|day)\)|rate\([1-9][0-9]* (minutes|hours|days)\)"
+    r"|cron\(\S+ \S+ \S+ \S+ \S+ \S+\)"
+)
+# What each function reads beyond the settings every function needs (JWT key, database URL):
+# the queue URLs of artemis.config that a code path dereferences (relay: publisher_for;
+# site_worker: DLQ sends and visibility; api: GET /metrics depths).
+FUNCTION_READS = {
+    "relay": {"SITE_EVENTS_QUEUE_URL"},
+    "site_worker": {"SITE_EVENTS_QUEUE_URL", "SITE_EVENTS_DLQ_URL"},
+    "api": {"SITE_EVENTS_QUEUE_URL", "SITE_EVENTS_DLQ_URL"},
+}
 
 
-def test_every_function_runtime_is_an_allowed_python(template: dict[str, Any]) -> None:
-    default = function_globals(template).get("Runtime")
+def function_setting(template: dict[str, Any], props: dict[str, Any], key: str) -> Any:
+    return props.get(key, function_globals(template).get(key))
+
+
+def check_runtimes(template: dict[str, Any]) -> list[str]:
+    return [
+        f"{name}: runtime {runtime!r} is not one of {sorted(ALLOWED_RUNTIMES)}"
+        for name, props in functions(template).items()
+        if (runtime := function_setting(template, props, "Runtime")) not in ALLOWED_RUNTIMES
+    ]
+
+
+def check_handlers_import(template: dict[str, Any], root: Path = ROOT) -> list[str]:
+    """Every function's handler module exists and, imported as Lambda would (in a fresh
+    interpreter, with the template's environment), defines the handler callable."""
+    problems: list[str] = []
+    targets: dict[str, tuple[str, str]] = {}
     for name, props in functions(template).items():
-        runtime = props.get("Runtime", default)
-        assert runtime in ALLOWED_RUNTIMES, (
-            f"{name}: runtime {runtime!r} not in {sorted(ALLOWED_RUNTIMES)}"
-        )
+        code_uri, handler = props.get("CodeUri"), function_setting(template, props, "Handler")
+        if not isinstance(code_uri, str) or not isinstance(handler, str) or "." not in handler:
+            problems.append(f"{name}: CodeUri {code_uri!r} / Handler {handler!r} unusable")
+            continue
+        module, attr = handler.rsplit(".", 1)
+        source = root / code_uri / (module.replace(".", "/") + ".py")
+        if not source.is_file():
+            problems.append(f"{name}: {source} does not exist")
+            continue
+        targets[name] = (str(source), attr)
+    if not targets:
+        return problems
+    script = (
+        "import importlib.util, json, sys\n"
+        "bad = {}\n"
+        "for name, (path, attr) in json.loads(sys.argv[1]).items():\n"
+        "    try:\n"
+        "        spec = importlib.util.spec_from_file_location('fn_' + name, path)\n"
+        "        mod = importlib.util.module_from_spec(spec)\n"
+        "        spec.loader.exec_module(mod)\n"
+        "        if not callable(getattr(mod, attr, None)):\n"
+        "            bad[name] = f'{attr} is not defined'\n"
+        "    except Exception as err:\n"
+        "        bad[name] = f'{type(err).__name__}: {err}'\n"
+        "print(json.dumps(bad))\n"
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        **{k: v for k, v in os.environ.items() if k.startswith("PYTHON")},
+        **REQUIRED_SECRETS,
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_NAMESPACE": "Artemis",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(targets)],
+        env=env, capture_output=True, text=True, timeout=120, cwd=root,
+    )  # fmt: skip
+    if done.returncode != 0:
+        return [*problems, f"import check crashed: {done.stderr[-500:]}"]
+    bad = json.loads(done.stdout.strip().splitlines()[-1])
+    return [*problems, *(f"{name}: handler does not import: {why}" for name, why in bad.items())]
 
 
-def test_every_function_code_defines_its_handler(template: dict[str, Any]) -> None:
-    default = function_globals(template).get("Handler")
+def sqs_sources(template: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(function, its SQS event properties, the queue resource's properties) for every SQS
+    event source whose queue the template defines."""
+    found = []
+    resources = template.get("Resources", {})
     for name, props in functions(template).items():
-        code_uri = props.get("CodeUri")
-        handler = props.get("Handler", default)
-        assert isinstance(code_uri, str), f"{name}: CodeUri must be a local directory"
-        assert handler == "app.handler", f"{name}: handler is {handler!r}, expected app.handler"
-        source = ROOT / code_uri / "app.py"
-        assert source.is_file(), f"{name}: {source.relative_to(ROOT)} does not exist"
-        assert re.search(r"^def handler\(", source.read_text(encoding="utf-8"), re.M), (
-            f"{name}: {source.relative_to(ROOT)} does not define handler()"
-        )
+        for event in props.get("Events", {}).values():
+            if event.get("Type") != "SQS":
+                continue
+            queue = next(iter(refs_in(event["Properties"].get("Queue"))), None)
+            if queue in resources:
+                found.append((name, event["Properties"], resources[queue].get("Properties", {})))
+    return found
+
+
+def check_fifo_sources(template: dict[str, Any]) -> list[str]:
+    """A FIFO event source: no batching window (SQS rejects or Lambda ignores it, and a FIFO
+    group must not wait), and partial-batch responses so one failed group does not fail all."""
+    problems = []
+    for name, event, queue in sqs_sources(template):
+        if not queue.get("FifoQueue"):
+            continue
+        if event.get("MaximumBatchingWindowInSeconds", 0) != 0:
+            problems.append(f"{name}: FIFO event source has a batching window")
+        if "ReportBatchItemFailures" not in event.get("FunctionResponseTypes", []):
+            problems.append(f"{name}: FIFO event source lacks ReportBatchItemFailures")
+    return problems
+
+
+def check_queue_visibility(template: dict[str, Any]) -> list[str]:
+    problems = []
+    for name, _, queue in sqs_sources(template):
+        timeout = int(function_setting(template, functions(template)[name], "Timeout") or 3)
+        visibility = int(queue.get("VisibilityTimeout", 30))
+        if visibility < 6 * timeout:
+            problems.append(f"{name}: queue visibility {visibility}s < 6 x timeout {timeout}s")
+    return problems
+
+
+def effective_env(template: dict[str, Any], props: dict[str, Any]) -> dict[str, str]:
+    """A function's environment with every parameter at its default, secrets as placeholders."""
+    parameters = template.get("Parameters", {})
+    merged = {
+        **env_blocks(template)["Globals"],
+        **props.get("Environment", {}).get("Variables", {}),
+    }
+    env: dict[str, str] = {}
+    for var, value in merged.items():
+        if isinstance(value, str):
+            env[var] = value
+            continue
+        param = env_parameter(template, value)
+        if param is not None:
+            default = parameters[param].get("Default")
+            if default is not None and default != "":
+                env[var] = str(default)
+            elif "Default" not in parameters[param]:
+                env[var] = "/required/" + param
+        elif refs_in(value) & set(template.get("Resources", {})):
+            # !Ref of a FIFO queue is its URL
+            env[var] = f"https://sqs.us-east-1.amazonaws.com/000000000000/{var.lower()}.fifo"
+    return env
+
+
+def check_env_reads(template: dict[str, Any]) -> list[str]:
+    """Every variable the code reads is set for the functions that read it: the settings load
+    from each function's environment, and the per-function reads are present."""
+    problems = []
+    for name, props in functions(template).items():
+        env = effective_env(template, props)
+        try:
+            load_settings(
+                env, lambda param: REQUIRED_SECRETS_BY_PARAM.get(param.split("/")[-1], "x" * 40)
+            )
+        except Exception as err:
+            problems.append(f"{name}: settings do not load from its environment: {err}")
+        fn_dir = Path(str(props.get("CodeUri", ""))).name
+        for var in sorted(FUNCTION_READS.get(fn_dir, set()) - set(env)):
+            problems.append(f"{name}: reads {var}, which is not set")
+    return problems
+
+
+def check_schedules(template: dict[str, Any]) -> list[str]:
+    """Every schedule has a valid expression and invokes a function the template defines; the
+    scheduled functions do not retry asynchronously and have reserved concurrency."""
+    problems = []
+    fns = functions(template)
+    for name, props in fns.items():
+        for event_name, event in props.get("Events", {}).items():
+            if event.get("Type") != "Schedule":
+                continue
+            expression = event["Properties"].get("Schedule", "")
+            if not SCHEDULE_EXPRESSION.fullmatch(str(expression)):
+                problems.append(f"{name}.{event_name}: bad schedule {expression!r}")
+            if props.get("EventInvokeConfig", {}).get("MaximumRetryAttempts") != 0:
+                problems.append(f"{name}: scheduled, but asynchronous retries are not 0")
+            if "ReservedConcurrentExecutions" not in props:
+                problems.append(f"{name}: scheduled, but has no reserved concurrency")
+    for rule_name, rule in resources_of(template, "AWS::Events::Rule").items():
+        for target in rule.get("Properties", {}).get("Targets", []):
+            named = refs_in(target.get("Arn"))
+            if not named or not named <= set(fns):
+                problems.append(f"{rule_name}: target {target.get('Arn')!r} is not a function")
+    return problems
+
+
+def policy_documents(template: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(owner, policy) for every function policy entry and every managed policy resource."""
+    docs: list[tuple[str, Any]] = []
+    for name, props in functions(template).items():
+        docs.extend((name, policy) for policy in props.get("Policies", []))
+    for name, res in resources_of(template, "AWS::IAM::ManagedPolicy").items():
+        docs.append((name, res["Properties"]["PolicyDocument"]))
+    return docs
+
+
+def statements_of(node: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if "Effect" in node and "Action" in node:
+            found.append(node)
+        else:
+            for value in node.values():
+                found.extend(statements_of(value))
+    elif isinstance(node, list):
+        for item in node:
+            found.extend(statements_of(item))
+    return found
+
+
+def check_policies(template: dict[str, Any]) -> list[str]:
+    """Policies name only what the template defines (resources, parameters, pseudo
+    parameters): no literal ARN of something else, no "*" beyond the actions that need it."""
+    known = set(template.get("Resources", {})) | set(template.get("Parameters", {}))
+    problems = []
+    for owner, policy in policy_documents(template):
+        unknown = refs_in(policy) - known - PSEUDO_PARAMETERS
+        if unknown:
+            problems.append(f"{owner}: policy refers to undefined {sorted(unknown)}")
+        if isinstance(policy, str):
+            problems.append(f"{owner}: literal policy {policy!r}")
+        for statement in statements_of(policy):
+            actions = statement["Action"]
+            actions = [actions] if isinstance(actions, str) else actions
+            resources = statement.get("Resource", [])
+            for resource in resources if isinstance(resources, list) else [resources]:
+                if resource == "*":
+                    if not set(actions) <= STAR_ONLY_ACTIONS:
+                        problems.append(f"{owner}: {sorted(actions)} on *")
+                elif isinstance(resource, str):
+                    problems.append(f"{owner}: literal resource {resource!r}")
+    return problems
+
+
+RULES = {
+    "runtimes": check_runtimes,
+    "fifo_sources": check_fifo_sources,
+    "queue_visibility": check_queue_visibility,
+    "env_reads": check_env_reads,
+    "schedules": check_schedules,
+    "policies": check_policies,
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_the_template_keeps_the_rule(template: dict[str, Any], rule: str) -> None:
+    assert RULES[rule](template) == []
+
+
+def test_every_function_handler_module_exists_and_imports(template: dict[str, Any]) -> None:
+    assert check_handlers_import(template) == []
+    assert {Path(p["CodeUri"]).name for p in functions(template).values()} == {
+        p.parent.name for p in (ROOT / "functions").glob("*/app.py")
+    }, "a function directory without a template function, or the reverse"
+
+
+def mutated(template: dict[str, Any], change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    copy = deepcopy(template)
+    change(copy)
+    return copy
+
+
+def fn_props(template: dict[str, Any], name: str) -> dict[str, Any]:
+    props: dict[str, Any] = template["Resources"][name]["Properties"]
+    return props
+
+
+def worker_sqs_event(template: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = fn_props(template, "SiteWorkerFunction")["Events"]["SiteEvents"]
+    properties: dict[str, Any] = event["Properties"]
+    return properties
+
+
+MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
+    "bad runtime name": (
+        "runtimes",
+        lambda t: fn_props(t, "RelayFunction").update(Runtime="python3.1"),
+    ),
+    "FIFO batching window": (
+        "fifo_sources",
+        lambda t: worker_sqs_event(t).update(MaximumBatchingWindowInSeconds=5),
+    ),
+    "no partial batch response": (
+        "fifo_sources",
+        lambda t: worker_sqs_event(t).pop("FunctionResponseTypes"),
+    ),
+    "visibility below 6 x timeout": (
+        "queue_visibility",
+        lambda t: t["Resources"]["SiteEventsQueue"]["Properties"].update(VisibilityTimeout=600),
+    ),
+    "worker timeout raised past the visibility": (
+        "queue_visibility",
+        lambda t: fn_props(t, "SiteWorkerFunction").update(Timeout=900),
+    ),
+    "relay without its queue URL": (
+        "env_reads",
+        lambda t: fn_props(t, "RelayFunction")["Environment"]["Variables"].pop(
+            "SITE_EVENTS_QUEUE_URL"
+        ),
+    ),
+    "a required setting removed": (
+        "env_reads",
+        lambda t: t["Globals"]["Function"]["Environment"]["Variables"].pop("DATABASE_URL_PARAM"),
+    ),
+    "a bad setting value": (
+        "env_reads",
+        lambda t: t["Parameters"]["CleanupGrace"].update(Default="soon"),
+    ),
+    "bad schedule expression": (
+        "schedules",
+        lambda t: fn_props(t, "RelayFunction")["Events"]["Tick"]["Properties"].update(
+            Schedule="every minute"
+        ),
+    ),
+    "cron with async retries": (
+        "schedules",
+        lambda t: fn_props(t, "TombstonePurgeFunction")["EventInvokeConfig"].update(
+            MaximumRetryAttempts=2
+        ),
+    ),
+    "cron without reserved concurrency": (
+        "schedules",
+        lambda t: fn_props(t, "DriftDetectFunction").pop("ReservedConcurrentExecutions"),
+    ),
+    "rule targeting a missing function": (
+        "schedules",
+        lambda t: t["Resources"].update(
+            StrayRule={
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "ScheduleExpression": "rate(1 hour)",
+                    "Targets": [{"Id": "x", "Arn": {"Fn::GetAtt": ["GoneFunction", "Arn"]}}],
+                },
+            }
+        ),
+    ),
+    "policy on a bucket the template does not define": (
+        "policies",
+        lambda t: fn_props(t, "DriftDetectFunction")["Policies"].append(
+            {"S3CrudPolicy": {"BucketName": {"Ref": "SomeoneElsesBucket"}}}
+        ),
+    ),
+    "literal ARN in a statement": (
+        "policies",
+        lambda t: fn_props(t, "RelayFunction")["Policies"].append(
+            {
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["sqs:SendMessage"],
+                        "Resource": "arn:aws:sqs:us-east-1:123456789012:other",
+                    }
+                ]
+            }
+        ),
+    ),
+    "wildcard resource": (
+        "policies",
+        lambda t: fn_props(t, "ApiFunction")["Policies"].append(
+            {"Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_a_template_breaking_the_rule_is_caught(template: dict[str, Any], case: str) -> None:
+    rule, change = MUTATIONS[case]
+    assert RULES[rule](mutated(template, change)), f"{rule} missed: {case}"
+
+
+def test_a_handler_that_does_not_import_is_caught(template: dict[str, Any], tmp_path: Path) -> None:
+    broken = tmp_path / "functions" / "relay"
+    broken.mkdir(parents=True)
+    (broken / "app.py").write_text("import artemis.no_such_module\n\ndef handler(e, c): ...\n")
+    missing = mutated(template, lambda t: fn_props(t, "ApiFunction").update(Handler="app.nothere"))
+    only_relay = mutated(
+        template,
+        lambda t: t.update(Resources={"RelayFunction": t["Resources"]["RelayFunction"]}),
+    )
+    assert any("RelayFunction" in p for p in check_handlers_import(only_relay, tmp_path))
+    assert any("nothere" in p for p in check_handlers_import(missing))
+
+
+def test_the_migrate_function_ships_the_migrations() -> None:
+    """`functions/migrate/sql` is a link to `sql/`: sam build copies the files into the
+    package, and the handler reads them from beside itself."""
+    link = ROOT / "functions" / "migrate" / "sql"
+    assert link.is_symlink() and link.resolve() == (ROOT / "sql").resolve()
 
 
 # --- the shared layer -------------------------------------------------------------------
@@ -298,13 +646,15 @@ def test_parameter_defaults_equal_settings_defaults(template: dict[str, Any]) ->
 
 def test_secret_params_are_readable_by_every_function(template: dict[str, Any]) -> None:
     glob_vars = env_blocks(template)["Globals"]
+    managed = resources_of(template, "AWS::IAM::ManagedPolicy")
     for name, props in functions(template).items():
         variables = {**glob_vars, **props.get("Environment", {}).get("Variables", {})}
+        policies = list(props.get("Policies", []))
+        attached = refs_in(policies) & set(managed)
+        policies += [managed[m]["Properties"]["PolicyDocument"] for m in attached]
         ssm_resources = [
             statement.get("Resource")
-            for policy in props.get("Policies", [])
-            if isinstance(policy, dict)
-            for statement in policy.get("Statement", [])
+            for statement in statements_of(policies)
             if "ssm:GetParameter" in statement.get("Action", [])
         ]
         readable = refs_in(ssm_resources)
