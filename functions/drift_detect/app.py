@@ -48,7 +48,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.error("drift_detect.failed", extra={"report": failed.report.to_json()})
         raise
     _emit(report)
-    if report.complete:  # the 26-hour "no successful sweep" alarm watches this
+    if report.complete and not report.skipped:  # the 26-hour "no sweep" alarm watches this
         metrics.add_metric(name="drift.run_succeeded", unit=MetricUnit.Count, value=1)
     return report.to_json()
 
