@@ -4,7 +4,9 @@ artemis-admin run [--port N]                 the whole local system (what `make 
 artemis-admin run <job> [site]               run one job now: relay, gc-site SITE,
                                              tombstone-purge, outbox-purge, backstop, drift-detect
 artemis-admin migrate [--database-url URL]   apply sql/ migrations
-artemis-admin invoke <function> <event.json> run a function's handler once; print the result
+artemis-admin invoke <function> <event.json> [--set NAME=VALUE ...] [--timeout SECONDS]
+                                             run a function's handler once; print the result
+                                             (--set fills the event's {{NAME}} placeholders)
 artemis-admin apidoc                         print docs/api.md (from the OpenAPI document)
 artemis-admin reconcile <site> [--apply]     one site's drift report; repair it with --apply
 artemis-admin backfill                       rebuild the deploy index from the bucket
@@ -15,11 +17,14 @@ artemis-admin gcreport                       every site's retention plan (dry ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from artemis.config import ConfigError
 
@@ -51,14 +56,91 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# A sample event's run-time values (events/README.md): `{{site}}`, `{{deploy_id}}`, `{{session}}`.
+PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
+
+
+class MissingPlaceholder(LookupError):
+    """The event holds placeholders that were given no value."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def placeholders(event: Any) -> set[str]:
+    """The `{{name}}` placeholders in the event's strings (object keys and values, nested)."""
+    if isinstance(event, str):
+        return set(PLACEHOLDER.findall(event))
+    if isinstance(event, dict):
+        return set().union(*(placeholders(k) | placeholders(v) for k, v in event.items()))
+    if isinstance(event, list):
+        return set().union(*(placeholders(v) for v in event))
+    return set()
+
+
+def fill_placeholders(event: Any, values: Mapping[str, str]) -> Any:
+    """A copy of the event with every `{{name}}` in its strings replaced by `values[name]`.
+    Bodies are strings too (JSON text, an SQS body), so a placeholder inside one is filled in
+    place; values are inserted verbatim, so they must not need JSON escaping (slugs, deploy ids
+    and JWTs do not). Raises MissingPlaceholder naming every placeholder without a value."""
+    missing = sorted(placeholders(event) - set(values))
+    if missing:
+        raise MissingPlaceholder(missing)
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return PLACEHOLDER.sub(lambda m: values[m.group(1)], value)
+        if isinstance(value, dict):
+            return {fill(k): fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return fill(event)
+
+
+def _assignments(pairs: list[str]) -> dict[str, str] | None:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not PLACEHOLDER.fullmatch("{{" + name + "}}"):
+            print(f"artemis-admin invoke: --set wants NAME=VALUE, got {pair!r}", file=sys.stderr)
+            return None
+        values[name] = value
+    return values
+
+
+def _logs_to_stderr() -> None:
+    """The structured log goes to stderr, so stdout carries exactly one JSON document."""
+    import logging
+
+    from artemis.observability import logger
+
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(sys.stderr)
+
+
 def _invoke(args: argparse.Namespace) -> int:
     from artemis_local.functions import LocalContext, load_handler
 
+    _logs_to_stderr()
     _load_local_env()
-    event = json.loads(Path(args.event).read_text())
+    values = _assignments(args.set)
+    if values is None:
+        return 2
+    try:
+        event = fill_placeholders(json.loads(Path(args.event).read_text()), values)
+    except MissingPlaceholder as err:
+        sets = " ".join(f"--set {name}=..." for name in err.names)
+        print(f"artemis-admin invoke: {args.event} needs {sets}", file=sys.stderr)
+        return 2
     try:
         handler = load_handler(args.function)
-        result = handler(event, LocalContext(args.function))
+        context = LocalContext(args.function, timeout_ms=round(args.timeout * 1000))
+        with contextlib.redirect_stdout(sys.stderr):  # EMF metrics too: stdout is the result
+            result = handler(event, context)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
@@ -84,15 +166,9 @@ CLI_BUDGET_SECONDS = 24 * 3600.0
 def _job_runtime(command: str) -> Runtime | None:
     """The Runtime for an operator job (environment, else the local system's), or None after
     printing the configuration error."""
-    import logging
-
     from artemis import runtime
-    from artemis.observability import logger
 
-    # The job's structured log goes to stderr, so stdout carries exactly one JSON document.
-    handler = logger.registered_handler
-    if isinstance(handler, logging.StreamHandler):
-        handler.setStream(sys.stderr)
+    _logs_to_stderr()
     _load_local_env()
     try:
         return runtime.current()
@@ -271,6 +347,15 @@ def main(argv: list[str] | None = None) -> int:
     inv = sub.add_parser("invoke", help="run one function's handler with an event file")
     inv.add_argument("function")
     inv.add_argument("event")
+    inv.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE",
+        help="fill the event's {{NAME}} placeholders (events/README.md); repeatable",
+    )  # fmt: skip
+    inv.add_argument(
+        "--timeout", type=float, default=30.0, metavar="SECONDS",
+        help="the context's remaining time, which the jobs budget from (default 30; "
+        "site_worker reserves 30 s, so give it its Lambda timeout, 300)",
+    )  # fmt: skip
     inv.set_defaults(func=_invoke)
     doc = sub.add_parser("apidoc", help="print the API reference (docs/api.md) as Markdown")
     doc.set_defaults(func=_apidoc)
