@@ -14,12 +14,13 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: run test test-unit test-integration test-system test-e2e test-compat lint format build bench bench-durable clean
 
-$(VENV)/.installed: pyproject.toml layers/common/requirements.txt
+$(VENV)/.installed: pyproject.toml layers/common/requirements.txt cli/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip --version >/dev/null 2>&1 || $(PY) -m ensurepip --upgrade  # an interrupted venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e cli  # the client: .venv/bin/artemis
 	touch $@
 
 # LocalStack lives in its own virtualenv: its pins would clash with the project's (NOTES.md).
@@ -66,14 +67,14 @@ test-compat:
 	  if [ -z "$$py" ]; then echo "test-compat: no Python $$ver here"; continue; fi; \
 	  venv=.venvs/py$$ver; \
 	  test -x $$venv/bin/python || $$py -m venv $$venv || exit 1; \
-	  $$venv/bin/python -m pip install --quiet -e . pytest hypothesis pyyaml openapi-spec-validator || exit 1; \
+	  $$venv/bin/python -m pip install --quiet -e . -e cli pytest hypothesis pyyaml openapi-spec-validator || exit 1; \
 	  $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	done
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common/python local functions tests bench
+	$(VENV)/bin/mypy layers/common/python local functions tests bench cli
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 

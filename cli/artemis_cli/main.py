@@ -1,0 +1,270 @@
+"""`artemis`: the command line. Each command prints human text, or with `--json` one JSON
+document on stdout (errors as `{"error": {...}}` on stderr), and exits with a code from
+`artemis_cli.errors`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from artemis_cli import __version__
+from artemis_cli.config import Config, resolve
+from artemis_cli.errors import OK, USAGE, CliError, usage
+
+Output = tuple[Any, str]  # (the JSON document, the human text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise usage(f"{self.prog}: {message}")
+
+
+def _api(config: Config) -> Any:
+    from artemis_cli.http import Api  # not needed for --help or usage errors
+
+    return Api(config.require_url(), config.require_token())
+
+
+def _q(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+def _site_path(config: Config, tail: str = "") -> str:
+    return f"/api/site/{_q(config.require_site())}{tail}"
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def cmd_whoami(args: argparse.Namespace, config: Config) -> Output:
+    me = _api(config).call("GET", "/api/whoami")
+    sites = ", ".join(me.get("authorizedSites", [])) or "none"
+    return me, f"{me['login']} (sites: {sites})"
+
+
+def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
+    from artemis_cli.deploy import default_sha, run_deploy
+    from artemis_cli.files import collect
+    from artemis_cli.progress import Progress
+
+    directory = Path(args.directory or config.dir or ".")
+    if not directory.is_dir():
+        raise usage(f"not a directory: {directory}")
+    site = config.require_site()
+    api = _api(config)
+    build = collect(directory)
+    for path, why in build.refused:
+        print(f"artemis: refusing {path}: {why}", file=sys.stderr)
+    progress = None if args.json else Progress(len(build.files), build.total_bytes)
+    result = run_deploy(
+        api, site, build, args.sha or default_sha(directory), production=args.promote,
+        concurrency=args.concurrency, direct_all=args.direct, progress=progress,
+    )  # fmt: skip
+    text = (
+        f"deployed {result.files} files ({result.bytes / 1e6:.1f} MB) as {result.deploy_id}"
+        f" to {result.mode}\n{result.url}"
+    )
+    return result.to_json(), text
+
+
+def cmd_promote(args: argparse.Namespace, config: Config) -> Output:
+    body = {"deployId": args.from_id} if args.from_id else {}
+    moved = _api(config).call("POST", _site_path(config, "/promote"), json_body=body)
+    return moved, f"production → {moved['deployId']}\n{moved['url']}"
+
+
+def cmd_rollback(args: argparse.Namespace, config: Config) -> Output:
+    moved = _api(config).call("POST", _site_path(config, "/rollback"), json_body={"to": args.to})
+    return moved, f"production → {moved['deployId']}\n{moved['url']}"
+
+
+def _alias(api: Any, config: Config, mode: str) -> str | None:
+    try:
+        return str(api.call("GET", _site_path(config, f"/alias/{mode}"))["deployId"])
+    except CliError as err:
+        if err.code == "no_alias":
+            return None
+        raise
+
+
+def cmd_ls(args: argparse.Namespace, config: Config) -> Output:
+    api = _api(config)
+    rows = api.call("GET", _site_path(config, "/deploys"))
+    production, preview = _alias(api, config, "production"), _alias(api, config, "preview")
+    doc = {"site": config.require_site(), "production": production, "preview": preview,
+           "deploys": rows}  # fmt: skip
+    lines = []
+    for row in rows:
+        marks = [m for m, target in (("production", production), ("preview", preview))
+                 if target == row["deployId"]]  # fmt: skip
+        actor = f"  by {row['actor']}" if row.get("actor") else ""
+        lines.append(f"{row['deployId']}{actor}{'  ← ' + ', '.join(marks) if marks else ''}")
+    return doc, "\n".join(lines) or "no deploys"
+
+
+def cmd_sites(args: argparse.Namespace, config: Config) -> Output:
+    api = _api(config)
+    if args.sites_command == "ls":
+        rows = api.call("GET", "/api/sites")
+        return rows, "\n".join(f"{r['slug']}  teams: {', '.join(r['teams'])}" for r in rows)
+    if args.sites_command == "register":
+        row = api.call("POST", "/api/site/register",
+                       json_body={"slug": args.slug, "teams": args.team or None})  # fmt: skip
+        return row, f"registered {row['slug']} (teams: {', '.join(row['teams'])})"
+    if args.sites_command == "update":
+        row = api.call("PATCH", f"/api/site/{_q(args.slug)}", json_body={"teams": args.team})
+        return row, f"{row['slug']} teams: {', '.join(row['teams'])}"
+    query = {"purge": "true"} if args.purge else None
+    answer = api.call("DELETE", f"/api/site/{_q(args.slug)}", query=query)
+    doc = answer if answer is not None else {"slug": args.slug, "status": "deleted"}
+    return doc, f"{args.slug}: {doc['status']}"
+
+
+def cmd_deploys_rm(args: argparse.Namespace, config: Config) -> Output:
+    gone = _api(config).call("DELETE", _site_path(config, f"/deploys/{_q(args.deploy_id)}"))
+    return gone, f"{gone['deployId']} moved to trash ({gone['moved']} objects)"
+
+
+def cmd_trash(args: argparse.Namespace, config: Config) -> Output:
+    rows = _api(config).call("GET", _site_path(config, "/trash"))
+    text = "\n".join(
+        f"{r['deployId'] or '(whole site)'}  trashed {r['trashedAt']}  purge after"
+        f" {r['expiresAt']}  {r['bytes']} bytes"
+        for r in rows
+    )
+    return rows, text or "trash is empty"
+
+
+def cmd_restore(args: argparse.Namespace, config: Config) -> Output:
+    back = _api(config).call("POST", _site_path(config, f"/deploys/{_q(args.deploy_id)}/restore"))
+    return back, f"{back['deployId']} restored ({back['moved']} objects); promote to serve it"
+
+
+def cmd_audit(args: argparse.Namespace, config: Config) -> Output:
+    query = {
+        "site": args.site or "", "actor": args.actor or "", "action": args.action or "",
+        "since": args.since or "", "limit": str(args.limit) if args.limit else "",
+        "offset": str(args.offset) if args.offset else "",
+    }  # fmt: skip
+    rows = _api(config).call("GET", "/api/audit", query=query)
+    text = "\n".join(
+        f"{r['occurredAt']}  {r['actor']}  {r['action']}  {r['outcome']}"
+        f"{'  ' + r['site'] if r.get('site') else ''}"
+        f"{'  ' + r['deployId'] if r.get('deployId') else ''}"
+        for r in rows
+    )
+    return rows, text or "no audit rows"
+
+
+# --- the parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--url", help="the Artemis server (ARTEMIS_URL)")
+    common.add_argument("--token", help="a GitHub token (ARTEMIS_TOKEN, GITHUB_TOKEN, GH_TOKEN)")
+    common.add_argument("--config", help="the project file (default: ./artemis.yaml)")
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    site = _Parser(add_help=False)
+    site.add_argument("--site", help="the site's slug (ARTEMIS_SITE, artemis.yaml site:)")
+
+    parser = _Parser(prog="artemis", description="Deploy static sites through Artemis.")
+    parser.add_argument("--version", action="version", version=f"artemis {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(
+        name: str, fn: Callable[..., Output], help_text: str, *, site_scoped: bool = False,
+        group: bool = False,
+    ) -> argparse.ArgumentParser:  # fmt: skip
+        # A group's flags live on its subcommands: argparse lets a subcommand's defaults
+        # overwrite what its parent parsed.
+        parents = [] if group else [common, site] if site_scoped else [common]
+        p = sub.add_parser(name, parents=parents, help=help_text, description=help_text)
+        p.set_defaults(func=fn)
+        return p
+
+    command("whoami", cmd_whoami, "who the token is and which sites it may deploy")
+    dep = command("deploy", cmd_deploy, "upload a build directory as a new deploy",
+                  site_scoped=True)  # fmt: skip
+    dep.add_argument("directory", nargs="?", help="the build directory (artemis.yaml dir:)")
+    dep.add_argument("--sha", help="the commit id (default: GITHUB_SHA, git HEAD, or local)")
+    dep.add_argument("--promote", action="store_true", help="go live on production, not preview")
+    dep.add_argument("--concurrency", type=int, default=8, help="parallel uploads (default 8)")
+    dep.add_argument("--direct", action="store_true", help="upload every file straight to storage")
+    pro = command("promote", cmd_promote, "point production at a deploy (default: the preview)",
+                  site_scoped=True)  # fmt: skip
+    pro.add_argument("--from", dest="from_id", metavar="ID", help="the deploy to promote")
+    rol = command("rollback", cmd_rollback, "point production at a past deploy", site_scoped=True)
+    rol.add_argument("--to", required=True, metavar="ID", help="the past deploy")
+    command("ls", cmd_ls, "a site's deploys and aliases", site_scoped=True)
+
+    sites = command("sites", cmd_sites, "the site registry", group=True)
+    sites_sub = sites.add_subparsers(dest="sites_command", required=True, parser_class=_Parser)
+    sites_sub.add_parser("ls", parents=[common], help="registered sites")
+    reg = sites_sub.add_parser("register", parents=[common], help="register a site")
+    reg.add_argument("slug")
+    reg.add_argument("--team", action="append", help="a team that may deploy (repeatable)")
+    upd = sites_sub.add_parser("update", parents=[common], help="replace a site's teams")
+    upd.add_argument("slug")
+    upd.add_argument("--team", action="append", required=True, help="a team (repeatable)")
+    rm = sites_sub.add_parser("rm", parents=[common], help="deregister (or --purge) a site")
+    rm.add_argument("slug")
+    rm.add_argument("--purge", action="store_true", help="also move every byte to trash")
+
+    deploys = command("deploys", cmd_deploys_rm, "deploy management", group=True)
+    deploys_sub = deploys.add_subparsers(dest="deploys_command", required=True,
+                                         parser_class=_Parser)  # fmt: skip
+    drm = deploys_sub.add_parser("rm", parents=[common, site], help="move a deploy to trash")
+    drm.add_argument("deploy_id", metavar="ID")
+
+    command("trash", cmd_trash, "a site's trashed deploys", site_scoped=True)
+    res = command("restore", cmd_restore, "bring a trashed deploy back", site_scoped=True)
+    res.add_argument("deploy_id", metavar="ID")
+
+    audit = command("audit", cmd_audit, "the audit log", group=True)
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, parser_class=_Parser)
+    als = audit_sub.add_parser("ls", parents=[common], help="audit rows, newest first")
+    als.add_argument("--site", help="exact site slug")
+    als.add_argument("--actor", help="exact actor")
+    als.add_argument("--action", help="exact action, e.g. site.promote")
+    als.add_argument("--since", help="RFC 3339 time")
+    als.add_argument("--limit", type=int, help="page size (default 100, at most 500)")
+    als.add_argument("--offset", type=int, help="rows to skip")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    as_json = "--json" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        flags = {"url": args.url, "token": args.token, "config": args.config,
+                 "site": getattr(args, "site", None), "dir": None}  # fmt: skip
+        if args.command == "audit":
+            flags["site"] = None  # --site is a filter here, not the project's site
+        config = resolve(flags)
+        doc, text = args.func(args, config)
+    except CliError as err:
+        if as_json:
+            print(json.dumps(err.to_json()), file=sys.stderr)
+        else:
+            detail = "".join(
+                f"\n  {f['path']}: {f['code']}: {f['message']}" for f in err.extra.get("failed", [])
+            )
+            print(f"artemis: {err.code}: {err.message}{detail}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return USAGE
+    if as_json:
+        print(json.dumps(doc))
+    elif text:
+        print(text)
+    return OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

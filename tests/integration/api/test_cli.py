@@ -1,0 +1,319 @@
+"""The client CLI (`cli/`) against the local gateway: real API handler, Postgres, moto S3 and
+the fake GitHub. Every command runs in-process through `artemis_cli.main.main` (the console
+script is that function) with its `--json` output parsed; one test runs the installed
+`artemis` script itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from artemis.keys import Slug
+from artemis_cli import errors
+from artemis_cli.main import main
+from tests.integration.api.conftest import DEV, STAFF, UPLOAD_MAX_BYTES, Api
+
+SITE_FILES = {
+    "index.html": b"<!doctype html><link rel=stylesheet href=style.css><h1>Home</h1>",
+    "style.css": b"h1 { color: rgb(0, 128, 0); }",
+    "docs/index.html": b"<h1>Docs</h1>",
+    "img/logo.png": bytes(range(256)) * 8,
+}
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def doc(self) -> Any:
+        return json.loads(self.out)
+
+    @property
+    def error(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.err.strip().splitlines()[-1])["error"]
+        return parsed
+
+
+Cli = Callable[..., Run]
+
+
+@pytest.fixture
+def cli(
+    api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Cli]:
+    """`cli(*argv, token=...)`: run the CLI against the gateway from an empty directory."""
+    for name in ("ARTEMIS_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "ARTEMIS_SITE", "ARTEMIS_DIR",
+                 "GITHUB_SHA"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ARTEMIS_URL", api.base)
+    monkeypatch.chdir(tmp_path)
+
+    def run(*argv: str, token: str | None = STAFF) -> Run:
+        if token is None:
+            monkeypatch.delenv("ARTEMIS_TOKEN", raising=False)
+        else:
+            monkeypatch.setenv("ARTEMIS_TOKEN", token)
+        capsys.readouterr()
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    yield run
+
+
+def slug() -> str:
+    return f"cli-{uuid.uuid4().hex[:8]}"
+
+
+def build(root: Path, files: dict[str, bytes] = SITE_FILES) -> Path:
+    for path, data in files.items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return root
+
+
+def deploy_prefix(api: Api, site: str, deploy_id: str) -> str:
+    layout = api.rt.settings.key_layout
+    return layout.deploy_prefix(layout.dirname(Slug(site)), deploy_id)
+
+
+def deploy(cli: Cli, site: str, directory: Path, *extra: str) -> dict[str, Any]:
+    done = cli("deploy", str(directory), "--site", site, "--sha", uuid.uuid4().hex[:7],
+               "--json", *extra)  # fmt: skip
+    assert done.code == 0, done.err
+    doc: dict[str, Any] = done.doc
+    return doc
+
+
+# --- deploy --------------------------------------------------------------------------------
+
+
+def test_deploy_uploads_the_tree_and_goes_live_on_preview(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    site = slug()
+    api.register(site)
+    doc = deploy(cli, site, build(tmp_path / "site"))
+    assert doc["site"] == site and doc["mode"] == "preview" and doc["files"] == 4
+    assert doc["bytes"] == sum(len(b) for b in SITE_FILES.values())
+    assert doc["refused"] == [] and doc["direct"] == 0
+    alias = api.call("GET", f"/api/site/{site}/alias/preview", token=STAFF).body
+    assert alias["deployId"] == doc["deployId"] and doc["url"] == alias["url"]
+    prefix = deploy_prefix(api, site, doc["deployId"])
+    assert api.rt.bucket.get(prefix + "img/logo.png") == SITE_FILES["img/logo.png"]
+    head = api.rt.bucket.client.head_object(Bucket=api.rt.bucket.name, Key=prefix + "style.css")
+    assert head["ContentType"] == "text/css"
+
+
+def test_deploy_promote_goes_live_on_production(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    doc = deploy(cli, site, build(tmp_path / "site"), "--promote")
+    assert doc["mode"] == "production"
+    alias = api.call("GET", f"/api/site/{site}/alias/production", token=STAFF).body
+    assert alias["deployId"] == doc["deployId"]
+
+
+def test_skips_dotfiles_and_refuses_a_link_out_of_the_directory(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the web")
+    (root / "leak.txt").symlink_to(secret)
+    (root / "inside.css").symlink_to(root / "style.css")
+    build(root, {".env": b"TOKEN=x", ".git/config": b"[core]"})
+    done = cli("deploy", str(root), "--site", site, "--sha", "abc1234")
+    assert done.code == 0, done.err
+    assert "refusing leak.txt: a link to" in done.err and "outside the directory" in done.err
+    doc = deploy(cli, site, root)
+    assert doc["refused"] == [{"path": "leak.txt", "reason": f"a link to {secret.resolve()},"
+                               " outside the directory"}]  # fmt: skip
+    prefix = deploy_prefix(api, site, doc["deployId"])
+    keys = {o.key.removeprefix(prefix) for o in api.rt.bucket.list_keys(prefix)}
+    assert keys == {*SITE_FILES, "inside.css", "_artemis_meta.json"}
+    assert api.rt.bucket.get(prefix + "inside.css") == SITE_FILES["style.css"]
+
+
+def test_one_failed_upload_leaves_the_deploy_unfinalized(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    """The server refuses the reserved marker name as an upload path: that one file fails,
+    the others upload, nothing is finalized, and the exit code says partial upload."""
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", {**SITE_FILES, "_artemis_meta.json": b"{}"})
+    done = cli("deploy", str(root), "--site", site, "--sha", "abc1234", "--json")
+    assert done.code == errors.PARTIAL_UPLOAD == 5
+    assert done.out == ""
+    error = done.error
+    assert error["code"] == "partial_upload"
+    assert [f["path"] for f in error["failed"]] == ["_artemis_meta.json"]
+    assert error["failed"][0]["code"] == "bad_request"
+    deploy_id = error["deployId"]
+    assert api.call("GET", f"/api/site/{site}/alias/preview", token=STAFF).code == "no_alias"
+    rows = api.sql("SELECT state FROM deploys WHERE id = %s", [deploy_id])
+    assert rows in ([], [("pending",)])
+    marker = deploy_prefix(api, site, deploy_id) + "_artemis_meta.json"
+    assert api.rt.bucket.head(marker) is None
+
+
+def test_direct_uploads_go_straight_to_the_bucket(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    big = os.urandom(200 * 1024)  # below the test server's UPLOAD_MAX_BYTES
+    assert len(big) < UPLOAD_MAX_BYTES
+    root = build(tmp_path / "site", {**SITE_FILES, "media/clip.bin": big})
+    doc = deploy(cli, site, root, "--direct", "--concurrency", "3")
+    assert doc["direct"] == 5
+    prefix = deploy_prefix(api, site, doc["deployId"])
+    assert api.rt.bucket.get(prefix + "media/clip.bin") == big
+    uploads = [path for method, path in api.calls if method == "PUT"]
+    assert not [p for p in uploads if doc["deployId"] in p]  # nothing through the API body
+
+
+def test_deploy_without_index_html_fails_before_contacting_the_server(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    site = slug()
+    root = build(tmp_path / "site", {"about.html": b"<p>about</p>"})
+    before = len(api.calls)
+    done = cli("deploy", str(root), "--site", site, "--json")
+    assert done.code == errors.FAILED and done.error["code"] == "missing_index"
+    assert len(api.calls) == before
+
+
+def test_the_project_file_names_the_site_and_the_directory(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    site = slug()
+    api.register(site)
+    build(tmp_path / "dist")
+    (tmp_path / "artemis.yaml").write_text(f"site: {site}\ndir: dist\n")
+    done = cli("deploy", "--json", "--sha", "feed123")
+    assert done.code == 0, done.err
+    assert done.doc["site"] == site and done.doc["files"] == 4
+
+
+# --- the other commands, each through --json --------------------------------------------
+
+
+def test_whoami_json(cli: Cli, api: Api) -> None:
+    site = slug()
+    api.register(site, ["web"])
+    done = cli("whoami", "--json", token=DEV)
+    assert done.code == 0
+    assert done.doc["login"] == "local-dev" and site in done.doc["authorizedSites"]
+
+
+def test_promote_rollback_and_ls_json(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    first = deploy(cli, site, build(tmp_path / "v1"))["deployId"]
+    promoted = cli("promote", "--site", site, "--json")
+    assert promoted.code == 0 and promoted.doc["deployId"] == first
+    second = deploy(cli, site, build(tmp_path / "v2", {**SITE_FILES, "v2.txt": b"2"}))["deployId"]
+    assert cli("promote", "--site", site, "--from", second, "--json").doc["deployId"] == second
+    listing = cli("ls", "--site", site, "--json")
+    assert listing.code == 0
+    assert listing.doc["production"] == second and listing.doc["preview"] == second
+    assert [r["deployId"] for r in listing.doc["deploys"]] == [first, second]
+    back = cli("rollback", "--site", site, "--to", first, "--json")
+    assert back.code == 0 and back.doc["deployId"] == first
+    assert cli("ls", "--site", site, "--json").doc["production"] == first
+
+
+def test_deploys_rm_trash_and_restore_json(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    old = deploy(cli, site, build(tmp_path / "v1"))["deployId"]
+    live = deploy(cli, site, build(tmp_path / "v2"))["deployId"]  # preview moves off `old`
+    assert cli("promote", "--site", site, "--json").code == 0
+    refused = cli("deploys", "rm", live, "--site", site, "--json")
+    assert refused.code == errors.CONFLICT == 6 and refused.error["code"] == "deploy_aliased"
+    gone = cli("deploys", "rm", old, "--site", site, "--json")
+    assert gone.code == 0
+    assert gone.doc["deployId"] == old and gone.doc["status"] == "tombstoned"
+    trash = cli("trash", "--site", site, "--json")
+    assert trash.code == 0 and [r["deployId"] for r in trash.doc] == [old]
+    back = cli("restore", old, "--site", site, "--json")
+    assert back.code == 0 and back.doc["status"] == "restored" and back.doc["moved"] > 0
+    assert cli("trash", "--site", site, "--json").doc == []
+
+
+def test_sites_register_ls_update_rm_json(cli: Cli, api: Api) -> None:
+    site = slug()
+    made = cli("sites", "register", site, "--team", "web", "--json")
+    assert made.code == 0 and made.doc["slug"] == site and made.doc["teams"] == ["web"]
+    again = cli("sites", "register", site, "--json")
+    assert again.code == errors.CONFLICT and again.error["code"] == "already_exists"
+    listed = cli("sites", "ls", "--json")
+    assert listed.code == 0 and site in [r["slug"] for r in listed.doc]
+    changed = cli("sites", "update", site, "--team", "web", "--team", "staff", "--json")
+    assert changed.code == 0 and changed.doc["teams"] == ["web", "staff"]
+    removed = cli("sites", "rm", site, "--json")
+    assert removed.code == 0 and removed.doc == {"slug": site, "status": "deleted"}
+    assert site not in [r["slug"] for r in cli("sites", "ls", "--json").doc]
+
+
+def test_sites_rm_purge_json(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    deploy(cli, site, build(tmp_path / "v1"), "--promote")
+    purged = cli("sites", "rm", site, "--purge", "--json")
+    assert purged.code == 0 and purged.doc["status"] == "purged" and purged.doc["moved"] > 0
+
+
+def test_audit_ls_json_with_filters(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    deployed = deploy(cli, site, build(tmp_path / "v1"))["deployId"]
+    cli("promote", "--site", site, "--json")
+    rows = cli("audit", "ls", "--site", site, "--action", "site.promote", "--json")
+    assert rows.code == 0
+    assert [(r["action"], r["deployId"]) for r in rows.doc] == [("site.promote", deployed)]
+    everything = cli("audit", "ls", "--site", site, "--limit", "50", "--json").doc
+    assert {"site.register", "deploy.finalize", "site.promote"} <= {r["action"] for r in everything}
+    bad = cli("audit", "ls", "--since", "yesterday", "--json")
+    assert bad.code == errors.FAILED and bad.error["code"] == "invalid_since"
+
+
+# --- credentials and usage -----------------------------------------------------------------
+
+
+def test_exit_codes_for_credentials_and_usage(cli: Cli, api: Api) -> None:
+    none = cli("whoami", "--json", token=None)
+    assert none.code == errors.CREDENTIALS == 3 and none.error["code"] == "no_token"
+    wrong = cli("whoami", "--json", token="not-a-token")
+    assert wrong.code == errors.CREDENTIALS and wrong.error["code"] == "unauthenticated"
+    outsider = cli("trash", "--site", "www", "--json", token="local-outsider-token")
+    assert outsider.code == errors.CREDENTIALS
+    bad_flag = cli("deploy", "--concurrency", "many", "--json")
+    assert bad_flag.code == errors.USAGE == 2 and bad_flag.error["code"] == "usage"
+    no_site = cli("ls", "--json")
+    assert no_site.code == errors.USAGE and "no site" in no_site.error["message"]
+
+
+def test_the_installed_console_script_runs(api: Api, tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("artemis")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("TOKEN")}
+    env.update(ARTEMIS_URL=api.base, GH_TOKEN=STAFF)
+    done = subprocess.run([str(script), "whoami", "--json"], env=env, capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["login"] == "local-staff"

@@ -1,0 +1,170 @@
+"""The client CLI's own logic: settings precedence, the build walk, retries, and that the
+package stays light (no server dependency on its import path)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from artemis_cli import errors
+from artemis_cli.config import resolve
+from artemis_cli.errors import CliError
+from artemis_cli.files import collect
+from artemis_cli.http import Api, Retrying
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_FLAGS: dict[str, str | None] = {"url": None, "token": None, "site": None, "config": None}
+
+
+# --- settings: flags > environment > file ----------------------------------------------------
+
+
+def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path) -> None:
+    project = tmp_path / "artemis.yaml"
+    project.write_text("site: from-file\ndir: public\nurl: http://file.example\n")
+    flags = {**NO_FLAGS, "config": str(project)}
+    env = {"ARTEMIS_SITE": "from-env", "ARTEMIS_URL": "http://env.example"}
+    assert resolve(flags, {}).site == "from-file"
+    assert resolve(flags, {}).dir == str(tmp_path / "public")  # relative to the file
+    assert resolve(flags, env).site == "from-env"
+    assert resolve(flags, env).url == "http://env.example"
+    chosen = resolve({**flags, "site": "from-flag", "url": "http://flag.example"}, env)
+    assert (chosen.site, chosen.url) == ("from-flag", "http://flag.example")
+
+
+def test_the_token_comes_from_the_flag_then_artemis_github_gh(tmp_path: Path) -> None:
+    env = {"GH_TOKEN": "gh", "GITHUB_TOKEN": "github", "ARTEMIS_TOKEN": "artemis"}
+    missing = {**NO_FLAGS, "config": None}
+    assert resolve({**missing, "token": "flag"}, env).token == "flag"
+    assert resolve(missing, env).token == "artemis"
+    assert resolve(missing, {"GH_TOKEN": "gh", "GITHUB_TOKEN": "github"}).token == "github"
+    assert resolve(missing, {"GH_TOKEN": "gh"}).token == "gh"
+    with pytest.raises(CliError) as err:
+        resolve(missing, {}).require_token()
+    assert err.value.exit_code == errors.CREDENTIALS
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("site: [a]\n", "must be a string"), ("token: x\n", "unknown keys"), ("- a\n", "mapping")],
+)
+def test_a_bad_project_file_is_a_usage_error(tmp_path: Path, text: str, problem: str) -> None:
+    project = tmp_path / "artemis.yaml"
+    project.write_text(text)
+    with pytest.raises(CliError) as err:
+        resolve({**NO_FLAGS, "config": str(project)}, {})
+    assert err.value.exit_code == errors.USAGE and problem in err.value.message
+
+
+# --- the build walk ----------------------------------------------------------------------------
+
+
+def test_the_walk_skips_dotfiles_and_refuses_links_that_leave(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    (root / "a" / ".cache").mkdir(parents=True)
+    (root / "index.html").write_text("home")
+    (root / "a" / "page.html").write_text("page")
+    (root / ".env").write_text("SECRET=1")
+    (root / "a" / ".cache" / "x").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "passwd").write_text("root")
+    (root / "escape").symlink_to(outside / "passwd")
+    (root / "escape-dir").symlink_to(outside)
+    (root / "broken").symlink_to(root / "missing")
+    (root / "alias.html").symlink_to(root / "index.html")
+    build = collect(root)
+    assert [f.path for f in build.files] == ["alias.html", "index.html", "a/page.html"]
+    refused = dict(build.refused)
+    assert set(refused) == {"escape", "escape-dir", "broken"}
+    assert "outside the directory" in refused["escape"]
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    answers: ClassVar[list[int]] = []
+    seen: ClassVar[int] = 0
+
+    def do_GET(self) -> None:
+        type(self).seen += 1
+        status = self.answers.pop(0) if self.answers else 200
+        body = json.dumps({"ok": True} if status == 200 else
+                          {"error": {"code": "busy", "message": "later"}}).encode()  # fmt: skip
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def flaky() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Flaky.seen = 0
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_429_and_5xx_are_retried_with_backoff(flaky: str) -> None:
+    _Flaky.answers = [503, 429, 502]
+    slept: list[float] = []
+    api = Api(flaky, "t", retrying=Retrying(attempts=5, sleep=slept.append))
+    assert api.call("GET", "/x") == {"ok": True}
+    assert _Flaky.seen == 4 and len(slept) == 3
+    assert slept[1] == 0.0  # Retry-After: 0 honoured
+
+
+def test_retries_end_with_the_last_answer_as_the_error(flaky: str) -> None:
+    _Flaky.answers = [503] * 10
+    api = Api(flaky, "t", retrying=Retrying(attempts=3, sleep=lambda _: None))
+    with pytest.raises(CliError) as err:
+        api.call("GET", "/x")
+    assert _Flaky.seen == 3
+    assert (err.value.code, err.value.status, err.value.exit_code) == ("busy", 503, errors.SERVER)
+
+
+def test_a_4xx_is_never_retried(flaky: str) -> None:
+    _Flaky.answers = [404]
+    api = Api(flaky, "t", retrying=Retrying(attempts=5, sleep=lambda _: None))
+    with pytest.raises(CliError) as err:
+        api.call("GET", "/x")
+    assert _Flaky.seen == 1 and err.value.exit_code == errors.FAILED
+
+
+# --- the package stays light ------------------------------------------------------------------
+
+
+def test_the_cli_package_depends_on_nothing_of_the_servers() -> None:
+    project = tomllib.loads((ROOT / "cli" / "pyproject.toml").read_text())["project"]
+    assert [d.split(">")[0].split("=")[0] for d in project["dependencies"]] == ["pyyaml"]
+    probe = (
+        "import sys, artemis_cli.main, artemis_cli.deploy, artemis_cli.http\n"
+        "heavy = {'artemis', 'boto3', 'botocore', 'psycopg', 'pydantic', 'redis',"
+        " 'aws_lambda_powertools'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)  # fmt: skip
+    assert done.stdout.strip() == "[]"
