@@ -95,6 +95,11 @@ bench: $(VENV)/.installed
 bench-coldstart: $(VENV)/.installed
 	$(PY) bench/coldstart.py $(or $(RUNS),15)
 
+# A CLI deploy (1,000 x 4 KiB + 20 x 2 MiB) beside a plain boto3 upload of the same tree.
+.PHONY: bench-deploy
+bench-deploy: $(VENV)/.installed
+	$(PY) bench/deploy.py
+
 # The reference's load stages (spec/durable.md §12); LOCALSTACK_URL adds the real-SQS relay.
 bench-durable: $(VENV)/.installed
 	$(PY) bench/durable.py --workers 16 $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))

@@ -12,6 +12,7 @@ import mimetypes
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -146,10 +147,21 @@ def run_deploy(
             },
         )
     mode = "production" if production else "preview"
-    done = api.call(
-        "POST", f"{base}/finalize", token=session,
-        json_body={"mode": mode, "files": [f.path for f in build.files]},
-    )  # fmt: skip
+    finalize = {"mode": mode, "files": [f.path for f in build.files]}
+    try:
+        done = api.call("POST", f"{base}/finalize", token=session, json_body=finalize)
+    except CliError as err:
+        # Every upload was acknowledged, yet the bucket's listing misses some: send those
+        # files once more and finalize again (finalize may be repeated with the session).
+        by_path = {f.path: f for f in build.files}
+        missing = err.extra.get("missing") if err.code == "verify_failed" else None
+        if not isinstance(missing, list) or not missing or not set(missing) <= set(by_path):
+            raise
+        print(f"artemis: the server misses {len(missing)} uploaded files; sending them again",
+              file=sys.stderr)  # fmt: skip
+        for path in missing:
+            upload(by_path[path])
+        done = api.call("POST", f"{base}/finalize", token=session, json_body=finalize)
     return DeployResult(
         site=site, deploy_id=deploy_id, mode=mode, url=str(done["url"]),
         files=len(build.files), bytes=build.total_bytes, direct=len(direct),

@@ -8,12 +8,12 @@ it (a proxy, API Gateway's own 413) becomes the code `http_<status>`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,17 +51,53 @@ class Retrying:
         return random.uniform(0, min(self.cap, self.base * 2**attempt))
 
 
+_local = threading.local()
+
+
+def _connection(scheme: str, netloc: str, timeout: float) -> http.client.HTTPConnection:
+    """This thread's kept-alive connection to `netloc` (one TCP and TLS handshake per thread
+    and host, not per file)."""
+    pool: dict[tuple[str, str], http.client.HTTPConnection] = _local.__dict__.setdefault("pool", {})
+    conn = pool.get((scheme, netloc))
+    if conn is None:
+        kind = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        conn = pool[(scheme, netloc)] = kind(netloc, timeout=timeout)
+    return conn
+
+
+def _drop(scheme: str, netloc: str) -> None:
+    conn = _local.__dict__.get("pool", {}).pop((scheme, netloc), None)
+    if conn is not None:
+        conn.close()
+
+
 def send(
     method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float
 ) -> Reply:
-    """One request; HTTP error statuses are replies, not exceptions."""
-    # The scheme is checked in Api() (http/https only); presigned URLs come from the server.
-    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers))  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http(s) only
-            return Reply(resp.status, resp.read(), dict(resp.headers))
-    except urllib.error.HTTPError as err:
-        return Reply(err.code, err.read(), dict(err.headers or {}))
+    """One request on a kept-alive connection; HTTP error statuses are replies, not
+    exceptions. A connection the server closed meanwhile is reopened once."""
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    for attempt in (1, 2):
+        conn = _connection(parts.scheme, parts.netloc, timeout)
+        try:
+            conn.request(method, target, body=body, headers=dict(headers))
+            resp = conn.getresponse()
+            data = resp.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            _drop(parts.scheme, parts.netloc)
+            if attempt == 2:
+                raise
+            continue
+        except (OSError, http.client.HTTPException):
+            _drop(parts.scheme, parts.netloc)
+            raise
+        if resp.will_close:
+            _drop(parts.scheme, parts.netloc)
+        return Reply(resp.status, data, dict(resp.getheaders()))
+    raise AssertionError("unreachable")
 
 
 def error_from(reply: Reply) -> CliError:
@@ -128,7 +164,7 @@ class Api:
         for attempt in range(self.retrying.attempts):
             try:
                 reply = send(method, url, body, headers, self.timeout)
-            except (urllib.error.URLError, OSError, TimeoutError) as err:
+            except (OSError, http.client.HTTPException) as err:
                 last = err
                 if attempt + 1 < self.retrying.attempts:
                     self.retrying.sleep(self.retrying.delay(attempt, None))

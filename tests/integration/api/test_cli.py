@@ -19,6 +19,7 @@ import pytest
 
 from artemis.keys import Slug
 from artemis_cli import errors
+from artemis_cli.deploy import run_deploy
 from artemis_cli.main import main
 from tests.integration.api.conftest import DEV, STAFF, UPLOAD_MAX_BYTES, Api
 
@@ -317,3 +318,35 @@ def test_the_installed_console_script_runs(api: Api, tmp_path: Path) -> None:
                           text=True, timeout=60, cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["login"] == "local-staff"
+
+
+def test_a_file_the_bucket_lost_after_its_upload_is_sent_again(api: Api, tmp_path: Path) -> None:
+    """Finalize's verify names files the bucket does not have although their uploads were
+    acknowledged: the client sends exactly those again and finalizes."""
+    from artemis_cli.files import collect
+    from artemis_cli.http import Api as Client
+    from artemis_cli.progress import Progress
+
+    site = slug()
+    api.register(site)
+    build_dir = build(tmp_path / "site")
+    lost: list[str] = []
+
+    class LoseStyleCss(Progress):
+        """Deletes style.css from the bucket right after its upload is acknowledged."""
+
+        def advance(self, size: int) -> None:
+            super().advance(size)
+            if not lost:
+                for obj in api.rt.bucket.list_keys(""):
+                    if obj.key.endswith("/style.css"):
+                        api.rt.bucket.client.delete_object(Bucket=api.rt.bucket.name, Key=obj.key)
+                        lost.append(obj.key)
+
+    result = run_deploy(
+        Client(api.base, STAFF), site, collect(build_dir), "abc1234",
+        progress=LoseStyleCss(4, 0, enabled=False), concurrency=1,
+    )  # fmt: skip
+    assert lost and lost[0].endswith("style.css")
+    assert api.rt.bucket.get(lost[0]) == SITE_FILES["style.css"]
+    assert result.deploy_id in lost[0]
