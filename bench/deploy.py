@@ -30,7 +30,7 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("artemis")
-TOKEN = "local-staff-token"
+TOKEN = "local-staff-token"  # noqa: S105 - the fake GitHub's identity, not a secret
 
 
 def make_tree(root: Path, small: int, small_kib: int, large: int, large_mib: int) -> int:
@@ -51,7 +51,7 @@ def make_tree(root: Path, small: int, small_kib: int, large: int, large_mib: int
 def cli_deploy(base: str, site: str, tree: Path, concurrency: int) -> tuple[float, dict[str, Any]]:
     env = {**os.environ, "ARTEMIS_URL": base, "ARTEMIS_TOKEN": TOKEN}
     started = time.perf_counter()
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - our own console script
         [str(CLI), "deploy", str(tree), "--site", site, "--sha", uuid.uuid4().hex[:7],
          "--concurrency", str(concurrency), "--json"],
         env=env, capture_output=True, text=True, timeout=600, check=False,
@@ -87,8 +87,9 @@ def boto3_upload(endpoint: str, bucket: str, tree: Path, concurrency: int) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--small-kib", type=int, default=4)
     parser.add_argument("--large", type=int, default=20)
@@ -123,7 +124,7 @@ def main() -> None:
         assert system.gateway is not None
         base = system.gateway.url
         site = f"bench{uuid.uuid4().hex[:6]}"
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - our own console script
             [str(CLI), "sites", "register", site, "--json"],
             env={**os.environ, "ARTEMIS_URL": base, "ARTEMIS_TOKEN": TOKEN},
             capture_output=True, check=True, timeout=60,
@@ -140,7 +141,7 @@ def main() -> None:
                         system.env["BUCKET_NAME"],
                         tree,
                         args.concurrency,
-                    )  # fmt: skip
+                    )
                 )
     finally:
         with contextlib.redirect_stdout(sys.stderr):
