@@ -1,24 +1,57 @@
 """The AWS side of the local runtime: an in-process moto server unless AWS_ENDPOINT_URL is set,
-and the resources Artemis expects (the bucket, the site-events FIFO queue and its FIFO DLQ)."""
+and the resources Artemis expects, named and configured as template.yaml declares them for the
+local stack name `artemis-local` (artemis_local.template):
+
+* the bucket (BUCKET_NAME; the template's bucket name is a deploy parameter);
+* `<stack>-site-events.fifo` and its FIFO DLQ `<stack>-site-events-dlq.fifo`, with the
+  template's SiteEventsQueue / SiteEventsDeadLetterQueue properties (FIFO, content-based
+  deduplication off, retention, visibility timeout, the redrive policy's maxReceiveCount);
+* in EventBridge mode only (see `schedule_mode`), one EventBridge rule per SAM `Schedule`
+  event of the template (same rule name and expression), each with one target: the standard
+  queue `<stack>-schedule-ticks`, which artemis_local.workers polls to call the handlers.
+
+Schedule modes (`ARTEMIS_LOCAL_SCHEDULES`, default `auto`):
+* `eventbridge`: create the rules and the ticks queue; EventBridge fires them. LocalStack fires
+  `rate(...)` rules (about every 60 s); it cannot run Lambda, so the local runtime delivers.
+* `clock`: create no rules; artemis_local.workers.Scheduler fires the nightly crons by the wall
+  clock (moto never fires a schedule).
+* `auto`: `eventbridge` when AWS_ENDPOINT_URL is a LocalStack whose `/_localstack/health`
+  lists the `events` service as available or running, else `clock` (the in-process moto
+  server, or any other endpoint).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import socket
+import urllib.request
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 
+from artemis_local.template import (
+    LOCAL_STACK_NAME,
+    Schedule,
+    load_template,
+    resources_of,
+    stack_names,
+)
+
 if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
 
 REGION = "us-east-1"
-QUEUE_NAME = "site-events.fifo"
-DLQ_NAME = "site-events-dlq.fifo"
-MAX_RECEIVE_COUNT = 5
-VISIBILITY_TIMEOUT_SECONDS = 360
+TICKS_QUEUE_SUFFIX = "-schedule-ticks"
+TICKS_TARGET_ID = "local-schedule-ticks"
+# A tick nobody received within two minutes is stale (the runtime was down): drop it rather
+# than replay a backlog of relay ticks at the next start. 60 s is SQS's minimum.
+TICKS_RETENTION_SECONDS = 120
+SCHEDULES_ENV = "ARTEMIS_LOCAL_SCHEDULES"
+ScheduleMode = Literal["eventbridge", "clock"]
+HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 def free_port() -> int:
@@ -50,6 +83,55 @@ class MotoServer:
         self._server.stop()
 
 
+# --- the site-events queues, as the template declares them -------------------------------
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """SiteEventsQueue and its DLQ for one stack name: names and SQS attributes."""
+
+    name: str
+    dlq_name: str
+    attributes: dict[str, str]  # without RedrivePolicy (it needs the DLQ's ARN)
+    dlq_attributes: dict[str, str]
+    max_receive_count: int
+
+
+# CloudFormation property → SQS attribute, for the properties that mean something locally.
+# (SqsManagedSseEnabled is left out: encryption at rest does not apply to an emulator.)
+_QUEUE_PROPERTIES = {
+    "FifoQueue": "FifoQueue",
+    "ContentBasedDeduplication": "ContentBasedDeduplication",
+    "MessageRetentionPeriod": "MessageRetentionPeriod",
+    "VisibilityTimeout": "VisibilityTimeout",
+}
+
+
+def _attributes(props: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for prop, attribute in _QUEUE_PROPERTIES.items():
+        if prop in props:
+            value = props[prop]
+            out[attribute] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def site_events_queues(stack_name: str = LOCAL_STACK_NAME) -> QueueSpec:
+    names = stack_names(stack_name)
+    queues = resources_of(load_template(), "AWS::SQS::Queue")
+    props = queues["SiteEventsQueue"]["Properties"]
+    redrive = props["RedrivePolicy"]
+    if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": ["SiteEventsDeadLetterQueue", "Arn"]}:
+        raise ValueError("SiteEventsQueue's redrive must target SiteEventsDeadLetterQueue")
+    return QueueSpec(
+        name=names.queue,
+        dlq_name=names.dead_letter_queue,
+        attributes=_attributes(props),
+        dlq_attributes=_attributes(queues["SiteEventsDeadLetterQueue"]["Properties"]),
+        max_receive_count=int(redrive["maxReceiveCount"]),
+    )
+
+
 @dataclass(frozen=True)
 class Resources:
     bucket: str
@@ -57,35 +139,166 @@ class Resources:
     dlq_url: str
 
 
-def ensure_resources(endpoint_url: str | None, bucket: str, env: dict[str, str]) -> Resources:
-    """Create the bucket and queues if absent (idempotent), with the credentials in `env`."""
-    kwargs: dict[str, Any] = {
+def _clients_kwargs(endpoint_url: str | None, env: dict[str, str]) -> dict[str, Any]:
+    return {
         "endpoint_url": endpoint_url,
         "region_name": env.get("AWS_REGION", REGION),
         "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID"),
         "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY"),
     }
+
+
+def _queue(sqs: SQSClient, name: str, attributes: dict[str, str]) -> str:
+    """Create the queue, or bring an existing one's mutable attributes in line (idempotent)."""
+    attrs: dict[QueueAttributeNameType, str] = attributes  # type: ignore[assignment]
+    try:
+        return sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+    except sqs.exceptions.QueueNameExists:  # same name, other attributes (an older runtime)
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        mutable = {k: v for k, v in attrs.items() if k not in ("FifoQueue",)}
+        sqs.set_queue_attributes(QueueUrl=url, Attributes=mutable)
+        return url
+
+
+def _arn(sqs: SQSClient, url: str) -> str:
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+
+
+def ensure_resources(
+    endpoint_url: str | None,
+    bucket: str,
+    env: dict[str, str],
+    stack_name: str = LOCAL_STACK_NAME,
+) -> Resources:
+    """Create the bucket and the site-events queues if absent (idempotent), with the
+    credentials in `env`."""
+    kwargs = _clients_kwargs(endpoint_url, env)
     s3 = boto3.client("s3", **kwargs)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
     sqs = boto3.client("sqs", **kwargs)
-    fifo: dict[QueueAttributeNameType, str] = {
-        "FifoQueue": "true",
-        "ContentBasedDeduplication": "false",
-    }
-    dlq_url = sqs.create_queue(QueueName=DLQ_NAME, Attributes=fifo)["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    queue_url = sqs.create_queue(
-        QueueName=QUEUE_NAME,
-        Attributes={
-            **fifo,
-            "VisibilityTimeout": str(VISIBILITY_TIMEOUT_SECONDS),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
-            ),
-        },
-    )["QueueUrl"]
+    spec = site_events_queues(stack_name)
+    dlq_url = _queue(sqs, spec.dlq_name, spec.dlq_attributes)
+    redrive = {"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": spec.max_receive_count}
+    queue_url = _queue(sqs, spec.name, {**spec.attributes, "RedrivePolicy": json.dumps(redrive)})
     return Resources(bucket=bucket, queue_url=queue_url, dlq_url=dlq_url)
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+
+def localstack_events_available(endpoint_url: str) -> bool:
+    """Is `endpoint_url` a LocalStack serving EventBridge? (`GET /_localstack/health`)"""
+    if not endpoint_url.startswith(("http://", "https://")):
+        return False
+    url = endpoint_url.rstrip("/") + "/_localstack/health"
+    try:
+        with urllib.request.urlopen(url, timeout=HEALTH_TIMEOUT_SECONDS) as resp:  # noqa: S310 - http(s) checked above
+            body = json.loads(resp.read())
+    except (OSError, ValueError):
+        return False
+    services = body.get("services") if isinstance(body, dict) else None
+    return isinstance(services, dict) and services.get("events") in ("available", "running")
+
+
+def schedule_mode(env: dict[str, str]) -> ScheduleMode:
+    """The mode from `ARTEMIS_LOCAL_SCHEDULES` (auto, eventbridge, clock); see the docstring."""
+    wanted = (env.get(SCHEDULES_ENV) or "auto").strip().lower()
+    if wanted in ("eventbridge", "clock"):
+        return "eventbridge" if wanted == "eventbridge" else "clock"
+    if wanted != "auto":
+        raise ValueError(f"{SCHEDULES_ENV}: must be auto, eventbridge or clock, got {wanted!r}")
+    endpoint = env.get("AWS_ENDPOINT_URL")
+    return "eventbridge" if endpoint and localstack_events_available(endpoint) else "clock"
+
+
+@dataclass(frozen=True)
+class ScheduledRule:
+    schedule: Schedule  # the template's SAM Schedule event
+    arn: str  # the rule's ARN, as EventBridge puts it in an event's `resources`
+
+
+@dataclass(frozen=True)
+class ScheduleResources:
+    """The EventBridge side: every template schedule as a rule targeting the ticks queue."""
+
+    ticks_queue_url: str
+    ticks_queue_arn: str
+    rules: tuple[ScheduledRule, ...]
+
+    def rule_for(self, resources: list[str]) -> ScheduledRule | None:
+        """The rule an event came from, by its `resources` ARNs (the rule name as fallback:
+        the account id in an emulator's ARN is not always the one put_rule returned)."""
+        for arn in resources:
+            for rule in self.rules:
+                if arn == rule.arn:
+                    return rule
+        names = {arn.rsplit("/", 1)[-1] for arn in resources if ":rule/" in arn}
+        return next((r for r in self.rules if r.schedule.rule_name in names), None)
+
+
+def _existing_rule(events: Any, schedule: Schedule, ticks_arn: str) -> str | None:
+    """The ARN of a rule already set up exactly so (expression, enabled, the one ticks
+    target), else None. Skipping the puts matters on LocalStack: every PutTargets on a
+    schedule rule adds one more timer job, so each restart would add a tick per minute."""
+    try:
+        rule = events.describe_rule(Name=schedule.rule_name)
+    except events.exceptions.ResourceNotFoundException:
+        return None
+    if rule.get("ScheduleExpression") != schedule.expression or rule.get("State") != "ENABLED":
+        return None
+    targets = events.list_targets_by_rule(Rule=schedule.rule_name)["Targets"]
+    if [(t["Id"], t["Arn"]) for t in targets] != [(TICKS_TARGET_ID, ticks_arn)]:
+        return None
+    arn: str = rule["Arn"]
+    return arn
+
+
+def ensure_schedules(
+    endpoint_url: str | None, env: dict[str, str], stack_name: str = LOCAL_STACK_NAME
+) -> ScheduleResources:
+    """Create the ticks queue and one rule per template schedule, each targeting it
+    (idempotent: a rule already set up so is left alone, any other is overwritten)."""
+    kwargs = _clients_kwargs(endpoint_url, env)
+    sqs = boto3.client("sqs", **kwargs)
+    events = boto3.client("events", **kwargs)
+    ticks_url = _queue(
+        sqs, stack_name + TICKS_QUEUE_SUFFIX,
+        {"MessageRetentionPeriod": str(TICKS_RETENTION_SECONDS)},
+    )  # fmt: skip
+    ticks_arn = _arn(sqs, ticks_url)
+    rules = []
+    for schedule in stack_names(stack_name).schedules:
+        arn = _existing_rule(events, schedule, ticks_arn)
+        if arn is None:
+            arn = events.put_rule(
+                Name=schedule.rule_name,
+                ScheduleExpression=schedule.expression,
+                State="ENABLED",
+                Description=f"local: {schedule.function_logical_id} ({schedule.function_dir})",
+            )["RuleArn"]
+            events.put_targets(
+                Rule=schedule.rule_name, Targets=[{"Id": TICKS_TARGET_ID, "Arn": ticks_arn}]
+            )
+        rules.append(ScheduledRule(schedule=schedule, arn=arn))
+    # On AWS the queue policy lets EventBridge send; emulators do not check it, but keep the
+    # local stack honest.
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": ticks_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": [r.arn for r in rules]}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=ticks_url, Attributes={"Policy": json.dumps(policy)})
+    return ScheduleResources(
+        ticks_queue_url=ticks_url, ticks_queue_arn=ticks_arn, rules=tuple(rules)
+    )

@@ -1,9 +1,15 @@
 """`make run`: the whole system on one machine, embedded defaults for whatever is not set.
 
 Postgres: DATABASE_URL, else embedded (pgserver) in .artemis/pg. AWS: AWS_ENDPOINT_URL, else an
-in-process moto server. GitHub: GH_API_BASE, else the fake GitHub. Then the gateway serves
-functions/api/app.handler on 127.0.0.1:$PORT until SIGINT/SIGTERM, and everything started here
-is stopped on the way out.
+in-process moto server; the bucket and the queues are created with the template's names for the
+stack `artemis-local` (artemis_local.aws). GitHub: GH_API_BASE, else the fake GitHub. Then the
+gateway serves functions/api/app.handler on 127.0.0.1:$PORT until SIGINT/SIGTERM, and
+everything started here is stopped on the way out.
+
+Schedules (ARTEMIS_LOCAL_SCHEDULES = auto | eventbridge | clock; artemis_local.aws): against a
+LocalStack serving EventBridge (auto-detected by its /_localstack/health) the template's rules
+are created there with the ticks queue as their target, and the workers dispatch the delivered
+events to the handlers; otherwise (moto) the wall-clock scheduler runs the nightly crons.
 """
 
 from __future__ import annotations
@@ -22,11 +28,21 @@ from types import FrameType
 from artemis import runtime
 from artemis.config import ConfigError, Settings, load_settings
 from artemis.db.migrate import migrate
-from artemis_local.aws import REGION, MotoServer, ensure_resources
+from artemis_local import serve as serve_plane
+from artemis_local.aws import (
+    REGION,
+    MotoServer,
+    ScheduleMode,
+    ScheduleResources,
+    ensure_resources,
+    ensure_schedules,
+    schedule_mode,
+)
 from artemis_local.fake_github import FakeGitHub
 from artemis_local.functions import REPO_ROOT, load_handler
 from artemis_local.gateway import Gateway
 from artemis_local.pg import EmbeddedPostgres
+from artemis_local.template import LOCAL_STACK_NAME
 
 DEFAULT_STATE_DIR = Path(os.environ.get("ARTEMIS_STATE_DIR") or REPO_ROOT / ".artemis")
 LOCAL_BUCKET = "artemis-local"
@@ -54,7 +70,7 @@ def local_defaults(state_dir: Path) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "PUBLIC_URL_PRODUCTION_FORMAT": "http://<site>.localhost:{port}",
-        "PUBLIC_URL_PREVIEW_FORMAT": "http://<site>.localhost:{port}/_serve/<site>/preview",
+        "PUBLIC_URL_PREVIEW_FORMAT": "http://<site>.preview.localhost:{port}",
         "POWERTOOLS_METRICS_NAMESPACE": "Artemis",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
@@ -70,7 +86,10 @@ class LocalSystem:
     env: dict[str, str] = field(default_factory=dict)
     gateway: Gateway | None = None
     github: FakeGitHub | None = None  # the fake GitHub, when this system started one
-    workers: bool = True  # relay loop, site-worker poller, cron scheduler (off for API tests)
+    workers: bool = True  # relay loop, site-worker poller, schedules (off for API tests)
+    stack_name: str = LOCAL_STACK_NAME  # names the queues and rules as the template does
+    schedule_mode: ScheduleMode | None = None  # decided in start()
+    schedules: ScheduleResources | None = None  # the rules and ticks queue (EventBridge mode)
     _stops: list[Callable[[], None]] = field(default_factory=list)
 
     def check_config(self) -> Settings:
@@ -93,9 +112,14 @@ class LocalSystem:
                 moto = MotoServer().start()
                 self._stops.append(moto.stop)
                 env["AWS_ENDPOINT_URL"] = moto.url
-            resources = ensure_resources(env["AWS_ENDPOINT_URL"], env["BUCKET_NAME"], env)
+            resources = ensure_resources(
+                env["AWS_ENDPOINT_URL"], env["BUCKET_NAME"], env, self.stack_name
+            )
             env.setdefault("SITE_EVENTS_QUEUE_URL", resources.queue_url)
             env.setdefault("SITE_EVENTS_DLQ_URL", resources.dlq_url)
+            self.schedule_mode = schedule_mode(env)
+            if self.schedule_mode == "eventbridge":
+                self.schedules = ensure_schedules(env["AWS_ENDPOINT_URL"], env, self.stack_name)
             if not env.get("GH_API_BASE"):
                 self.github = FakeGitHub().start()
                 self._stops.append(self.github.stop)
@@ -104,12 +128,14 @@ class LocalSystem:
             os.environ.update(env)
             runtime.reset()
             self._stops.append(runtime.reset)
-            self.gateway = Gateway(load_handler("api"), port=port).start()
+            self.gateway = Gateway(load_handler("api"), port=port)
+            serve_plane.attach(self.gateway, runtime.current)  # <site>.localhost, /_serve/
+            self.gateway.start()
             self._stops.append(self.gateway.stop)
             if self.workers:
                 from artemis_local.workers import Workers
 
-                self._stops.append(Workers().start().stop)
+                self._stops.append(Workers(schedules=self.schedules).start().stop)
             self._write_env_file()
         except BaseException:
             self.stop()
@@ -178,6 +204,11 @@ def serve(port: int | None = None) -> int:
         pg = "from DATABASE_URL" if system.base_env.get("DATABASE_URL") else "embedded"
         print(f"artemis: Postgres {pg}, AWS at {system.env['AWS_ENDPOINT_URL']},")
         print(f"artemis: GitHub at {system.env['GH_API_BASE']}")
+        if system.schedules is not None:
+            rules = ", ".join(r.schedule.rule_name for r in system.schedules.rules)
+            print(f"artemis: schedules: EventBridge rules {rules} → the ticks queue")
+        else:
+            print("artemis: schedules: wall clock (purge 03:00, drift 04:00 UTC)")
         print("artemis: dev tokens (Authorization: Bearer <token>):")
         print("  local-staff-token     local-staff     teams: staff")
         print("  local-dev-token       local-dev       teams: web")

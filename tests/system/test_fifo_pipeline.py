@@ -28,7 +28,7 @@ from artemis.jobs.relay import drain
 from artemis.keys import Dirname
 from artemis.queue import Poller, SqsPublisher, poll_once, queue_arn
 from artemis.runtime import Runtime
-from artemis_local.aws import MAX_RECEIVE_COUNT
+from artemis_local.aws import site_events_queues
 from artemis_local.functions import LocalContext
 from functions.relay import app as relay_app
 from functions.site_worker.app import make_handler
@@ -102,7 +102,10 @@ def pipeline(localstack_url: str, database_url: str, db: Database) -> Iterator[P
         "ContentBasedDeduplication": "false",
     }
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes=fifo)["QueueUrl"]
-    redrive = {"deadLetterTargetArn": queue_arn(sqs, dlq_url), "maxReceiveCount": MAX_RECEIVE_COUNT}
+    redrive = {
+        "deadLetterTargetArn": queue_arn(sqs, dlq_url),
+        "maxReceiveCount": site_events_queues().max_receive_count,
+    }
     url = sqs.create_queue(
         QueueName=f"{name}.fifo",
         Attributes={**fifo, "VisibilityTimeout": "30", "RedrivePolicy": json.dumps(redrive)},

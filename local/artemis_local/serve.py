@@ -1,0 +1,183 @@
+"""The local preview serve plane (ARCHITECTURE.md §5): what the public URLs answer in
+production, done here so a deploy can be opened in a browser.
+
+* `http://<site>.localhost:$PORT/<path>` serves the site's production alias,
+  `http://<site>.preview.localhost:$PORT/<path>` its preview alias (browsers resolve every
+  `*.localhost` name to the loopback address);
+* `http://127.0.0.1:$PORT/_serve/<site>/<production|preview>/<path>` does the same by path.
+
+`<site>` is the registry slug. Each request resolves the alias object to a deploy id (cached
+for `SERVE_CACHE_TTL`, as the real serve plane caches, so an alias move shows after at most
+that long) and streams `<deploy prefix><path>` with the object's content type. A path ending in
+`/` serves its `index.html`; a path without an extension whose `index.html` exists redirects to
+the path with a slash (so relative links resolve); anything missing is a 404 page (the site's
+own `404.html` when it has one).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from artemis.keys import AliasName, Slug
+from artemis.rules import is_slug
+
+if TYPE_CHECKING:
+    from artemis.runtime import Runtime
+
+SERVE_PREFIX = "/_serve/"
+MODES = ("production", "preview")
+CHUNK = 64 * 1024
+_HOST = re.compile(r"^(?P<site>[a-z0-9-]+)(?P<preview>\.preview)?\.localhost$")
+_NOT_FOUND = (
+    b"<!doctype html><title>404 Not Found</title>"
+    b"<h1>404 Not Found</h1><p>Nothing is published at this address.</p>"
+)
+
+
+def _target(host: str, path: str) -> tuple[str, AliasName, str] | None:
+    """(site, mode, file path) a request addresses, or None when it is not a serve request."""
+    bare_path = urlsplit(path).path
+    if bare_path.startswith(SERVE_PREFIX):
+        parts = bare_path[len(SERVE_PREFIX) :].split("/", 2)
+        if len(parts) >= 2 and parts[1] in MODES:
+            named: AliasName = "preview" if parts[1] == "preview" else "production"
+            return parts[0], named, "/" + (parts[2] if len(parts) == 3 else "")
+    match = _HOST.match(host.rsplit(":", 1)[0].lower())
+    if match:
+        mode: AliasName = "preview" if match["preview"] else "production"
+        return match["site"], mode, bare_path
+    return None
+
+
+class ServePlane:
+    def __init__(
+        self, runtime: Callable[[], Runtime], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._runtime = runtime
+        self._clock = clock
+        self._aliases: dict[tuple[str, str], tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def matches(self, host: str, path: str) -> bool:
+        return _target(host, path) is not None
+
+    def deploy_for(self, site: str, mode: AliasName) -> str | None:
+        """The deploy the alias names, read at most once per SERVE_CACHE_TTL."""
+        rt = self._runtime()
+        now = self._clock()
+        with self._lock:
+            cached = self._aliases.get((site, mode))
+            if cached and cached[1] > now:
+                return cached[0]
+        layout = rt.settings.key_layout
+        deploy_id = rt.bucket.get_alias(layout.alias_key(layout.dirname(Slug(site)), mode))
+        with self._lock:
+            self._aliases[(site, mode)] = (deploy_id, now + rt.settings.serve_cache_ttl)
+        return deploy_id
+
+    def serve(self, request: BaseHTTPRequestHandler) -> None:
+        target = _target(request.headers.get("host", ""), request.path)
+        assert target is not None
+        site, mode, raw_path = target
+        if request.command not in ("GET", "HEAD"):
+            self._write(request, 405, {"Allow": "GET, HEAD"}, b"")
+            return
+        bare = urlsplit(request.path).path
+        if bare == f"{SERVE_PREFIX}{site}/{mode}":  # the root needs its slash for relative links
+            self._write(request, 301, {"Location": bare + "/"}, b"")
+            return
+        path = unquote(raw_path)
+        segments = path.split("/")
+        if (
+            not is_slug(site, frozenset())
+            or any(s in (".", "..") for s in segments)
+            or "\\" in path
+        ):
+            self._not_found(request, None, "")
+            return
+        deploy_id = self.deploy_for(site, mode)
+        if deploy_id is None:
+            self._not_found(request, None, "")
+            return
+        rt = self._runtime()
+        prefix = rt.settings.key_layout.deploy_prefix(
+            rt.settings.key_layout.dirname(Slug(site)), deploy_id
+        )
+        relative = path.lstrip("/")
+        if relative == "" or relative.endswith("/"):
+            relative += "index.html"
+        obj = self._open(rt, prefix + relative)
+        is_directory = (
+            obj is None
+            and "." not in relative.rsplit("/", 1)[-1]
+            and self._open(rt, prefix + relative + "/index.html", head=True) is not None
+        )
+        if is_directory:
+            self._write(request, 301, {"Location": urlsplit(request.path).path + "/"}, b"")
+            return
+        if obj is None:
+            self._not_found(request, rt, prefix)
+            return
+        self._stream(request, 200, obj)
+
+    @staticmethod
+    def _open(rt: Runtime, key: str, *, head: bool = False) -> dict[str, Any] | None:
+        client = rt.bucket.client
+        try:
+            if head:
+                return dict(client.head_object(Bucket=rt.bucket.name, Key=key))
+            return dict(client.get_object(Bucket=rt.bucket.name, Key=key))
+        except client.exceptions.NoSuchKey:
+            return None
+        except client.exceptions.ClientError as err:
+            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _not_found(self, request: BaseHTTPRequestHandler, rt: Runtime | None, prefix: str) -> None:
+        page = self._open(rt, prefix + "404.html") if rt is not None else None
+        if page is not None:
+            self._stream(request, 404, page)
+        else:
+            self._write(request, 404, {"Content-Type": "text/html; charset=utf-8"}, _NOT_FOUND)
+
+    @staticmethod
+    def _stream(request: BaseHTTPRequestHandler, status: int, obj: dict[str, Any]) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", obj.get("ContentType") or "application/octet-stream")
+        request.send_header("Content-Length", str(obj["ContentLength"]))
+        request.send_header("Cache-Control", "no-cache")
+        request.end_headers()
+        body = obj["Body"]
+        try:
+            if request.command == "HEAD":
+                return
+            while chunk := body.read(CHUNK):
+                request.wfile.write(chunk)
+        finally:
+            body.close()
+
+    @staticmethod
+    def _write(
+        request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], raw: bytes
+    ) -> None:
+        request.send_response(status)
+        for name, value in headers.items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(raw)))
+        request.end_headers()
+        if request.command != "HEAD":
+            request.wfile.write(raw)
+
+
+def attach(gateway: Any, runtime: Callable[[], Runtime]) -> ServePlane:
+    """Serve the preview plane from `gateway` (an artemis_local.gateway.Gateway)."""
+    plane = ServePlane(runtime)
+    gateway.routes.append((plane.matches, plane.serve))
+    return plane
