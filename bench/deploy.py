@@ -48,12 +48,14 @@ def make_tree(root: Path, small: int, small_kib: int, large: int, large_mib: int
     return total
 
 
-def cli_deploy(base: str, site: str, tree: Path, concurrency: int) -> tuple[float, dict[str, Any]]:
+def cli_deploy(
+    base: str, site: str, tree: Path, concurrency: int, direct: bool
+) -> tuple[float, dict[str, Any]]:
     env = {**os.environ, "ARTEMIS_URL": base, "ARTEMIS_TOKEN": TOKEN}
     started = time.perf_counter()
     done = subprocess.run(  # noqa: S603 - our own console script
         [str(CLI), "deploy", str(tree), "--site", site, "--sha", uuid.uuid4().hex[:7],
-         "--concurrency", str(concurrency), "--json"],
+         "--concurrency", str(concurrency), "--json", *(["--direct"] if direct else [])],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
@@ -96,6 +98,7 @@ def main() -> None:
     parser.add_argument("--large-mib", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--direct", action="store_true", help="deploy with `artemis --direct`")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
@@ -133,7 +136,7 @@ def main() -> None:
         last: dict[str, Any] = {}
         for _ in range(args.runs):  # alternate, so drift in the machine's speed hits both
             with contextlib.redirect_stdout(sys.stderr):
-                elapsed, last = cli_deploy(base, site, tree, args.concurrency)
+                elapsed, last = cli_deploy(base, site, tree, args.concurrency, args.direct)
                 cli_times.append(elapsed)
                 plain_times.append(
                     boto3_upload(
@@ -153,6 +156,7 @@ def main() -> None:
         "files": files,
         "bytes": total_bytes,
         "concurrency": args.concurrency,
+        "cli_flags": ["--direct"] if args.direct else [],
         "runs": args.runs,
         "cli_deploy_s": round(cli_s, 3),
         "cli_deploy_runs_s": [round(t, 3) for t in cli_times],

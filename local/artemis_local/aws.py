@@ -1,5 +1,6 @@
-"""The AWS side of the local runtime: an in-process moto server unless AWS_ENDPOINT_URL is set,
-and the resources Artemis expects, named and configured as template.yaml declares them for the
+"""The AWS side of the local runtime: a moto server (a process of its own) unless
+AWS_ENDPOINT_URL is set, and the resources Artemis expects, named and configured as template.yaml
+declares them for the
 local stack name `artemis-local` (artemis_local.template):
 
 * the bucket (BUCKET_NAME; the template's bucket name is a deploy parameter);
@@ -23,9 +24,13 @@ Schedule modes (`ARTEMIS_LOCAL_SCHEDULES`, default `auto`):
 from __future__ import annotations
 
 import json
-import logging
+import signal
 import socket
+import subprocess
+import sys
+import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -62,25 +67,69 @@ def free_port() -> int:
 
 
 class MotoServer:
-    """moto's threaded server on 127.0.0.1 (a free port)."""
+    """moto's server in a process of its own on 127.0.0.1 (a free port).
+
+    Its own process, not a thread: S3 and SQS are other machines in production, and a server
+    sharing the API's interpreter would share its GIL, so every request the API makes to the
+    bucket would queue behind the API's own work (and the reverse). The child dies with this
+    process (PR_SET_PDEATHSIG on Linux) and is stopped by its pid."""
+
+    START_TIMEOUT_SECONDS = 30.0
 
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self.port = free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
-        self._server.start()
+        self._proc = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_death_signal(),
+        )  # fmt: skip
+        deadline = time.monotonic() + self.START_TIMEOUT_SECONDS
+        while not _answers(self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"moto server did not start on 127.0.0.1:{self.port}")
+            time.sleep(0.05)
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+        self._proc = None
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook making the child receive SIGTERM when this process dies (Linux
+    PR_SET_PDEATHSIG), resolved here so the forked child only makes the call."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:
+        prctl(1, signal.SIGTERM)
+
+    return hook
 
 
 # --- the site-events queues, as the template declares them -------------------------------
