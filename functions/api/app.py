@@ -226,6 +226,48 @@ def audit_list() -> Response[str]:
     return ok(audit.read(rt, audit.parse_query(query(_event()))))
 
 
+# --- the repo-request queue (spec/api.md §12): routes exist only when the App is configured
+if runtime.current().settings.repo_feature_enabled:
+    from artemis.services import repos  # imported only when the feature is on
+
+    @route("POST", "/api/repo")
+    def repo_create() -> Response[str]:
+        rt, ctx, caller = _caller()
+        return ok(repos.create(rt, ctx, caller, raw_body(_event())), 201)
+
+    @route("GET", "/api/repos")
+    def repo_list() -> Response[str]:
+        rt, _, caller = _caller()
+        params = query(_event())
+        return ok(repos.list_requests(rt, caller, params.get("status"), params.get("mine")))
+
+    @route("GET", "/api/repo/templates")
+    def repo_templates() -> Response[str]:
+        rt, _, _ = _caller()  # any authenticated user
+        return ok(repos.templates(rt))
+
+    @route("GET", "/api/repo/<request_id>")
+    def repo_get(request_id: str) -> Response[str]:
+        rt, _, caller = _caller()
+        return ok(repos.get(rt, caller, request_id))
+
+    @route("POST", "/api/repo/<request_id>/approve")
+    def repo_approve(request_id: str) -> Response[str]:
+        rt, ctx, caller = _caller()
+        return ok(repos.approve(rt, ctx, caller, request_id))
+
+    @route("POST", "/api/repo/<request_id>/reject")
+    def repo_reject(request_id: str) -> Response[str]:
+        rt, ctx, caller = _caller()
+        return ok(repos.reject(rt, ctx, caller, request_id, raw_body(_event())))
+
+    @route("DELETE", "/api/repo/<request_id>")
+    def repo_delete(request_id: str) -> Response[str]:
+        rt, ctx, caller = _caller()
+        repos.delete(rt, ctx, caller, request_id)
+        return no_content()
+
+
 # --- errors -------------------------------------------------------------------------------
 @app.exception_handler(ArtemisError)
 def _domain_error(err: ArtemisError) -> Response[str]:

@@ -4,7 +4,8 @@ add identities (`fake.directory.identities[token] = Identity(...)`), override a 
 state (`set_membership_state`), inject faults (`fail`, `disconnect`) and slow answers (`delay`).
 
 Routes: `GET /user`; `GET /user/teams` (paged by `per_page`, default 30, at most 100, and
-`page`, from 1); `GET /orgs/{org}/teams/{team}/memberships/{login}`."""
+`page`, from 1); `GET /orgs/{org}/teams/{team}/memberships/{login}`. With `app` set (a
+`FakeApp`), the GitHub App endpoints of the repo-request feature too; see `FakeApp`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -97,6 +99,7 @@ class FakeGitHub:
         self.membership_states: dict[tuple[str, str], str] = {}
         self._faults: list[Fault] = []
         self._delays: list[Delay] = []
+        self.app: FakeApp | None = None  # the GitHub App endpoints, when enabled
         self._lock = threading.Lock()
         fake = self
 
@@ -104,14 +107,29 @@ class FakeGitHub:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_PUT(self) -> None:
+                self._serve("PUT")
+
+            def _serve(self, method: str) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                sent = self.rfile.read(length) if length else b""
                 with fake._lock:
-                    fake.requests.append(("GET", self.path))
+                    fake.requests.append((method, self.path))
                     fake.request_headers.append({k.lower(): v for k, v in self.headers.items()})
                 fake._wait(self.path)
                 fault = fake._take_fault(self.path)
                 headers: dict[str, str] = {}
                 if fault is None:
-                    status, body = fake.route(self.path, self.headers.get("authorization", ""))
+                    authorization = self.headers.get("authorization", "")
+                    if fake.app is not None and fake.app.handles(self.path):
+                        status, body = fake.app.route(method, self.path, authorization, sent)
+                    else:
+                        status, body = fake.route(self.path, authorization)
                     raw = json.dumps(body).encode()
                 elif fault.status == 0:
                     self.close_connection = True
@@ -284,3 +302,151 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+# --- the GitHub App endpoints (the repo-request feature, spec/api.md §12.4) -------------------
+
+_APP_ROUTES = re.compile(r"^/(app/installations/|repos/|orgs/[^/]+/repos)")
+
+
+@dataclass
+class FakeRepo:
+    name: str
+    private: bool
+    is_template: bool = False
+    readable: bool = True  # the App can read its contents
+
+
+class FakeApp:
+    """One App installation on `org`: it mints installation tokens for a correctly signed App
+    JWT (RS256, verified with `public_key_pem`), and serves the repo calls for those tokens.
+    `repos` is the org's repositories, by lower-cased name; `created` counts creations."""
+
+    def __init__(
+        self, app_id: str, installation_id: str, public_key_pem: str, org: str,
+        *, clock: Any = time.time,
+    ) -> None:  # fmt: skip
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.app_id, self.installation_id, self.org = app_id, installation_id, org
+        key = serialization.load_pem_public_key(public_key_pem.encode())
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise ValueError("the App's public key must be RSA")
+        self._public_key: rsa.RSAPublicKey = key
+        self._clock = clock
+        self.tokens: dict[str, float] = {}  # installation token → expiry
+        self.repos: dict[str, FakeRepo] = {}
+        self.created: list[str] = []
+        self.actions_disabled: list[str] = []
+        self._lock = threading.Lock()
+
+    def handles(self, target: str) -> bool:
+        return bool(_APP_ROUTES.match(target.split("?", 1)[0]))
+
+    def add_template(self, name: str, *, readable: bool = True) -> None:
+        self.repos[name.lower()] = FakeRepo(name, private=False, is_template=True,
+                                            readable=readable)  # fmt: skip
+
+    def route(self, method: str, target: str, authorization: str, body: bytes) -> tuple[int, Any]:
+        path, _, query = target.partition("?")
+        parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")]
+        if parts[:2] == ["app", "installations"] and parts[3:] == ["access_tokens"]:
+            return self._mint(method, parts[2], authorization)
+        scheme, _, token = authorization.partition(" ")
+        if scheme != "token" or self.tokens.get(token.strip(), 0) < self._clock():
+            return 401, {"message": "Bad credentials", "documentation_url": _DOCS}
+        sent = json.loads(body) if body else {}
+        with self._lock:
+            return self._repo_route(method, parts, query, sent)
+
+    def _mint(self, method: str, installation: str, authorization: str) -> tuple[int, Any]:
+        scheme, _, jwt = authorization.partition(" ")
+        if method != "POST" or scheme != "Bearer" or not self._valid_jwt(jwt.strip()):
+            return 401, {"message": "A JSON web token could not be decoded",
+                         "documentation_url": _DOCS}  # fmt: skip
+        if installation != self.installation_id:
+            return 404, {"message": "Not Found", "documentation_url": _DOCS}
+        token = "ghs_" + uuid.uuid4().hex
+        expires = self._clock() + 3600
+        self.tokens[token] = expires
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
+        return 201, {"token": token, "expires_at": stamp}
+
+    def _valid_jwt(self, jwt: str) -> bool:
+        import base64
+
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def unb64(text: str) -> bytes:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+        try:
+            header, payload, signature = jwt.split(".")
+            if json.loads(unb64(header)).get("alg") != "RS256":
+                return False
+            self._public_key.verify(
+                unb64(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(),
+                hashes.SHA256(),
+            )  # fmt: skip
+            claims = json.loads(unb64(payload))
+        except (ValueError, InvalidSignature):
+            return False
+        now = self._clock()
+        return bool(
+            str(claims.get("iss")) == self.app_id and claims["iat"] <= now + 60
+            and claims["exp"] > now and claims["exp"] - claims["iat"] <= 600
+        )  # fmt: skip
+
+    def _repo_route(
+        self, method: str, parts: list[str], query: str, sent: dict[str, Any]
+    ) -> tuple[int, Any]:
+        missing = (404, {"message": "Not Found", "documentation_url": _DOCS})
+        if parts[:1] == ["orgs"] and parts[2:] == ["repos"]:
+            if parts[1] != self.org:
+                return missing
+            if method == "POST":
+                return self._create(str(sent.get("name", "")), bool(sent.get("private")))
+            params = urllib.parse.parse_qs(query)
+            per_page = min(max(_int(params.get("per_page"), 30), 1), 100)
+            page = max(_int(params.get("page"), 1), 1)
+            listing = [self._json(r) for r in sorted(self.repos.values(), key=lambda r: r.name)]
+            return 200, listing[(page - 1) * per_page : page * per_page]
+        if parts[:1] != ["repos"] or len(parts) < 3 or parts[1] != self.org:
+            return missing
+        repo = self.repos.get(parts[2].lower())
+        tail = parts[3:]
+        if method == "GET" and not tail:
+            return (200, self._json(repo)) if repo else missing
+        if method == "POST" and tail == ["generate"]:
+            if repo is None or not repo.is_template:
+                return missing
+            if not repo.readable:
+                return 422, {"message": "Could not clone: the template is not accessible",
+                             "documentation_url": _DOCS}  # fmt: skip
+            return self._create(str(sent.get("name", "")), bool(sent.get("private")))
+        if method == "PUT" and tail == ["actions", "permissions"] and repo is not None:
+            self.actions_disabled.append(repo.name)
+            return 204, {}
+        if method == "GET" and tail[:1] == ["contents"] and repo is not None:
+            return (200, []) if repo.readable else (403, {"message": "Resource not accessible"})
+        return missing
+
+    def _create(self, name: str, private: bool) -> tuple[int, Any]:
+        if name.lower() in self.repos:
+            taken = [{"message": "name already exists on this account"}]
+            return 422, {"message": "Repository creation failed.", "errors": taken}
+        repo = self.repos[name.lower()] = FakeRepo(name, private)
+        self.created.append(name)
+        return 201, self._json(repo)
+
+    def _json(self, repo: FakeRepo) -> dict[str, Any]:
+        return {
+            "name": repo.name,
+            "full_name": f"{self.org}/{repo.name}",
+            "private": repo.private,
+            "is_template": repo.is_template,
+            "html_url": f"https://github.com/{self.org}/{repo.name}",
+        }

@@ -264,3 +264,65 @@ def test_reserved_slugs_default_and_override() -> None:
         {"docs", "api"}
     )
     assert load_settings(base_env(RESERVED_SLUGS="")).reserved_slugs == frozenset()
+
+
+# --- the repo-request feature (issue 7) -------------------------------------------------------
+
+
+def _rsa_pem(fmt: str = "pkcs8") -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if fmt == "ec":
+        ec_key = ec.generate_private_key(ec.SECP256R1())
+        return ec_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()  # fmt: skip
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_format = (
+        serialization.PrivateFormat.PKCS8 if fmt == "pkcs8"
+        else serialization.PrivateFormat.TraditionalOpenSSL
+    )  # fmt: skip
+    return key.private_bytes(
+        serialization.Encoding.PEM, private_format, serialization.NoEncryption()
+    ).decode()
+
+
+def app_env(**overrides: str) -> dict[str, str]:
+    app = {"GH_APP_ID": "12", "GH_APP_INSTALLATION_ID": "34", "GH_APP_PRIVATE_KEY": _rsa_pem(),
+           "REPO_APPROVE_AUTHZ_TEAM": "approvers"}  # fmt: skip
+    return base_env(**{**app, **overrides})
+
+
+@pytest.mark.parametrize("fmt", ["pkcs8", "pkcs1"])
+def test_a_complete_app_configuration_enables_the_feature(fmt: str) -> None:
+    settings = load_settings(app_env(GH_APP_PRIVATE_KEY=_rsa_pem(fmt)))
+    assert settings.repo_feature_enabled
+
+
+def test_the_placeholder_approve_team_refuses_to_start() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(app_env(REPO_APPROVE_AUTHZ_TEAM="none"))
+    assert str(info.value) == (
+        "invalid configuration: REPO_APPROVE_AUTHZ_TEAM: must name the approvers' team when the"
+        ' GitHub App is configured ("none" is a placeholder)'
+    )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "-----BEGIN PRIVATE KEY-----\nAAAAnot-base64-der\n-----END PRIVATE KEY-----\n",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAK\n-----END RSA PRIVATE KEY-----\n",
+        "ec",
+    ],
+)
+def test_a_wrong_app_key_refuses_to_start(key: str) -> None:
+    pem = _rsa_pem("ec") if key == "ec" else key
+    with pytest.raises(ConfigError) as info:
+        load_settings(app_env(GH_APP_PRIVATE_KEY=pem))
+    assert str(info.value) == (
+        "invalid configuration: GH_APP_PRIVATE_KEY: must be a PEM RSA private key (PKCS#1 or"
+        " PKCS#8)"
+    )

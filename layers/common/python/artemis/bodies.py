@@ -69,6 +69,17 @@ class UploadsBody(_Body):
     files: list[UploadFile] = Field(default_factory=list)
 
 
+class RepoCreateBody(_Body):
+    name: str = ""
+    visibility: str = ""
+    description: str = ""
+    template: str = ""
+
+
+class RejectBody(_Body):
+    reason: str = ""
+
+
 def parse(
     model: type[Model], raw: bytes, *, limit: int = SMALL_LIMIT, required: bool = True
 ) -> Model:

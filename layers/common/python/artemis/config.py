@@ -335,6 +335,8 @@ class Settings(BaseModel):
             raise _Invalid(
                 "GH_APP_ID", "GH_APP_ID, GH_APP_INSTALLATION_ID and GH_APP_PRIVATE_KEY go together"
             )
+        if all(app):
+            self._check_repo_feature()
         if self.cleanup_grace < self.jwt_ttl_seconds:
             raise _Invalid("CLEANUP_GRACE", "must be >= JWT_TTL_SECONDS")
         if self.cleanup_grace < self.serve_cache_ttl:
@@ -343,6 +345,24 @@ class Settings(BaseModel):
                 f"must be >= SERVE_CACHE_TTL ({format_duration(self.serve_cache_ttl)})",
             )
         return self
+
+    def _check_repo_feature(self) -> None:
+        """The repo-request feature is on: it needs a real approver team (DECISIONS 7) and a
+        key that really is an RSA private key (read now, not at the first approval)."""
+        if self.repo_approve_authz_team.strip().lower() == "none":
+            raise _Invalid(
+                "REPO_APPROVE_AUTHZ_TEAM",
+                'must name the approvers\' team when the GitHub App is configured ("none" is'
+                " a placeholder)",
+            )
+        from artemis.github_app import load_private_key  # only when the feature is on
+
+        try:
+            load_private_key(self.gh_app_private_key)
+        except ValueError:
+            raise _Invalid(
+                "GH_APP_PRIVATE_KEY", "must be a PEM RSA private key (PKCS#1 or PKCS#8)"
+            ) from None
 
     @cached_property
     def key_layout(self) -> KeyLayout:

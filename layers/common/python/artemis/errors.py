@@ -73,6 +73,20 @@ NoAlias = _error(404, "no_alias", "no such alias")
 DeployNotFound = _error(404, "deploy_not_found", "no such deploy")
 AlreadyExists = _error(409, "already_exists", "already exists")
 
+# --- the repo-request queue (spec/api.md §12) ------------------------------------------------
+InvalidName = _error(400, "invalid_name", "name must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
+InvalidVisibility = _error(400, "invalid_visibility", "visibility must be public or private")
+InvalidTemplate = _error(400, "invalid_template", "template must be a repository name")
+InvalidDescription = _error(400, "invalid_description", "description over 350 characters")
+InvalidReason = _error(400, "invalid_reason", "reason over 350 characters")
+InvalidStatus = _error(
+    400, "invalid_status", "status must be pending, approved, active, rejected, failed or all"
+)
+AlreadyResolved = _error(409, "already_resolved", "the request is no longer pending")
+RepoCreateRetryable = _error(
+    503, "repo_create_retryable", "GitHub is temporarily unavailable; approve again to resume"
+)
+
 # --- locks ---------------------------------------------------------------------------------
 SiteLocked = _error(409, "site_locked", "another operation holds this site's lock; retry")
 SiteLockFailed = _error(502, "site_lock_failed", "could not take the site lock")

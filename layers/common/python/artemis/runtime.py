@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from redis import Redis
 
     from artemis.github import GitHubClient
+    from artemis.github_app import GitHubApp
     from artemis.services.registry import RegistrySnapshot
     from artemis.storage.s3 import Bucket
 
@@ -91,6 +92,19 @@ class Runtime:
         return GitHubClient(
             self.settings.gh_api_base, org, self.settings.gh_membership_cache_ttl, shared=shared
         )
+
+    @cached_property
+    def github_app(self) -> GitHubApp:
+        """The repo-request feature's App client (only when the feature is on)."""
+        from artemis.github import RedisSharedCache
+        from artemis.github_app import GitHubApp
+
+        s = self.settings
+        shared = RedisSharedCache(self.redis) if self.redis is not None else None
+        return GitHubApp(
+            s.gh_api_base, s.gh_app_id, s.gh_app_installation_id, s.gh_app_private_key,
+            s.gh_repo_org, shared=shared,
+        )  # fmt: skip
 
     @cached_property
     def snapshot(self) -> RegistrySnapshot:

@@ -1,0 +1,311 @@
+"""The GitHub App client of the repo-request queue (spec/api.md §12.4).
+
+An RS256 App JWT (iss = GH_APP_ID, iat = now - 60 s, exp = iat + 600 s) buys an installation
+token, cached until 60 s before it expires, in process and, when configured, in the shared
+cache (Redis) so every Lambda environment reuses one token. Every other call uses that token.
+
+Failures carry two texts: `user_message`, which may reach the client, and the internal detail,
+which is only logged. Token minting, the existence check, transport and parse errors are
+internal; a 5xx (or a transport failure) is transient.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.client import HTTPException
+from typing import Any
+
+from artemis.github import (
+    API_VERSION,
+    USER_AGENT,
+    SharedCache,
+    _headers,
+    _NoRedirect,
+    _quote,
+    _read_capped,
+    _Response,
+)
+
+TIMEOUT_SECONDS = 15.0
+TOKEN_MARGIN_SECONDS = 60
+TEMPLATE_TTL_SECONDS = 300
+TEMPLATE_MAX_PAGES = 20
+GENERIC_FAILURE = "repository creation failed"
+
+
+class RepoCreateError(Exception):
+    """A creation that did not happen. `user_message` is safe to show; `str(self)` is the
+    internal detail."""
+
+    def __init__(
+        self, user_message: str, detail: str = "", *, transient: bool = False,
+        internal: bool = False, existing_url: str = "",
+    ) -> None:  # fmt: skip
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+        self.transient = transient
+        self.internal = internal
+        self.existing_url = existing_url
+
+    @property
+    def already_exists(self) -> bool:
+        return bool(self.existing_url)
+
+
+def load_private_key(pem: str) -> Any:
+    """The App's RSA key from a PKCS#1 or PKCS#8 PEM; ValueError otherwise."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        key = serialization.load_pem_private_key(pem.strip().encode(), password=None)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"not a readable unencrypted PEM private key ({err})") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("not an RSA key")
+    return key
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def app_jwt(app_id: str, key: Any, now: float) -> str:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    iat = int(now) - 60
+    header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = {"iss": app_id, "iat": iat, "exp": iat + 600}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode()
+    signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    return f"{header}.{payload}.{_b64(signature)}"
+
+
+class GitHubApp:
+    def __init__(
+        self, base_url: str, app_id: str, installation_id: str, private_key_pem: str, org: str,
+        *, shared: SharedCache | None = None, timeout: float = TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
+        self.base_url = base_url.rstrip("/")
+        self.app_id = app_id
+        self.installation_id = installation_id
+        self.org = org
+        self._key = load_private_key(private_key_pem)
+        self._shared = shared
+        self._timeout = timeout
+        self._clock = clock
+        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._lock = threading.Lock()
+        self._token: tuple[str, float] | None = None  # (token, use until)
+        self._templates: tuple[list[str], float] | None = None
+
+    # --- tokens ---------------------------------------------------------------------------
+    @property
+    def _shared_key(self) -> str:
+        return f"ghapp:token:{self.app_id}:{self.installation_id}"
+
+    def installation_token(self) -> str:
+        now = self._clock()
+        with self._lock:
+            if self._token and self._token[1] > now:
+                return self._token[0]
+        shared = self._shared_read()
+        if shared is not None:
+            return shared
+        resp = self._send(
+            "POST", f"/app/installations/{_quote(self.installation_id)}/access_tokens",
+            auth=f"Bearer {app_jwt(self.app_id, self._key, now)}",
+        )  # fmt: skip
+        if resp.status not in (200, 201):
+            raise RepoCreateError(GENERIC_FAILURE, f"installation token: HTTP {resp.status}",
+                                  internal=True, transient=resp.status >= 500)  # fmt: skip
+        try:
+            body = resp.json()
+            token = str(body["token"])
+            expires = _epoch(str(body["expires_at"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise RepoCreateError(GENERIC_FAILURE, f"installation token: {err}",
+                                  internal=True) from None  # fmt: skip
+        use_until = expires - TOKEN_MARGIN_SECONDS
+        with self._lock:
+            self._token = (token, use_until)
+        ttl = int(use_until - now)
+        if self._shared is not None and ttl > 0:
+            # A shared-cache failure only costs another environment a token of its own.
+            with contextlib.suppress(Exception):
+                self._shared.set(self._shared_key, json.dumps([token, use_until]), ttl)
+        return token
+
+    def _shared_read(self) -> str | None:
+        if self._shared is None:
+            return None
+        try:
+            raw = self._shared.get(self._shared_key)
+            if raw is None:
+                return None
+            token, use_until = json.loads(raw)
+        except Exception:
+            return None
+        if float(use_until) <= self._clock():
+            return None
+        with self._lock:
+            self._token = (str(token), float(use_until))
+        return str(token)
+
+    # --- repositories ---------------------------------------------------------------------
+    def repo_url(self, name: str) -> str | None:
+        """The repo's html_url if it exists, None if GitHub answers 404; RepoCreateError
+        (internal) for anything else."""
+        resp = self._call("GET", f"/repos/{_quote(self.org)}/{_quote(name)}")
+        if resp.status == 404:
+            return None
+        if resp.status != 200:
+            raise RepoCreateError(GENERIC_FAILURE, f"existence check: HTTP {resp.status}",
+                                  internal=True, transient=resp.status >= 500)  # fmt: skip
+        try:
+            return str(resp.json()["html_url"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise RepoCreateError(GENERIC_FAILURE, f"existence check: {err}",
+                                  internal=True) from None  # fmt: skip
+
+    def create(self, name: str, *, description: str, private: bool, template: str) -> str:
+        """Create the repo (blank or from `template`); its html_url. An existing repo is an
+        "already exists" failure carrying its URL."""
+        existing = self.repo_url(name)
+        if existing is not None:
+            raise RepoCreateError(f"repository {self.org}/{name} already exists",
+                                  existing_url=existing)  # fmt: skip
+        if template:
+            resp = self._call(
+                "POST", f"/repos/{_quote(self.org)}/{_quote(template)}/generate",
+                {"owner": self.org, "name": name, "description": description, "private": private,
+                 "include_all_branches": False},
+            )  # fmt: skip
+        else:
+            resp = self._call(
+                "POST", f"/orgs/{_quote(self.org)}/repos",
+                {"name": name, "description": description, "private": private,
+                 "auto_init": False, "has_issues": True, "has_projects": False,
+                 "has_wiki": False, "delete_branch_on_merge": True},
+            )  # fmt: skip
+        if resp.status != 201:
+            raise _creation_failure(resp, bool(template))
+        try:
+            url = str(resp.json()["html_url"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise RepoCreateError(GENERIC_FAILURE, f"create answer: {err}",
+                                  internal=True) from None  # fmt: skip
+        if private:
+            self._disable_actions(name)
+        return url
+
+    def _disable_actions(self, name: str) -> None:
+        try:
+            path = f"/repos/{_quote(self.org)}/{_quote(name)}/actions/permissions"
+            resp = self._call("PUT", path, {"enabled": False})
+            ok = resp.status in (200, 204)
+        except RepoCreateError:
+            ok = False
+        if not ok:
+            from artemis.observability import logger
+
+            logger.warning("repo.actions_disable_failed", extra={"repo": name})
+
+    def templates(self) -> list[str]:
+        """Template repos the App can read, sorted; cached 5 minutes; [] on any failure."""
+        now = self._clock()
+        if self._templates and self._templates[1] > now:
+            return list(self._templates[0])
+        try:
+            names = self._list_templates()
+        except Exception:
+            from artemis.observability import logger
+
+            logger.warning("repo.templates_failed", exc_info=True)
+            return []
+        self._templates = (names, now + TEMPLATE_TTL_SECONDS)
+        return list(names)
+
+    def _list_templates(self) -> list[str]:
+        found: list[str] = []
+        for page in range(1, TEMPLATE_MAX_PAGES + 1):
+            resp = self._call(
+                "GET", f"/orgs/{_quote(self.org)}/repos?type=all&per_page=100&page={page}"
+            )
+            if resp.status != 200:
+                raise RepoCreateError(GENERIC_FAILURE, f"template list: HTTP {resp.status}")
+            repos = resp.json()
+            found += [str(r["name"]) for r in repos if r.get("is_template")]
+            if len(repos) < 100:
+                break
+        org = _quote(self.org)
+        readable = [
+            name for name in found
+            if 200 <= self._call("GET", f"/repos/{org}/{_quote(name)}/contents/").status < 300
+        ]  # fmt: skip
+        return sorted(readable)
+
+    # --- HTTP -----------------------------------------------------------------------------
+    def _call(self, method: str, path: str, body: Any = None) -> _Response:
+        token = self.installation_token()
+        return self._send(method, path, auth=f"token {token}", body=body)
+
+    def _send(self, method: str, path: str, *, auth: str, body: Any = None) -> _Response:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {
+            "Authorization": auth,
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+        }
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(  # noqa: S310 - the configured GitHub base URL
+            self.base_url + path, data=data, method=method, headers=headers
+        )
+        try:
+            try:
+                with self._opener.open(request, timeout=self._timeout) as raw:
+                    return _Response(raw.status, _headers(raw.headers), _read_capped(raw))
+            except urllib.error.HTTPError as err:
+                with err:
+                    return _Response(err.code, _headers(err.headers), _read_capped(err))
+        except (OSError, HTTPException, ValueError) as exc:
+            raise RepoCreateError(
+                "GitHub is temporarily unavailable, retry", f"{method} {path}: {exc}",
+                transient=True, internal=True,
+            ) from exc  # fmt: skip
+
+
+def _creation_failure(resp: _Response, from_template: bool) -> RepoCreateError:
+    """§12.4's user-facing messages for a non-201 creation answer."""
+    try:
+        message = str(resp.json().get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    detail = f"create: HTTP {resp.status} {message}".strip()
+    if resp.status == 422 and from_template and "could not clone" in message.lower():
+        return RepoCreateError("the GitHub App cannot read the template repository", detail)
+    if resp.status == 403:
+        text = "the GitHub App lacks permission to create the repository"
+        return RepoCreateError(f"{text}: {message}" if message else text, detail)
+    if resp.status >= 500:
+        return RepoCreateError("GitHub is temporarily unavailable, retry", detail, transient=True)
+    text = f"GitHub API error ({resp.status})"
+    return RepoCreateError(f"{text}: {message}" if message else text, detail)
+
+
+def _epoch(rfc3339: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()

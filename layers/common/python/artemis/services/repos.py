@@ -1,0 +1,291 @@
+"""The repo-request queue's routes (spec/api.md §12.5-§12.11): staff request a repository,
+an approver approves (Artemis creates it in GH_REPO_ORG through the GitHub App) or rejects.
+
+Gates: creating needs REPO_CREATE_AUTHZ_TEAM, approving/rejecting/deleting
+REPO_APPROVE_AUTHZ_TEAM, both in GH_REPO_ORG; reading needs any GitHub identity. Actor fields
+(`requestedBy`, `approver`) follow §3.10: shown to audit-team members, blank otherwise.
+
+Approve runs the creation in the request. If GitHub fails transiently (on a first or a
+resumed attempt: the issue's serverless fix of §12.9 5d) the row stays `approved` and the
+caller gets `503 repo_create_retryable`: approving again resumes (an "already exists" on a
+resumed attempt counts as created, with the existing repo's URL).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from artemis import bodies
+from artemis.db import repo_requests as store
+from artemis.db.lock import site_lock
+from artemis.errors import (
+    AlreadyExists,
+    AlreadyResolved,
+    DependencyError,
+    InvalidDescription,
+    InvalidName,
+    InvalidReason,
+    InvalidStatus,
+    InvalidTemplate,
+    InvalidVisibility,
+    NotFound,
+    RepoCreateRetryable,
+)
+from artemis.github_app import GENERIC_FAILURE, RepoCreateError
+from artemis.keys import Dirname
+from artemis.observability import logger
+from artemis.runtime import Runtime
+from artemis.services import audit
+from artemis.services.auth import require_team, sees_actors
+from artemis.services.context import Caller, RequestContext, rfc3339
+
+NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")
+TEXT_MAX = 350  # description and reject reason, in code points
+LIST_STATUSES = frozenset({*store.STATUSES, "all"})
+VANISHED = "the repository no longer exists on GitHub; its name was reclaimed by a new request"
+
+
+def repo_json(row: store.RepoRequest, *, show_actor: bool) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": row.id,
+        "name": row.name,
+        "owner": row.owner,
+        "visibility": row.visibility,
+        "status": row.status,
+        "requestedBy": row.requested_by if show_actor else "",
+        "createdAt": rfc3339(row.created_at),
+        "updatedAt": rfc3339(row.updated_at),
+    }
+    optional = {
+        "description": row.description,
+        "template": row.template,
+        "url": row.url,
+        "error": row.error,
+        "approver": row.approver if show_actor else "",
+        "rejectReason": row.reject_reason,
+    }
+    doc.update({key: value for key, value in optional.items() if value})
+    return doc
+
+
+def _store_failed(err: Exception) -> DependencyError:
+    logger.error("repo.store_failed", extra={"error": f"{type(err).__name__}: {err}"})
+    return DependencyError("repo_store_failed")
+
+
+# --- create -----------------------------------------------------------------------------------
+
+
+def create(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+    require_team(rt.repo_github, caller, rt.settings.repo_create_authz_team)
+    body = bodies.parse(bodies.RepoCreateBody, raw_body)
+    if not NAME.fullmatch(body.name):
+        raise InvalidName()
+    visibility = body.visibility or "private"
+    if visibility not in ("public", "private"):
+        raise InvalidVisibility()
+    if body.template and not NAME.fullmatch(body.template):
+        raise InvalidTemplate()
+    if len(body.description) > TEXT_MAX:
+        raise InvalidDescription()
+    fields = {
+        "name": body.name, "owner": rt.settings.gh_repo_org, "description": body.description,
+        "template": body.template, "visibility": visibility, "requested_by": caller.login,
+    }  # fmt: skip
+    try:
+        row = _insert(rt, fields)
+        if row is None and _reclaim_vanished(rt, body.name):
+            row = _insert(rt, fields)
+    except store.NameClaimed:
+        row = None
+    except Exception as err:
+        raise _store_failed(err) from err
+    if row is None:
+        raise AlreadyExists(f"a request for {body.name!r} is pending, approved or active")
+    audit.record(rt, ctx, "repo.create", detail={"id": row.id, "name": row.name})
+    return repo_json(row, show_actor=True)
+
+
+def _insert(rt: Runtime, fields: dict[str, str]) -> store.RepoRequest | None:
+    try:
+        with rt.db.transaction() as conn:
+            return store.insert(conn, **fields)
+    except store.NameClaimed:
+        return None
+
+
+def _reclaim_vanished(rt: Runtime, name: str) -> bool:
+    """Stale-claim reconcile (§12.5 step 8): an `active` holder whose repository GitHub no
+    longer has is marked failed, freeing the name. Anything else keeps the claim."""
+    try:
+        with rt.db.transaction() as conn:
+            holder = store.claim_holder(conn, name)
+        if holder is None:
+            return True  # released meanwhile: try the insert again
+        if holder.status != "active" or rt.github_app.repo_url(holder.name) is not None:
+            return False
+        with rt.db.transaction() as conn:
+            store.transition(conn, holder.id, "active", "failed", error=VANISHED)
+        logger.info("repo.claim_reclaimed", extra={"id": holder.id, "repo": holder.name})
+        return True
+    except Exception:
+        logger.warning("repo.reclaim_failed", exc_info=True, extra={"repo": name})
+        return False
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+
+def list_requests(
+    rt: Runtime, caller: Caller, status: str | None, mine: str | None
+) -> list[dict[str, Any]]:
+    wanted = status or "pending"
+    if wanted not in LIST_STATUSES:
+        raise InvalidStatus()
+    only_mine = (mine or "").lower() in ("1", "true")
+    try:
+        with rt.db.transaction() as conn:
+            rows = store.list_all(conn)
+    except Exception as err:
+        raise _store_failed(err) from err
+    rows = [
+        r for r in rows
+        if (wanted == "all" or r.status == wanted)
+        and (not only_mine or r.requested_by == caller.login)
+    ]  # fmt: skip
+    show = sees_actors(rt, caller) if rows else False
+    return [repo_json(r, show_actor=show) for r in rows]
+
+
+def get(rt: Runtime, caller: Caller, request_id: str) -> dict[str, Any]:
+    row = _read(rt, request_id)
+    return repo_json(row, show_actor=sees_actors(rt, caller))
+
+
+def templates(rt: Runtime) -> dict[str, Any]:
+    try:
+        return {"templates": rt.github_app.templates()}
+    except Exception:  # never fails (§12.7)
+        logger.warning("repo.templates_failed", exc_info=True)
+        return {"templates": []}
+
+
+def _read(rt: Runtime, request_id: str) -> store.RepoRequest:
+    try:
+        with rt.db.transaction() as conn:
+            row = store.get(conn, request_id)
+    except Exception as err:
+        raise _store_failed(err) from err
+    if row is None:
+        raise NotFound("no such repo request")
+    return row
+
+
+# --- approve / reject / delete ------------------------------------------------------------------
+
+
+def approve(rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str) -> dict[str, Any]:
+    require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
+    # One approval of a request at a time (the G-37 fix): a concurrent approval waits here,
+    # then finds the request resolved, so GitHub never sees two creations of one repository
+    # and a created repository is never recorded as failed by the loser.
+    with site_lock(rt.settings.database_url, Dirname(f"repo-request:{request_id}")):
+        resumed = False
+        try:
+            with rt.db.transaction() as conn:
+                row = store.transition(
+                    conn, request_id, "pending", "approved", approver=caller.login
+                )
+        except store.NotFound:
+            raise NotFound("no such repo request") from None
+        except store.WrongStatus:
+            row = _read(rt, request_id)
+            if row.status != "approved":
+                raise AlreadyResolved(f"the request is {row.status}") from None
+            resumed = True  # an earlier approval stopped after the transition
+        except Exception as err:
+            raise _store_failed(err) from err
+        return _create_repository(rt, ctx, caller, row, resumed=resumed)
+
+
+def _create_repository(
+    rt: Runtime, ctx: RequestContext, caller: Caller, row: store.RepoRequest, *, resumed: bool
+) -> dict[str, Any]:
+    try:
+        url = rt.github_app.create(
+            row.name, description=row.description, private=row.visibility == "private",
+            template=row.template,
+        )  # fmt: skip
+    except RepoCreateError as err:
+        if resumed and err.already_exists:
+            url = err.existing_url
+        elif err.transient:  # the row stays approved; approving again resumes
+            logger.warning("repo.create_retryable", extra={"id": row.id, "error": str(err)})
+            raise RepoCreateRetryable() from None
+        else:
+            return _fail(rt, ctx, caller, row, err)
+    try:
+        with rt.db.transaction() as conn:
+            done = store.transition(conn, row.id, "approved", "active", url=url)
+    except (store.NotFound, store.WrongStatus) as err:
+        raise _store_failed(err) from err  # deleted or finished meanwhile (G-37)
+    except Exception as err:
+        raise _store_failed(err) from err
+    audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url})
+    return {"outcome": "ok", "request": repo_json(done, show_actor=sees_actors(rt, caller))}
+
+
+def _fail(
+    rt: Runtime, ctx: RequestContext, caller: Caller, row: store.RepoRequest,
+    err: RepoCreateError,
+) -> dict[str, Any]:  # fmt: skip
+    if err.internal:
+        logger.error("repo.create_failed", extra={"id": row.id, "error": str(err)})
+    message = GENERIC_FAILURE if err.internal else err.user_message
+    try:
+        with rt.db.transaction() as conn:
+            failed = store.transition(conn, row.id, "approved", "failed", error=message)
+    except Exception as store_err:
+        raise _store_failed(store_err) from store_err
+    audit.record(rt, ctx, "repo.approve", outcome="approved_failed",
+                 detail={"id": failed.id, "name": failed.name})  # fmt: skip
+    return {
+        "outcome": "approved_failed",
+        "request": repo_json(failed, show_actor=sees_actors(rt, caller)),
+    }
+
+
+def reject(
+    rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str, raw_body: bytes
+) -> dict[str, Any]:
+    require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
+    body = bodies.parse(bodies.RejectBody, raw_body, required=False)
+    if len(body.reason) > TEXT_MAX:
+        raise InvalidReason()
+    try:
+        with rt.db.transaction() as conn:
+            row = store.transition(conn, request_id, "pending", "rejected",
+                                   approver=caller.login, reject_reason=body.reason)  # fmt: skip
+    except store.NotFound:
+        raise NotFound("no such repo request") from None
+    except store.WrongStatus as err:
+        raise AlreadyResolved(f"the request is {err.current}") from None
+    except Exception as err:
+        raise _store_failed(err) from err
+    audit.record(rt, ctx, "repo.reject",
+                 detail={"id": row.id, "name": row.name, "reason": body.reason})  # fmt: skip
+    return repo_json(row, show_actor=sees_actors(rt, caller))
+
+
+def delete(rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str) -> None:
+    require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
+    row = _read(rt, request_id)
+    try:
+        with rt.db.transaction() as conn:
+            gone = store.delete(conn, request_id)
+    except Exception as err:
+        raise _store_failed(err) from err
+    if not gone:
+        raise NotFound("no such repo request")
+    audit.record(rt, ctx, "repo.delete", detail={"id": row.id, "name": row.name})

@@ -1,0 +1,292 @@
+"""The repo-request queue (spec/api.md §12) black-box through the local gateway: the real API
+handler with the feature on, real Postgres, and the fake GitHub serving the App endpoints (it
+verifies the App JWT's RS256 signature with the App's public key)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from artemis import runtime
+from artemis_local.fake_github import FakeApp, Identity
+from artemis_local.runner import LocalSystem
+from tests.conftest import base_env
+from tests.integration.api.conftest import STAFF, Api, Reply
+
+APPROVER = "repo-approver-token"
+OUTSIDER = "local-outsider-token"
+ORG = "freeCodeCamp-Universe"
+
+
+@pytest.fixture(scope="module")
+def app_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def repo_system(
+    tmp_path_factory: pytest.TempPathFactory, migrated_database_url: str, moto_url: str,
+    app_key: rsa.RSAPrivateKey,
+) -> Iterator[LocalSystem]:  # fmt: skip
+    saved = dict(os.environ)
+    pem = app_key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption()).decode()  # fmt: skip
+    env = base_env(
+        DATABASE_URL=migrated_database_url, AWS_ENDPOINT_URL=moto_url, BUCKET_NAME="repo-tests",
+        GH_APP_ID="4242", GH_APP_INSTALLATION_ID="77", GH_APP_PRIVATE_KEY=pem,
+        REPO_APPROVE_AUTHZ_TEAM="approvers", GH_REPO_ORG=ORG,
+    )  # fmt: skip
+    env.pop("GH_API_BASE", None)
+    os.environ.pop("GH_API_BASE", None)
+    system = LocalSystem(state_dir=Path(tmp_path_factory.mktemp("repos")), base_env=env, port=0,
+                         workers=False)  # fmt: skip
+    system.start()
+    try:
+        yield system
+    finally:
+        system.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def api(repo_system: LocalSystem, database_url: str, app_key: rsa.RSAPrivateKey) -> Iterator[Api]:
+    runtime.reset()
+    github = repo_system.github
+    assert github is not None and repo_system.gateway is not None
+    github.clear_faults()
+    github.directory.identities[APPROVER] = Identity(APPROVER, "repo-approver", 3001,
+                                                     ("approvers",))  # fmt: skip
+    public = (
+        app_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    github.app = FakeApp("4242", "77", public, ORG)
+    yield Api(repo_system.gateway.url, repo_system, database_url)
+    runtime.reset()
+
+
+def fake(api: Api) -> FakeApp:
+    assert api.github.app is not None
+    return api.github.app
+
+
+def name() -> str:
+    return f"repo-{uuid.uuid4().hex[:8]}"
+
+
+def create(api: Api, body: dict[str, Any], token: str = STAFF) -> Reply:
+    return api.call("POST", "/api/repo", token=token, json_body=body)
+
+
+def approve(api: Api, request_id: str, token: str = APPROVER) -> Reply:
+    return api.call("POST", f"/api/repo/{request_id}/approve", token=token)
+
+
+# --- create --------------------------------------------------------------------------------
+
+
+def test_create_answers_the_pending_row(api: Api) -> None:
+    repo = name()
+    reply = create(api, {"name": repo, "description": "docs", "visibility": "public"})
+    assert reply.status == 201, reply.raw
+    row = reply.body
+    assert row["id"].startswith("req_") and len(row["id"]) == 24
+    assert (row["name"], row["owner"], row["status"], row["visibility"]) == (
+        repo, ORG, "pending", "public",
+    )  # fmt: skip
+    assert row["requestedBy"] == "local-staff" and row["description"] == "docs"
+    audit = api.sql("SELECT action, detail->>'name' FROM audit_log WHERE detail->>'id' = %s",
+                    [row["id"]])  # fmt: skip
+    assert audit == [("repo.create", repo)]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"name": "-bad"}, 400, "invalid_name"),
+        ({"name": "x" * 101}, 400, "invalid_name"),
+        ({"name": "ok", "visibility": "internal"}, 400, "invalid_visibility"),
+        ({"name": "ok", "template": "no spaces"}, 400, "invalid_template"),
+        ({"name": "ok", "description": "é" * 351}, 400, "invalid_description"),
+        ({"name": 7}, 400, "bad_request"),
+    ],
+)
+def test_create_validation(api: Api, body: dict[str, Any], status: int, code: str) -> None:
+    reply = create(api, body)
+    assert (reply.status, reply.code) == (status, code)
+
+
+def test_create_needs_the_create_team(api: Api) -> None:
+    reply = create(api, {"name": name()}, token=OUTSIDER)
+    assert (reply.status, reply.code) == (403, "user_unauthorized")
+
+
+def test_the_name_claim_is_case_insensitive_and_released_by_reject_and_delete(api: Api) -> None:
+    repo = name()
+    first = create(api, {"name": repo}).body
+    clash = create(api, {"name": repo.upper()})
+    assert (clash.status, clash.code) == (409, "already_exists")
+    rejected = api.call("POST", f"/api/repo/{first['id']}/reject", token=APPROVER,
+                        json_body={"reason": "duplicate"})  # fmt: skip
+    assert rejected.status == 200 and rejected.body["rejectReason"] == "duplicate"
+    second = create(api, {"name": repo.upper()})
+    assert second.status == 201
+    assert api.call("DELETE", f"/api/repo/{second.body['id']}", token=APPROVER).status == 204
+    assert create(api, {"name": repo}).status == 201
+
+
+def test_a_vanished_repository_frees_its_name_on_the_next_create(api: Api) -> None:
+    repo = name()
+    request_id = create(api, {"name": repo}).body["id"]
+    assert approve(api, request_id).body["outcome"] == "ok"
+    assert create(api, {"name": repo}).code == "already_exists"  # still on GitHub
+    del fake(api).repos[repo.lower()]  # deleted on GitHub
+    again = create(api, {"name": repo})
+    assert again.status == 201, again.raw
+    old = api.call("GET", f"/api/repo/{request_id}", token=STAFF).body
+    assert old["status"] == "failed" and "no longer exists" in old["error"]
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def test_list_by_status_and_mine(api: Api) -> None:
+    mine = create(api, {"name": name()}).body
+    theirs = create(api, {"name": name()}, token=APPROVER).body  # approvers may not create
+    assert theirs.get("error", {}).get("code") == "user_unauthorized"
+    listed = api.call("GET", "/api/repos", token=STAFF).body
+    assert mine["id"] in [r["id"] for r in listed] and all(r["status"] == "pending" for r in listed)
+    assert api.call("GET", "/api/repos?status=active", token=STAFF).body == []
+    assert [r["id"] for r in api.call("GET", "/api/repos?mine=true", token=STAFF).body] == [
+        mine["id"]
+    ]
+    assert api.call("GET", "/api/repos?mine=1", token=APPROVER).body == []
+    bad = api.call("GET", "/api/repos?status=open", token=STAFF)
+    assert (bad.status, bad.code) == (400, "invalid_status")
+
+
+def test_get_and_actor_redaction(api: Api) -> None:
+    row = create(api, {"name": name()}).body
+    seen = api.call("GET", f"/api/repo/{row['id']}", token=STAFF).body  # staff: audit team
+    assert seen["requestedBy"] == "local-staff"
+    hidden = api.call("GET", f"/api/repo/{row['id']}", token="local-dev-token").body
+    assert hidden["requestedBy"] == "" and "approver" not in hidden
+    missing = api.call("GET", "/api/repo/req_00000000000000000000", token=STAFF)
+    assert (missing.status, missing.code) == (404, "not_found")
+
+
+def test_templates_are_the_readable_template_repos_sorted(api: Api) -> None:
+    app = fake(api)
+    app.add_template("zeta-template")
+    app.add_template("alpha-template")
+    app.add_template("secret-template", readable=False)
+    reply = api.call("GET", "/api/repo/templates", token=OUTSIDER)
+    assert reply.status == 200 and reply.body == {"templates": ["alpha-template", "zeta-template"]}
+
+
+# --- approve / reject / delete --------------------------------------------------------------
+
+
+def test_approve_creates_the_repository_once_and_the_row_goes_active(api: Api) -> None:
+    repo = name()
+    row = create(api, {"name": repo, "description": "d"}).body
+    reply = approve(api, row["id"])
+    assert reply.status == 200, reply.raw
+    assert reply.body["outcome"] == "ok"
+    done = reply.body["request"]
+    assert done["status"] == "active" and done["url"] == f"https://github.com/{ORG}/{repo}"
+    assert fake(api).created == [repo] and fake(api).actions_disabled == [repo]  # private
+    again = approve(api, row["id"])
+    assert (again.status, again.code) == (409, "already_resolved")
+
+
+def test_approve_from_a_template(api: Api) -> None:
+    fake(api).add_template("site-template")
+    repo = name()
+    row = create(api, {"name": repo, "template": "site-template", "visibility": "public"}).body
+    assert approve(api, row["id"]).body["outcome"] == "ok"
+    assert fake(api).created == [repo] and fake(api).actions_disabled == []
+
+
+def test_a_template_the_app_cannot_read_fails_with_the_user_facing_message(api: Api) -> None:
+    fake(api).add_template("locked-template", readable=False)
+    row = create(api, {"name": name(), "template": "locked-template"}).body
+    reply = approve(api, row["id"])
+    assert reply.status == 200 and reply.body["outcome"] == "approved_failed"
+    assert reply.body["request"]["error"] == "the GitHub App cannot read the template repository"
+
+
+def test_an_existing_repository_on_a_first_approval_fails_the_request(api: Api) -> None:
+    repo = name()
+    fake(api)._create(repo, private=False)
+    row = create(api, {"name": repo}).body
+    body = approve(api, row["id"]).body
+    assert body["outcome"] == "approved_failed" and "already exists" in body["request"]["error"]
+
+
+def test_transient_failures_answer_retryable_and_a_later_approve_resumes(api: Api) -> None:
+    repo = name()
+    row = create(api, {"name": repo}).body
+    api.github.fail(f"/orgs/{ORG}/repos", 502, times=2, exact=True)
+    for _ in range(2):
+        reply = approve(api, row["id"])
+        assert (reply.status, reply.code) == (503, "repo_create_retryable")
+        assert api.call("GET", f"/api/repo/{row['id']}", token=STAFF).body["status"] == "approved"
+    done = approve(api, row["id"])
+    assert done.status == 200 and done.body["request"]["status"] == "active"
+    assert fake(api).created == [repo]
+
+
+def test_eight_concurrent_approvals_create_one_repository(api: Api) -> None:
+    repo = name()
+    row = create(api, {"name": repo}).body
+    api.github.delay(f"/orgs/{ORG}/repos", 0.3, exact=True)
+    replies: list[Reply] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        reply = approve(api, row["id"])
+        with lock:
+            replies.append(reply)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert fake(api).created == [repo]
+    outcomes = sorted((r.status, r.code or r.body.get("outcome")) for r in replies)
+    assert outcomes == [(200, "ok")] + [(409, "already_resolved")] * 7
+    final = api.call("GET", f"/api/repo/{row['id']}", token=STAFF).body
+    assert final["status"] == "active"
+
+
+def test_reject_and_delete_gates_and_codes(api: Api) -> None:
+    row = create(api, {"name": name()}).body
+    nope = api.call("POST", f"/api/repo/{row['id']}/reject", token=STAFF)
+    assert (nope.status, nope.code) == (403, "user_unauthorized")
+    long = api.call("POST", f"/api/repo/{row['id']}/reject", token=APPROVER,
+                    json_body={"reason": "x" * 351})  # fmt: skip
+    assert (long.status, long.code) == (400, "invalid_reason")
+    bad = api.call("POST", f"/api/repo/{row['id']}/reject", token=APPROVER, body=b"{not json")
+    assert (bad.status, bad.code) == (400, "bad_request")
+    ok = api.call("POST", f"/api/repo/{row['id']}/reject", token=APPROVER)  # empty body
+    assert ok.status == 200 and ok.body["status"] == "rejected"
+    twice = api.call("POST", f"/api/repo/{row['id']}/reject", token=APPROVER)
+    assert (twice.status, twice.code) == (409, "already_resolved")
+    gone = api.call("DELETE", "/api/repo/req_11111111111111111111", token=APPROVER)
+    assert (gone.status, gone.code) == (404, "not_found")
+    actions = [a for (a,) in api.sql("SELECT action FROM audit_log WHERE detail->>'id' = %s"
+                                     " ORDER BY id", [row["id"]])]  # fmt: skip
+    assert actions == ["repo.create", "repo.reject"]
