@@ -254,7 +254,9 @@ if runtime.current().settings.repo_feature_enabled:
     @route("POST", "/api/repo/<request_id>/approve")
     def repo_approve(request_id: str) -> Response[str]:
         rt, ctx, caller = _caller()
-        return ok(repos.approve(rt, ctx, caller, request_id))
+        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000.0
+        deadline = time.monotonic() + repos.approve_budget(remaining)
+        return ok(repos.approve(rt, ctx, caller, request_id, deadline=deadline))
 
     @route("POST", "/api/repo/<request_id>/reject")
     def repo_reject(request_id: str) -> Response[str]:

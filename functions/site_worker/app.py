@@ -6,7 +6,9 @@ one at a time per site (V7, E2). Records are processed with Powertools'
 `SqsFifoPartialProcessor(skip_group_on_error=True)`: once a record fails, the later records of
 its group in the batch are reported failed without running (§11.3 item 2); other groups go on.
 
-Per record:
+Per record (a `repo.approved` event, group `repo-request.<id>`, finishes that repo request's
+approval through `artemis.services.repos.finish_approval` with the same retry and DLQ rules;
+everything below is about `site.changed`):
 * **Malformed** (not JSON, unknown topic, no usable site, group ≠ site): permanent. A copy goes
   to the DLQ with the error and receive count and the record is acknowledged, so its group
   unblocks at once (§11.3 item 1: "fail, alert, free the key").
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -49,7 +52,8 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from artemis import runtime
-from artemis.errors import SiteLocked, SiteLockFailed
+from artemis.db.outbox import REPO_APPROVED
+from artemis.errors import RepoCreateRetryable, SiteLocked, SiteLockFailed
 from artemis.jobs.common import Clock, Deadline, system_clock
 from artemis.keys import Dirname
 from artemis.observability import logger, metrics
@@ -132,7 +136,9 @@ def is_transient(err: BaseException) -> bool:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (SiteLocked, SiteLockFailed, Incomplete, OutOfTime)):
+        if isinstance(
+            current, (SiteLocked, SiteLockFailed, Incomplete, OutOfTime, RepoCreateRetryable)
+        ):
             return True
         if isinstance(current, psycopg.OperationalError):
             return True  # connection loss, pool timeout, lock timeout (55P03)
@@ -241,10 +247,12 @@ class _Batch:
         try:
             event = SiteEvent.parse(record.body)
             group = record.attributes.message_group_id
-            if group is not None and group != event.payload["site"]:
-                raise MalformedEvent(f"group {group!r} is not the payload's site")
+            if group is not None and group != event.group:
+                raise MalformedEvent(f"group {group!r} is not the event's group {event.group!r}")
         except MalformedEvent as err:
             return self._dead_letter(record, err, count, log)
+        if event.topic == REPO_APPROVED:
+            return self._finish_repo_request(record, str(event.payload["request"]), count, log)
         site = event.site
         log.update(site=site, outbox_id=event.outbox_id)
         if site in self.done_sites:
@@ -268,6 +276,28 @@ class _Batch:
         self.done_sites.add(site)
         logger.info("site_worker.ran", extra=log)
         return self._outcome("ran")
+
+    def _finish_repo_request(
+        self, record: SQSRecord, request_id: str, count: int, log: dict[str, Any]
+    ) -> str:
+        """A `repo.approved` event: finish the approval if it is still open (§12.9, the
+        durable half). GitHub's transient failures come back after a backoff."""
+        from artemis.services.repos import finish_approval  # only for this topic
+
+        log.update(repo_request=request_id)
+        deadline = Deadline.from_lambda(self.context, reserve_seconds=self.reserve_seconds)
+        if not deadline.has(self.min_run_seconds):
+            self._retry(record, 0, OutOfTime("too little time left to start"), log)
+        try:
+            outcome = finish_approval(
+                self.rt, request_id, deadline=time.monotonic() + deadline.remaining()
+            )
+        except Exception as err:
+            if (is_transient(err) or count < 2) and count < self.max_receives:
+                self._retry(record, self.backoff(count), err, log)
+            return self._dead_letter(record, err, count, log)
+        logger.info("site_worker.repo_request", extra={**log, "outcome": outcome})
+        return self._outcome(f"repo_{outcome}")
 
     def _retry(
         self, record: SQSRecord, seconds: int, err: BaseException, log: dict[str, Any]

@@ -16,8 +16,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from artemis import runtime
+from artemis.jobs.common import Deadline
+from artemis.jobs.relay import drain
+from artemis.queue import SqsPublisher, poll_once
 from artemis_local.fake_github import FakeApp, Identity
+from artemis_local.functions import LocalContext
 from artemis_local.runner import LocalSystem
+from functions.site_worker.app import make_handler
 from tests.conftest import base_env
 from tests.integration.api.conftest import STAFF, Api, Reply
 
@@ -290,3 +295,66 @@ def test_reject_and_delete_gates_and_codes(api: Api) -> None:
     actions = [a for (a,) in api.sql("SELECT action FROM audit_log WHERE detail->>'id' = %s"
                                      " ORDER BY id", [row["id"]])]  # fmt: skip
     assert actions == ["repo.create", "repo.reject"]
+
+
+# --- the durable half: the repo.approved event and the worker -----------------------------------
+
+
+def run_worker_until(api: Api, request_id: str, status: str, rounds: int = 10) -> None:
+    """The relay publishes the outbox; the site worker's handler consumes real SQS batches
+    (backoff 0 so a retried message comes back at once) until the request reaches `status`."""
+    rt = runtime.current()
+    queue = rt.settings.site_events_queue_url
+    assert queue is not None
+    drain(rt, SqsPublisher(rt.sqs, queue), deadline=Deadline.after(30))
+    handler = make_handler(rt=rt, backoff=lambda count: 0)
+    for _ in range(rounds):
+        poll_once(rt.sqs, queue, handler, LocalContext("site_worker", timeout_ms=120_000))
+        if api.call("GET", f"/api/repo/{request_id}", token=STAFF).body["status"] == status:
+            return
+    pytest.fail(f"request {request_id} never reached {status}")
+
+
+def test_a_transiently_failing_approval_is_finished_by_the_worker(api: Api) -> None:
+    repo = name()
+    row = create(api, {"name": repo}).body
+    api.github.fail(f"/orgs/{ORG}/repos", 503, times=3, exact=True)
+    reply = approve(api, row["id"])
+    assert (reply.status, reply.code) == (503, "repo_create_retryable")
+    run_worker_until(api, row["id"], "active")  # two more 503s, then created
+    assert fake(api).created == [repo]
+    actors = api.sql("SELECT actor, outcome FROM audit_log WHERE action = 'repo.approve'"
+                     " AND detail->>'id' = %s", [row["id"]])  # fmt: skip
+    assert actors == [("system:repo-worker", "success")]
+
+
+def test_the_event_of_a_completed_approval_changes_nothing(api: Api) -> None:
+    repo = name()
+    row = create(api, {"name": repo}).body
+    assert approve(api, row["id"]).body["outcome"] == "ok"
+    outbox = api.sql("SELECT topic, payload->>'request' FROM outbox")
+    assert outbox == [("repo.approved", row["id"])]
+    run_worker_until(api, row["id"], "active", rounds=2)
+    assert fake(api).created == [repo]
+    assert len(api.sql("SELECT 1 FROM audit_log WHERE action = 'repo.approve'"
+                       " AND detail->>'id' = %s", [row["id"]])) == 1  # fmt: skip
+
+
+def test_an_approval_out_of_time_is_left_to_the_worker(api: Api) -> None:
+    """GitHub answers slower than the approval's budget: the caller gets 503 retryable at
+    once, the row stays approved, and the worker creates the repository."""
+    repo = name()
+    row = create(api, {"name": repo}).body
+    api.github.delay(f"/repos/{ORG}/{repo}", 1.5, exact=True)  # the existence check
+    from artemis.services import repos as service
+
+    saved = service.APPROVE_BUDGET_SECONDS
+    service.APPROVE_BUDGET_SECONDS = 1.0
+    try:
+        reply = approve(api, row["id"])
+    finally:
+        service.APPROVE_BUDGET_SECONDS = saved
+    assert (reply.status, reply.code) == (503, "repo_create_retryable")
+    api.github.clear_faults()
+    run_worker_until(api, row["id"], "active")
+    assert fake(api).created == [repo]

@@ -114,7 +114,7 @@ class GitHubApp:
     def _shared_key(self) -> str:
         return f"ghapp:token:{self.app_id}:{self.installation_id}"
 
-    def installation_token(self) -> str:
+    def installation_token(self, deadline: float | None = None) -> str:
         now = self._clock()
         with self._lock:
             if self._token and self._token[1] > now:
@@ -124,7 +124,7 @@ class GitHubApp:
             return shared
         resp = self._send(
             "POST", f"/app/installations/{_quote(self.installation_id)}/access_tokens",
-            auth=f"Bearer {app_jwt(self.app_id, self._key, now)}",
+            auth=f"Bearer {app_jwt(self.app_id, self._key, now)}", deadline=deadline,
         )  # fmt: skip
         if resp.status not in (200, 201):
             raise RepoCreateError(GENERIC_FAILURE, f"installation token: HTTP {resp.status}",
@@ -163,10 +163,10 @@ class GitHubApp:
         return str(token)
 
     # --- repositories ---------------------------------------------------------------------
-    def repo_url(self, name: str) -> str | None:
+    def repo_url(self, name: str, deadline: float | None = None) -> str | None:
         """The repo's html_url if it exists, None if GitHub answers 404; RepoCreateError
         (internal) for anything else."""
-        resp = self._call("GET", f"/repos/{_quote(self.org)}/{_quote(name)}")
+        resp = self._call("GET", f"/repos/{_quote(self.org)}/{_quote(name)}", deadline=deadline)
         if resp.status == 404:
             return None
         if resp.status != 200:
@@ -178,10 +178,14 @@ class GitHubApp:
             raise RepoCreateError(GENERIC_FAILURE, f"existence check: {err}",
                                   internal=True) from None  # fmt: skip
 
-    def create(self, name: str, *, description: str, private: bool, template: str) -> str:
+    def create(
+        self, name: str, *, description: str, private: bool, template: str,
+        deadline: float | None = None,
+    ) -> str:  # fmt: skip
         """Create the repo (blank or from `template`); its html_url. An existing repo is an
-        "already exists" failure carrying its URL."""
-        existing = self.repo_url(name)
+        "already exists" failure carrying its URL. `deadline` (time.monotonic()) bounds every
+        call; past it the creation is a transient failure."""
+        existing = self.repo_url(name, deadline)
         if existing is not None:
             raise RepoCreateError(f"repository {self.org}/{name} already exists",
                                   existing_url=existing)  # fmt: skip
@@ -189,14 +193,14 @@ class GitHubApp:
             resp = self._call(
                 "POST", f"/repos/{_quote(self.org)}/{_quote(template)}/generate",
                 {"owner": self.org, "name": name, "description": description, "private": private,
-                 "include_all_branches": False},
+                 "include_all_branches": False}, deadline=deadline,
             )  # fmt: skip
         else:
             resp = self._call(
                 "POST", f"/orgs/{_quote(self.org)}/repos",
                 {"name": name, "description": description, "private": private,
                  "auto_init": False, "has_issues": True, "has_projects": False,
-                 "has_wiki": False, "delete_branch_on_merge": True},
+                 "has_wiki": False, "delete_branch_on_merge": True}, deadline=deadline,
             )  # fmt: skip
         if resp.status != 201:
             raise _creation_failure(resp, bool(template))
@@ -206,13 +210,13 @@ class GitHubApp:
             raise RepoCreateError(GENERIC_FAILURE, f"create answer: {err}",
                                   internal=True) from None  # fmt: skip
         if private:
-            self._disable_actions(name)
+            self._disable_actions(name, deadline)
         return url
 
-    def _disable_actions(self, name: str) -> None:
+    def _disable_actions(self, name: str, deadline: float | None) -> None:
         try:
             path = f"/repos/{_quote(self.org)}/{_quote(name)}/actions/permissions"
-            resp = self._call("PUT", path, {"enabled": False})
+            resp = self._call("PUT", path, {"enabled": False}, deadline=deadline)
             ok = resp.status in (200, 204)
         except RepoCreateError:
             ok = False
@@ -256,11 +260,23 @@ class GitHubApp:
         return sorted(readable)
 
     # --- HTTP -----------------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: Any = None) -> _Response:
-        token = self.installation_token()
-        return self._send(method, path, auth=f"token {token}", body=body)
+    def _call(
+        self, method: str, path: str, body: Any = None, *, deadline: float | None = None
+    ) -> _Response:
+        token = self.installation_token(deadline)
+        return self._send(method, path, auth=f"token {token}", body=body, deadline=deadline)
 
-    def _send(self, method: str, path: str, *, auth: str, body: Any = None) -> _Response:
+    def _send(
+        self, method: str, path: str, *, auth: str, body: Any = None,
+        deadline: float | None = None,
+    ) -> _Response:  # fmt: skip
+        timeout = self._timeout
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                raise RepoCreateError("GitHub is temporarily unavailable, retry",
+                                      "the time budget is spent", transient=True,
+                                      internal=True)  # fmt: skip
         data = None if body is None else json.dumps(body).encode()
         headers = {
             "Authorization": auth,
@@ -275,7 +291,7 @@ class GitHubApp:
         )
         try:
             try:
-                with self._opener.open(request, timeout=self._timeout) as raw:
+                with self._opener.open(request, timeout=timeout) as raw:
                     return _Response(raw.status, _headers(raw.headers), _read_capped(raw))
             except urllib.error.HTTPError as err:
                 with err:

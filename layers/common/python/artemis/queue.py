@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from artemis.db.outbox import SITE_CHANGED, OutboxMessage
+from artemis.db.outbox import REPO_APPROVED, SITE_CHANGED, OutboxMessage
 from artemis.keys import Dirname
 from artemis.observability import logger
 
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
         SendMessageBatchRequestEntryTypeDef,
     )
 
-TOPICS = frozenset({SITE_CHANGED})
+TOPICS = frozenset({SITE_CHANGED, REPO_APPROVED})
+_REQUEST_ID = re.compile(r"req_[0-9a-f]{20}")
 SEND_BATCH_MAX = 10  # SendMessageBatch / DeleteMessageBatch entry limit
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling (12 h)
 # MessageGroupId: 1-128 characters, alphanumeric and punctuation (no spaces, ASCII only).
@@ -66,6 +67,11 @@ class SiteEvent:
     def site(self) -> Dirname:
         return Dirname(self.payload["site"])
 
+    @property
+    def group(self) -> str:
+        """The FIFO message group the relay sent it in."""
+        return group_id(self.topic, self.payload)
+
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -93,7 +99,7 @@ class SiteEvent:
         payload = data.get("payload")
         if not isinstance(payload, dict):
             raise MalformedEvent("payload is not an object")
-        problem = site_problem(payload)
+        problem = payload_problem(topic, payload)
         if problem:
             raise MalformedEvent(problem)
         outbox_id = data.get("outbox_id")
@@ -105,6 +111,24 @@ class SiteEvent:
         except (TypeError, ValueError):
             raise MalformedEvent(f"claimed_at is not a timestamp: {claimed_at!r}") from None
         return cls(topic, payload, outbox_id, stamp)
+
+
+def group_id(topic: str, payload: Mapping[str, Any]) -> str:
+    """The FIFO message group of an event (one run at a time per group): the site's dirname
+    for `site.changed`, `repo-request.<id>` for `repo.approved`. Call after the checks."""
+    if topic == REPO_APPROVED:
+        return f"repo-request.{payload['request']}"
+    return str(payload["site"])
+
+
+def payload_problem(topic: str, payload: Mapping[str, Any]) -> str | None:
+    """Why `payload` cannot be an event of `topic` (None when it can)."""
+    if topic == REPO_APPROVED:
+        request = payload.get("request")
+        if not isinstance(request, str) or not _REQUEST_ID.fullmatch(request):
+            return "payload has no repo request id"
+        return None
+    return site_problem(payload)
 
 
 def site_problem(payload: Mapping[str, Any]) -> str | None:
@@ -152,7 +176,11 @@ def reject_reason(message: OutboxMessage) -> str | None:
     """Why `message` can never be published (None when it can)."""
     if message.topic not in TOPICS:
         return f"outbox {message.id}: unknown topic {message.topic!r}"
-    problem = site_problem(message.payload) if isinstance(message.payload, dict) else "no payload"
+    problem = (
+        payload_problem(message.topic, message.payload)
+        if isinstance(message.payload, dict)
+        else "no payload"
+    )
     return f"outbox {message.id}: {problem}" if problem else None
 
 
@@ -208,7 +236,7 @@ class SqsPublisher:
             {
                 "Id": str(m.id),
                 "MessageBody": _event_for(m).to_json(),
-                "MessageGroupId": str(m.payload["site"]),
+                "MessageGroupId": group_id(m.topic, m.payload),
                 "MessageDeduplicationId": str(m.id),
             }
             for m in chunk

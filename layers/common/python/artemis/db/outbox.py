@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 from artemis.keys import Dirname
 
 SITE_CHANGED = "site.changed"
+REPO_APPROVED = "repo.approved"  # a repo request to create (finished by the site worker)
 CLAIM_LIMIT = 100
 CLAIM_TTL_SECONDS = 300.0
 PURGE_LIMIT = 5000

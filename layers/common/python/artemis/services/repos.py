@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from artemis import bodies
+from artemis.db import outbox
 from artemis.db import repo_requests as store
 from artemis.db.lock import site_lock
 from artemis.errors import (
@@ -43,6 +44,10 @@ from artemis.services.context import Caller, RequestContext, rfc3339
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")
 TEXT_MAX = 350  # description and reject reason, in code points
 LIST_STATUSES = frozenset({*store.STATUSES, "all"})
+# An approval creates the repository within this many seconds, keeping headroom under API
+# Gateway's 30 s integration limit; a creation needing longer is left to the worker.
+APPROVE_BUDGET_SECONDS = 20.0
+RESERVE_SECONDS = 5.0
 VANISHED = "the repository no longer exists on GitHub; its name was reclaimed by a new request"
 
 
@@ -185,7 +190,16 @@ def _read(rt: Runtime, request_id: str) -> store.RepoRequest:
 # --- approve / reject / delete ------------------------------------------------------------------
 
 
-def approve(rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str) -> dict[str, Any]:
+def approve_budget(remaining_seconds: float) -> float:
+    """Seconds an approval may spend on GitHub, given the invocation's remaining time."""
+    return max(1.0, min(APPROVE_BUDGET_SECONDS, remaining_seconds - RESERVE_SECONDS))
+
+
+def approve(
+    rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str, *, deadline: float
+) -> dict[str, Any]:
+    """`deadline` (time.monotonic()) bounds the creation so the answer beats the API
+    Gateway limit; a creation that needs longer is left to the worker (503 retryable)."""
     require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
     # One approval of a request at a time (the G-37 fix): a concurrent approval waits here,
     # then finds the request resolved, so GitHub never sees two creations of one repository
@@ -197,6 +211,9 @@ def approve(rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str) -
                 row = store.transition(
                     conn, request_id, "pending", "approved", approver=caller.login
                 )
+                # With the transition, so an approval cut short is always finished by the
+                # worker (a no-op when this request completes it first).
+                outbox.enqueue(conn, outbox.REPO_APPROVED, {"request": request_id})
         except store.NotFound:
             raise NotFound("no such repo request") from None
         except store.WrongStatus:
@@ -206,16 +223,17 @@ def approve(rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str) -
             resumed = True  # an earlier approval stopped after the transition
         except Exception as err:
             raise _store_failed(err) from err
-        return _create_repository(rt, ctx, caller, row, resumed=resumed)
+        return _create_repository(rt, ctx, caller, row, resumed=resumed, deadline=deadline)
 
 
 def _create_repository(
-    rt: Runtime, ctx: RequestContext, caller: Caller, row: store.RepoRequest, *, resumed: bool
-) -> dict[str, Any]:
+    rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest, *,
+    resumed: bool, deadline: float | None, actor: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     try:
         url = rt.github_app.create(
             row.name, description=row.description, private=row.visibility == "private",
-            template=row.template,
+            template=row.template, deadline=deadline,
         )  # fmt: skip
     except RepoCreateError as err:
         if resumed and err.already_exists:
@@ -224,7 +242,7 @@ def _create_repository(
             logger.warning("repo.create_retryable", extra={"id": row.id, "error": str(err)})
             raise RepoCreateRetryable() from None
         else:
-            return _fail(rt, ctx, caller, row, err)
+            return _fail(rt, ctx, caller, row, err, actor=actor)
     try:
         with rt.db.transaction() as conn:
             done = store.transition(conn, row.id, "approved", "active", url=url)
@@ -232,13 +250,18 @@ def _create_repository(
         raise _store_failed(err) from err  # deleted or finished meanwhile (G-37)
     except Exception as err:
         raise _store_failed(err) from err
-    audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url})
-    return {"outcome": "ok", "request": repo_json(done, show_actor=sees_actors(rt, caller))}
+    audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url},
+                 actor=actor)  # fmt: skip
+    return {"outcome": "ok", "request": repo_json(done, show_actor=_shows(rt, caller))}
+
+
+def _shows(rt: Runtime, caller: Caller | None) -> bool:
+    return caller is not None and sees_actors(rt, caller)
 
 
 def _fail(
-    rt: Runtime, ctx: RequestContext, caller: Caller, row: store.RepoRequest,
-    err: RepoCreateError,
+    rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest,
+    err: RepoCreateError, *, actor: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     if err.internal:
         logger.error("repo.create_failed", extra={"id": row.id, "error": str(err)})
@@ -249,11 +272,30 @@ def _fail(
     except Exception as store_err:
         raise _store_failed(store_err) from store_err
     audit.record(rt, ctx, "repo.approve", outcome="approved_failed",
-                 detail={"id": failed.id, "name": failed.name})  # fmt: skip
+                 detail={"id": failed.id, "name": failed.name}, actor=actor)  # fmt: skip
     return {
         "outcome": "approved_failed",
-        "request": repo_json(failed, show_actor=sees_actors(rt, caller)),
+        "request": repo_json(failed, show_actor=_shows(rt, caller)),
     }
+
+
+WORKER_ACTOR = "system:repo-worker"
+
+
+def finish_approval(rt: Runtime, request_id: str, *, deadline: float) -> str:
+    """The durable half of an approval (the `repo.approved` event): finish a request still
+    `approved` — create the repository, or record the failure. Returns what happened: `done`
+    (nothing left to do), `active` or `failed`; raises RepoCreateRetryable when GitHub failed
+    transiently (the worker retries the message after a backoff)."""
+    ctx = RequestContext(request_id=f"repo-worker-{request_id}", caller=None)
+    with site_lock(rt.settings.database_url, Dirname(f"repo-request:{request_id}")):
+        with rt.db.transaction() as conn:
+            row = store.get(conn, request_id)
+        if row is None or row.status != "approved":
+            return "done"  # finished (or rejected, or deleted) meanwhile
+        result = _create_repository(rt, ctx, None, row, resumed=True, deadline=deadline,
+                                    actor=WORKER_ACTOR)  # fmt: skip
+    return "active" if result["outcome"] == "ok" else "failed"
 
 
 def reject(
