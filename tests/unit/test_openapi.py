@@ -45,6 +45,17 @@ def api_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """functions/api/app.py imported as Lambda would (its import runs runtime.current())."""
     for name, value in base_env().items():
         monkeypatch.setenv(name, value)
+    # The repo-request routes exist only with the GitHub App configured: turn it on.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()  # fmt: skip
+    app = {"GH_APP_ID": "1", "GH_APP_INSTALLATION_ID": "2", "GH_APP_PRIVATE_KEY": pem,
+           "REPO_APPROVE_AUTHZ_TEAM": "approvers"}  # fmt: skip
+    for name, value in app.items():
+        monkeypatch.setenv(name, value)
     runtime.reset()
     name = "artemis_fn_api_openapi_test"
     spec = importlib.util.spec_from_file_location(name, FUNCTIONS_DIR / "api" / "app.py")

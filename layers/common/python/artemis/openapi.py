@@ -81,6 +81,7 @@ DEPENDENCY_CODES: dict[str, tuple[int, str]] = {
     "registry_read_failed": (502, "reading the site registry failed"),
     "registry_write_failed": (502, "writing the site registry failed"),
     "audit_read_failed": (502, "the audit query failed"),
+    "repo_store_failed": (502, "the repo-request store failed"),
     # Readiness (artemis.health) answers this code directly, not through an exception.
     "r2_unreachable": (503, "readiness: the bucket probe failed"),
 }  # fmt: skip
@@ -257,6 +258,38 @@ class AuditRow(_Shape):
     )
 
 
+class RepoRow(_Shape):
+    id: str = Field(description="`req_` + 20 lower-case hex characters")
+    name: str = Field(description="the repository name")
+    owner: str = Field(description="GH_REPO_ORG")
+    visibility: Literal["public", "private"] = Field(description="public or private")
+    status: Literal["pending", "approved", "active", "rejected", "failed"] = Field(
+        description="pending → approved → active or failed; pending → rejected"
+    )
+    requestedBy: str = Field(description='the requester; "" unless the caller may see actors')
+    createdAt: str = Field(description="RFC 3339, full precision")
+    updatedAt: str = Field(description="RFC 3339, full precision")
+    description: str | _Omitted = Field(None, description="omitted when empty")
+    template: str | _Omitted = Field(None, description="the template repository, if any")
+    url: str | _Omitted = Field(None, description="the repository, once active")
+    error: str | _Omitted = Field(None, description="why it failed (user-facing text)")
+    approver: str | _Omitted = Field(
+        None, description="who approved or rejected; omitted when empty or hidden"
+    )
+    rejectReason: str | _Omitted = Field(None, description="omitted when empty")
+
+
+class RepoApproval(_Shape):
+    outcome: Literal["ok", "approved_failed"] = Field(
+        description="ok: the repository exists; approved_failed: creation failed (see error)"
+    )
+    request: RepoRow = Field(description="the request after the approval")
+
+
+class RepoTemplates(_Shape):
+    templates: list[str] = Field(description="template repositories the App can read, sorted")
+
+
 class ErrorBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -288,16 +321,24 @@ class ErrorEnvelope(BaseModel):
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Health, Readiness, Whoami, InitResponse, UploadResponse, PresignResponse, FinalizeResponse,
     DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored, TrashEntry, SiteRow,
-    SitePurged, AuditRow, ErrorEnvelope,
+    SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates, ErrorEnvelope,
 )  # fmt: skip
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     bodies.InitBody, bodies.UploadsBody, bodies.FinalizeBody, bodies.PromoteBody,
-    bodies.RollbackBody, bodies.RegisterBody, bodies.TeamsBody,
+    bodies.RollbackBody, bodies.RegisterBody, bodies.TeamsBody, bodies.RepoCreateBody,
+    bodies.RejectBody,
 )  # fmt: skip
 
 # What the parser's models cannot say: field meanings and the fields the route itself requires
 # (the models default them so that the route can answer its own, more specific, error).
 BODY_NOTES: dict[str, dict[str, str]] = {
+    "RepoCreateBody": {
+        "name": "the repository name, `^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$`",
+        "visibility": "`public` or `private` (default)",
+        "description": "at most 350 characters",
+        "template": "a template repository of GH_REPO_ORG to generate from; empty: blank",
+    },
+    "RejectBody": {"reason": "why, at most 350 characters (optional)"},
     "InitBody": {
         "site": "the site's registry slug (not format-checked here; the per-site gate decides)",
         "sha": f"the commit or build id, `{SHA_PATTERN}`; its first 7 characters end the deploy id",
@@ -336,6 +377,7 @@ ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
     "RollbackBody": ("to",),
     "RegisterBody": ("slug",),
     "TeamsBody": ("teams",),
+    "RepoCreateBody": ("name",),
 }
 
 
@@ -490,6 +532,38 @@ removes the registry row. It is resumable: on a `502` (notably `r2_move_incomple
 request. An orphaned site (already deregistered) can still be purged. Each failed stage writes
 one `site.purge` audit row with outcome `failure`.
 """
+
+_REPO_GATED = (
+    " Exists only when the GitHub App is configured (`GH_APP_ID`, `GH_APP_INSTALLATION_ID`,"
+    " `GH_APP_PRIVATE_KEY`); otherwise `404 not_found`."
+)
+_REPO_EXAMPLE: dict[str, Any] = {
+    "id": "req_0123456789abcdef0123", "name": "docs-site", "owner": "freeCodeCamp-Universe",
+    "visibility": "private", "status": "pending", "requestedBy": "octocat",
+    "createdAt": "2026-11-27T10:00:00.123456Z", "updatedAt": "2026-11-27T10:00:00.123456Z",
+    "description": "the docs",
+}  # fmt: skip
+
+REPO_CREATE_DESCRIPTION = (
+    "Files a `pending` request for a repository in `GH_REPO_ORG`: `name` "
+    "`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$` (`400 invalid_name`), `visibility` public or private "
+    "(default private), `template` a repository name or empty (existence not checked), "
+    "`description` at most 350 characters. One pending, approved or active request per name, "
+    "case-insensitively (`409 already_exists`); if the holder is `active` but its repository "
+    "is gone from GitHub, the holder is marked failed and the name reclaimed." + _REPO_GATED
+)
+
+REPO_APPROVE_DESCRIPTION = (
+    "Moves a `pending` request to `approved` (with a `repo.approved` outbox event in the same "
+    "transaction) and creates the repository with the GitHub App within a time budget under "
+    "the API Gateway limit: `200` with `outcome: ok` and the `active` request, or "
+    "`outcome: approved_failed` with the user-facing `error` (permission, unreadable "
+    "template, name taken). If GitHub fails transiently or the budget runs out the request "
+    "stays `approved`, the answer is `503 repo_create_retryable`, and the site worker "
+    "finishes the creation from the event (approving again also resumes). Approvals of one "
+    "request are serialized: concurrent ones wait, then answer `409 already_resolved`; "
+    "the repository is never created twice." + _REPO_GATED
+)
 
 AUDIT_DESCRIPTION = f"""\
 The cross-site audit trail, newest first (`occurredAt`, then `id`, descending). The caller must
@@ -733,6 +807,69 @@ ROUTES: tuple[Route, ...] = (
         response_description="purge=true: the site's tree moved to trash and deregistered",
         alternative=(204, "bare delete: the site is unpublished and deregistered; no body"),
     ),
+    # --- the repo-request queue (only when the GitHub App is configured) ----------------------
+    Route(
+        "POST", "/api/repo", "repoCreate", "Repos", "Request a repository", REPO_CREATE_DESCRIPTION,
+        "github", "repo create (`REPO_CREATE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 201, RepoRow,
+        _REPO_EXAMPLE,
+        (*_BEARER, *_TEAM_GATE, *_BODY, "invalid_name", "invalid_visibility", "invalid_template",
+         "invalid_description", "already_exists", "repo_store_failed", "not_found"),
+        body=bodies.RepoCreateBody, body_limit=bodies.SMALL_LIMIT,
+    ),
+    Route(
+        "GET", "/api/repos", "repoList", "Repos", "List repo requests",
+        "Oldest first. `status` filters (default `pending`; `all` for every row); `mine=1` or "
+        "`true` keeps the caller's own requests. Actor fields are blank unless the caller is "
+        "in `AUDIT_READ_AUTHZ_TEAM`." + _REPO_GATED,
+        "github", "any GitHub user", 200, RepoRow, [_REPO_EXAMPLE],
+        (*_BEARER, "invalid_status", "repo_store_failed", "not_found"), many=True,
+        query=(
+            Query("status", "pending (default), approved, active, rejected, failed or all",
+                  {"type": "string"}),
+            Query("mine", "`1` or `true`: only the caller's requests", {"type": "string"}),
+        ),
+    ),
+    Route(
+        "GET", "/api/repo/templates", "repoTemplates", "Repos", "List template repositories",
+        "Template repositories of `GH_REPO_ORG` the App can read, sorted, cached 5 minutes. "
+        "Never fails: any error answers an empty list, so clients fall back to free text."
+        + _REPO_GATED,
+        "github", "any GitHub user", 200, RepoTemplates, {"templates": ["site-template"]},
+        (*_BEARER, "not_found"),
+    ),
+    Route(
+        "GET", "/api/repo/{request_id}", "repoGet", "Repos", "Read a repo request",
+        "One request; actor fields blank unless the caller is in the audit team." + _REPO_GATED,
+        "github", "any GitHub user", 200, RepoRow, _REPO_EXAMPLE,
+        (*_BEARER, "not_found", "repo_store_failed"),
+    ),
+    Route(
+        "POST", "/api/repo/{request_id}/approve", "repoApprove", "Repos",
+        "Approve a request: create the repository", REPO_APPROVE_DESCRIPTION,
+        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, RepoApproval,
+        {"outcome": "ok", "request": {**_REPO_EXAMPLE, "status": "active",
+                                      "url": "https://github.com/freeCodeCamp-Universe/docs-site",
+                                      "approver": "octocat"}},
+        (*_BEARER, *_TEAM_GATE, "not_found", "already_resolved", "repo_create_retryable",
+         "repo_store_failed", *_LOCK),
+    ),
+    Route(
+        "POST", "/api/repo/{request_id}/reject", "repoReject", "Repos", "Reject a request",
+        "Optional body `{reason}` (at most 350 characters, else `400 invalid_reason`); only a "
+        "`pending` request (`409 already_resolved` otherwise). Releases the name." + _REPO_GATED,
+        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, RepoRow,
+        {**_REPO_EXAMPLE, "status": "rejected", "rejectReason": "duplicate"},
+        (*_BEARER, *_TEAM_GATE, *_BODY, "invalid_reason", "not_found", "already_resolved",
+         "repo_store_failed"),
+        body=bodies.RejectBody, body_required=False, body_limit=bodies.SMALL_LIMIT,
+    ),
+    Route(
+        "DELETE", "/api/repo/{request_id}", "repoDelete", "Repos", "Delete a request",
+        "Removes the row whatever its status, releasing the name; never touches GitHub."
+        + _REPO_GATED,
+        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 204, None, None,
+        (*_BEARER, *_TEAM_GATE, "not_found", "repo_store_failed"),
+    ),
     # --- audit ------------------------------------------------------------------------------------
     Route(
         "GET", "/api/audit", "auditList", "Audit", "Read the audit log", AUDIT_DESCRIPTION,
@@ -761,6 +898,10 @@ ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "request_id": {
+        "description": "the repo request's id, `req_` + 20 lower-case hex characters",
+        "schema": {"type": "string"},
+    },
     "deploy_id": {
         "description": "the deploy id (`YYYYMMDD-HHMMSS-<sha prefix>`); on the session routes "
         "it must equal the token's `deployId` (`403 jwt_wrong_deploy`)",
@@ -882,6 +1023,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Aliases", "Read, promote and roll back the production and preview aliases."),
     ("Deletion", "Deploy delete, restore and the trash listing."),
     ("Registry", "Sites and the teams that manage them."),
+    ("Repos", "Self-service repository requests, created through a GitHub App (feature-gated)."),
     ("Audit", "The append-only audit log."),
 )
 
