@@ -61,6 +61,46 @@ def _signing_key(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+DEV_APP_ID = "1"
+DEV_INSTALLATION_ID = "1"
+DEV_TEMPLATE = "site-template"
+
+
+def _dev_app_key(state_dir: Path) -> str:
+    """A per-checkout development GitHub App key (RSA, PKCS#8 PEM), kept out of the repository."""
+    path = state_dir / "github-app-key.pem"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+        path.chmod(0o600)
+    return path.read_text()
+
+
+def _attach_dev_app(github: FakeGitHub, env: dict[str, str], state_dir: Path) -> None:
+    """Turn the repo-request feature on against the fake GitHub: a generated App key whose
+    public half the fake verifies, staff as creators and approvers, one template repo."""
+    from cryptography.hazmat.primitives import serialization
+
+    from artemis_local.fake_github import FakeApp
+
+    pem = _dev_app_key(state_dir)
+    public = serialization.load_pem_private_key(pem.encode(), None).public_key()
+    public_pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    org = env.get("GH_REPO_ORG") or "freeCodeCamp-Universe"
+    github.app = FakeApp(DEV_APP_ID, DEV_INSTALLATION_ID, public_pem, org)
+    github.app.add_template(DEV_TEMPLATE)
+    env.update(GH_APP_ID=DEV_APP_ID, GH_APP_INSTALLATION_ID=DEV_INSTALLATION_ID,
+               GH_APP_PRIVATE_KEY=pem, REPO_APPROVE_AUTHZ_TEAM="staff")  # fmt: skip
+
+
 def local_defaults(state_dir: Path) -> dict[str, str]:
     return {
         "JWT_SIGNING_KEY": _signing_key(state_dir),
@@ -87,6 +127,8 @@ class LocalSystem:
     gateway: Gateway | None = None
     github: FakeGitHub | None = None  # the fake GitHub, when this system started one
     workers: bool = True  # relay loop, site-worker poller, schedules (off for API tests)
+    # `make run`: the repo-request feature against the fake GitHub's App (a generated key)
+    dev_github_app: bool = False
     stack_name: str = LOCAL_STACK_NAME  # names the queues and rules as the template does
     schedule_mode: ScheduleMode | None = None  # decided in start()
     schedules: ScheduleResources | None = None  # the rules and ticks queue (EventBridge mode)
@@ -124,6 +166,8 @@ class LocalSystem:
                 self.github = FakeGitHub().start()
                 self._stops.append(self.github.stop)
                 env["GH_API_BASE"] = self.github.url
+                if self.dev_github_app and not env.get("GH_APP_ID"):
+                    _attach_dev_app(self.github, env, self.state_dir)
             self.env = env
             os.environ.update(env)
             runtime.reset()
@@ -190,7 +234,7 @@ def serve(port: int | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    system = LocalSystem(port=port)
+    system = LocalSystem(port=port, dev_github_app=True)
     try:
         system.check_config()
     except ConfigError as err:
@@ -213,6 +257,9 @@ def serve(port: int | None = None) -> int:
         print("  local-staff-token     local-staff     teams: staff")
         print("  local-dev-token       local-dev       teams: web")
         print("  local-outsider-token  local-outsider  teams: (none)")
+        if system.github is not None and system.github.app is not None:
+            print(f"artemis: repo requests on: the fake GitHub's App (template {DEV_TEMPLATE}),"
+                  " staff create and approve")  # fmt: skip
         print("artemis: Ctrl-C stops everything", flush=True)
         stopping.wait()
     finally:

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,14 @@ ADMIN = REPO_ROOT / ".venv" / "bin" / "artemis-admin"
 def get(url: str) -> tuple[int, dict[str, object]]:
     with urllib.request.urlopen(url, timeout=10) as resp:
         return resp.status, json.loads(resp.read())
+
+
+def send(url: str, body: dict[str, object], headers: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers,
+                                     method="POST")  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -83,6 +92,13 @@ def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir
         status, body = get(base + "/readyz")
         assert status == 200 and body["ready"] is True and "degraded" not in body
         assert processes_mentioning(str(state_dir / "pg")), "embedded Postgres should be running"
+        # The repo-request feature is on against the fake GitHub's App: request and approve.
+        staff = {"Authorization": "Bearer local-staff-token", "Content-Type": "application/json"}
+        created = send(base + "/api/repo", {"name": "hello-world", "template": "site-template"},
+                       staff)  # fmt: skip
+        assert created["status"] == "pending"
+        approved = send(base + f"/api/repo/{created['id']}/approve", {}, staff)
+        assert approved["outcome"] == "ok" and approved["request"]["status"] == "active"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -99,6 +115,7 @@ def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir
     log = (state_dir / "run.log").read_text()
     assert code == 0, log
     assert "local-staff-token" in log and "local-dev-token" in log and "local-outsider-token" in log
+    assert "repo requests on" in log
     assert re.search(r"API on http://127\.0\.0\.1:\d+", log)
     assert processes_mentioning(str(state_dir)) == []  # no postgres, no server left behind
     with pytest.raises(urllib.error.URLError):
