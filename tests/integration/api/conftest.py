@@ -12,6 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,27 @@ class Api:
             return cur.fetchall() if cur.description else []
 
 
+@contextmanager
+def local_api_system(state_dir: Path, env: dict[str, str]) -> Iterator[LocalSystem]:
+    """A LocalSystem serving the API on a free port with the fake GitHub and no background
+    workers (the tests assert exact outbox and index state); the process environment is
+    restored afterwards."""
+    saved = dict(os.environ)
+    env = {k: v for k, v in env.items() if k != "GH_API_BASE"}
+    os.environ.pop("GH_API_BASE", None)
+    system = LocalSystem(state_dir=state_dir, base_env=env, port=0, workers=False).start()
+    try:
+        yield system
+    finally:
+        system.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="package")  # torn down (environment restored) when the API tests end
 def api_system(
     tmp_path_factory: pytest.TempPathFactory, migrated_database_url: str, moto_url: str
 ) -> Iterator[LocalSystem]:
-    saved = dict(os.environ)
     env = base_env(
         DATABASE_URL=migrated_database_url,
         AWS_ENDPOINT_URL=moto_url,
@@ -155,18 +172,8 @@ def api_system(
         UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES),
         **SLUG_NOT_DIRNAME,
     )
-    env.pop("GH_API_BASE", None)
-    os.environ.pop("GH_API_BASE", None)
-    # No background workers: these tests assert exact outbox and index state.
-    system = LocalSystem(
-        state_dir=Path(tmp_path_factory.mktemp("api")), base_env=env, port=0, workers=False
-    ).start()
-    try:
+    with local_api_system(Path(tmp_path_factory.mktemp("api")), env) as system:
         yield system
-    finally:
-        system.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture

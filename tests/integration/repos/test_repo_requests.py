@@ -4,7 +4,6 @@ verifies the App JWT's RS256 signature with the App's public key)."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from artemis_local.functions import LocalContext
 from artemis_local.runner import LocalSystem
 from functions.site_worker.app import make_handler
 from tests.conftest import base_env
-from tests.integration.api.conftest import STAFF, Api, Reply
+from tests.integration.api.conftest import STAFF, Api, Reply, local_api_system
 
 APPROVER = "repo-approver-token"
 OUTSIDER = "local-outsider-token"
@@ -41,7 +40,6 @@ def repo_system(
     tmp_path_factory: pytest.TempPathFactory, migrated_database_url: str, moto_url: str,
     app_key: rsa.RSAPrivateKey,
 ) -> Iterator[LocalSystem]:  # fmt: skip
-    saved = dict(os.environ)
     pem = app_key.private_bytes(serialization.Encoding.PEM,
                                 serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption()).decode()  # fmt: skip
@@ -50,17 +48,8 @@ def repo_system(
         GH_APP_ID="4242", GH_APP_INSTALLATION_ID="77", GH_APP_PRIVATE_KEY=pem,
         REPO_APPROVE_AUTHZ_TEAM="approvers", GH_REPO_ORG=ORG,
     )  # fmt: skip
-    env.pop("GH_API_BASE", None)
-    os.environ.pop("GH_API_BASE", None)
-    system = LocalSystem(state_dir=Path(tmp_path_factory.mktemp("repos")), base_env=env, port=0,
-                         workers=False)  # fmt: skip
-    system.start()
-    try:
+    with local_api_system(Path(tmp_path_factory.mktemp("repos")), env) as system:
         yield system
-    finally:
-        system.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture
