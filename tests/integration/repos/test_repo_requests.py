@@ -215,10 +215,12 @@ def test_approve_from_a_template(api: Api) -> None:
 
 def test_a_template_the_app_cannot_read_fails_with_the_user_facing_message(api: Api) -> None:
     fake(api).add_template("locked-template", readable=False)
-    row = create(api, {"name": name(), "template": "locked-template"}).body
+    repo = name()
+    row = create(api, {"name": repo, "template": "locked-template"}).body
     reply = approve(api, row["id"])
     assert reply.status == 200 and reply.body["outcome"] == "approved_failed"
     assert reply.body["request"]["error"] == "the GitHub App cannot read the template repository"
+    assert create(api, {"name": repo.upper()}).status == 201  # a failed request frees the name
 
 
 def test_an_existing_repository_on_a_first_approval_fails_the_request(api: Api) -> None:
