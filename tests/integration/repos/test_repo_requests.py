@@ -349,3 +349,26 @@ def test_an_approval_out_of_time_is_left_to_the_worker(api: Api) -> None:
     api.github.clear_faults()
     run_worker_until(api, row["id"], "active")
     assert fake(api).created == [repo]
+
+
+def test_one_installation_token_serves_many_calls(api: Api) -> None:
+    """The token is cached until 60 s before its expiry: two approvals, one mint."""
+    for _ in range(2):
+        row = create(api, {"name": name()}).body
+        assert approve(api, row["id"]).body["outcome"] == "ok"
+    assert api.github.count("/app/installations/77/access_tokens", exact=True) == 1
+    assert len(fake(api).tokens) == 1
+
+
+def test_an_app_jwt_signed_with_another_key_gets_no_token(api: Api) -> None:
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = (
+        other.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    api.github.app = FakeApp("4242", "77", public, ORG)  # GitHub knows another key
+    row = create(api, {"name": name()}).body
+    body = approve(api, row["id"]).body
+    assert body["outcome"] == "approved_failed"
+    assert body["request"]["error"] == "repository creation failed"  # internal text hidden
