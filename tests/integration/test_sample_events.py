@@ -18,6 +18,7 @@ deploy the step names.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ import pytest
 from artemis import runtime
 from artemis.config import Settings
 from artemis_local.admin import fill_placeholders, placeholders
-from artemis_local.fake_github import FakeGitHub
+from artemis_local.fake_github import FakeApp, FakeGitHub
 from artemis_local.functions import Handler, LocalContext, function_names, load_handler
 from tests.conftest import REPO_ROOT, TEST_SIGNING_KEY, base_env, sqs_client
 from tests.integration.test_admin import run_admin
@@ -95,6 +96,8 @@ SCENARIO: list[Step] = [
     Step("api-site-trash.json", 200),
     Step("api-deploy-restore.json", 200, "B"),
     Step("api-audit.json", 200),
+    Step("api-repo-create.json", 201),
+    Step("api-repo-list.json", 200),
     Step("relay-scheduled.json"),  # publishes the site.changed rows the API wrote
     Step("site_worker-sqs.json"),  # www.example.org: no state there, an empty gc-site run
     Step("site_worker-two-sites.json"),  # {{site}} (twice: coalesced) and docs
@@ -155,6 +158,23 @@ class Stack:
         return self.handler(function)(self.event(step), context)
 
 
+@functools.cache
+def _app_key() -> tuple[str, str]:
+    """A GitHub App key pair for the repo events: (private PEM, public PEM)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()  # fmt: skip
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
 @pytest.fixture
 def stack(
     empty_database_url: str, moto_url: str, monkeypatch: pytest.MonkeyPatch
@@ -169,6 +189,8 @@ def stack(
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes=fifo)["QueueUrl"]
     queue_url = sqs.create_queue(QueueName=f"{name}.fifo", Attributes=fifo)["QueueUrl"]
     github = FakeGitHub().start()
+    app_key = _app_key()
+    github.app = FakeApp("11", "22", app_key[1], "freeCodeCamp-Universe")  # repo events
     for spec in Settings.model_fields.values():  # nothing leaks in from the outer environment
         if spec.alias:
             monkeypatch.delenv(spec.alias, raising=False)
@@ -182,6 +204,10 @@ def stack(
         GH_API_BASE=github.url,
         SITE_EVENTS_QUEUE_URL=queue_url,
         SITE_EVENTS_DLQ_URL=dlq_url,
+        GH_APP_ID="11",
+        GH_APP_INSTALLATION_ID="22",
+        GH_APP_PRIVATE_KEY=app_key[0],
+        REPO_APPROVE_AUTHZ_TEAM="staff",
     )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
