@@ -40,8 +40,18 @@ $(SAM_VENV)/.installed:
 run: $(VENV)/.installed
 	$(VENV)/bin/artemis-admin run
 
-test: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
+test: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed browser
 	$(PY) -m pytest tests
+
+# The e2e tier drives Debian's Chromium through chromedriver: install them when missing.
+.PHONY: browser
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver (the e2e tier's browser)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "could not install chromium: the e2e browser test will fail"; \
+	else echo "no apt-get: install Chromium and chromedriver at /usr/bin for the e2e tier"; fi
 
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
@@ -52,7 +62,7 @@ test-integration: $(VENV)/.installed
 test-system: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
 	$(PY) -m pytest tests/system
 
-test-e2e: $(VENV)/.installed
+test-e2e: $(VENV)/.installed browser
 	$(PY) -m pytest tests/e2e
 
 # The code must also run on Python 3.12 and 3.13: the unit tier on each interpreter present
