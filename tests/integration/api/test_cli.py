@@ -233,7 +233,8 @@ def test_promote_rollback_and_ls_json(cli: Cli, api: Api, tmp_path: Path) -> Non
     listing = cli("ls", "--site", site, "--json")
     assert listing.code == 0
     assert listing.doc["production"] == second and listing.doc["preview"] == second
-    assert [r["deployId"] for r in listing.doc["deploys"]] == [first, second]
+    # Oldest first by id; two deploys minted in one second order by their sha.
+    assert [r["deployId"] for r in listing.doc["deploys"]] == sorted([first, second])
     back = cli("rollback", "--site", site, "--to", first, "--json")
     assert back.code == 0 and back.doc["deployId"] == first
     assert cli("ls", "--site", site, "--json").doc["production"] == first
