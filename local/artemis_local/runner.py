@@ -169,6 +169,7 @@ class LocalSystem:
                 if self.dev_github_app and not env.get("GH_APP_ID"):
                     _attach_dev_app(self.github, env, self.state_dir)
             self.env = env
+            self._stops.append(_environment_restorer())  # stop() leaves os.environ as found
             os.environ.update(env)
             runtime.reset()
             self._stops.append(runtime.reset)
@@ -205,6 +206,17 @@ class LocalSystem:
                     print(f"artemis: stopping {name} took {took:.1f}s", file=sys.stderr)
             except Exception as err:  # keep stopping the rest
                 print(f"artemis: stop failed: {err}", file=sys.stderr)
+
+
+def _environment_restorer() -> Callable[[], None]:
+    """Undo what start() writes into os.environ (the functions read their settings there)."""
+    saved = dict(os.environ)
+
+    def restore() -> None:
+        os.environ.clear()
+        os.environ.update(saved)
+
+    return restore
 
 
 _SHARED_ENV = {

@@ -24,9 +24,9 @@ def fetch(url: str) -> tuple[int, Any]:
 
 @pytest.fixture
 def start_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Start a LocalSystem on real Postgres and moto; restore the environment afterwards."""
+    """Start LocalSystems on real Postgres and moto; stopping them (newest first) restores
+    the environment."""
     systems: list[LocalSystem] = []
-    saved = dict(os.environ)
 
     def start(**env: str) -> str:
         system = LocalSystem(state_dir=tmp_path, base_env=env, port=0, workers=False).start()
@@ -37,10 +37,8 @@ def start_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     try:
         yield start
     finally:
-        for system in systems:
+        for system in reversed(systems):
             system.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_healthz_is_ok_without_touching_dependencies(
@@ -116,3 +114,18 @@ def test_unknown_route_is_the_json_envelope(
         404,
         {"error": {"code": "not_found", "message": "no such route"}},
     )
+
+
+def test_stopping_the_system_restores_the_process_environment(
+    tmp_path: Path, database_url: str, moto_url: str
+) -> None:
+    before = dict(os.environ)
+    system = LocalSystem(
+        state_dir=tmp_path, base_env=base_env(DATABASE_URL=database_url, AWS_ENDPOINT_URL=moto_url),
+        port=0, workers=False,
+    ).start()  # fmt: skip
+    try:
+        assert os.environ["DATABASE_URL"] == database_url and "GH_API_BASE" in os.environ
+    finally:
+        system.stop()
+    assert dict(os.environ) == before

@@ -2,7 +2,6 @@
 the API answers readiness through the gateway."""
 
 import json
-import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,6 @@ from tests.conftest import base_env
 
 @pytest.fixture
 def system(tmp_path: Path, localstack_url: str, database_url: str) -> Iterator[LocalSystem]:
-    saved = dict(os.environ)
     env = base_env(
         DATABASE_URL=database_url, AWS_ENDPOINT_URL=localstack_url, BUCKET_NAME="artemis-system"
     )
@@ -26,8 +24,6 @@ def system(tmp_path: Path, localstack_url: str, database_url: str) -> Iterator[L
         yield started
     finally:
         started.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_start_creates_the_fifo_queue_with_a_fifo_dlq(

@@ -24,7 +24,6 @@ are back-dated past the recovery window instead.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -113,7 +112,6 @@ def flow(
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         conn.execute(TRUNCATE)
         conn.execute("TRUNCATE drift_runs, drift_site_results RESTART IDENTITY")
-    saved = dict(os.environ)
     env = base_env(
         DATABASE_URL=migrated_database_url,
         AWS_ENDPOINT_URL=localstack_url,
@@ -136,8 +134,6 @@ def flow(
                    migrated_database_url)  # fmt: skip
     finally:
         system.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 # --- (a) ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -147,18 +146,14 @@ class Api:
 @contextmanager
 def local_api_system(state_dir: Path, env: dict[str, str]) -> Iterator[LocalSystem]:
     """A LocalSystem serving the API on a free port with the fake GitHub and no background
-    workers (the tests assert exact outbox and index state); the process environment is
-    restored afterwards."""
-    saved = dict(os.environ)
+    workers (the tests assert exact outbox and index state); stopping it restores the process
+    environment."""
     env = {k: v for k, v in env.items() if k != "GH_API_BASE"}
-    os.environ.pop("GH_API_BASE", None)
     system = LocalSystem(state_dir=state_dir, base_env=env, port=0, workers=False).start()
     try:
         yield system
     finally:
         system.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="package")  # torn down (environment restored) when the API tests end
