@@ -1,9 +1,11 @@
 """Fixtures shared by the integration tests of the background jobs."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from artemis.config import load_settings
+from artemis.runtime import Runtime
 from tests.integration.test_drift import Fleet, make_fleet
 
 
@@ -15,3 +17,18 @@ def fleet(database_url: str, moto_url: str, bucket_name: str) -> Iterator[Fleet]
         yield f
     finally:
         f.rt.close()
+
+
+@pytest.fixture
+def runtimes() -> Iterator[Callable[[dict[str, str]], Runtime]]:
+    """`runtimes(env)`: a Runtime built from `env`; every one is closed when the test ends."""
+    made: list[Runtime] = []
+
+    def make(env: dict[str, str]) -> Runtime:
+        rt = Runtime(load_settings(env))
+        made.append(rt)
+        return rt
+
+    yield make
+    for rt in made:
+        rt.close()

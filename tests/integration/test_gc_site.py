@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from artemis.config import load_settings
 from artemis.db import aliases, audit, deploys, job_runs, tombstones
 from artemis.db import lock as lock_module
 from artemis.db.lock import site_lock
@@ -45,26 +44,19 @@ MakeRuntime = Callable[..., Runtime]
 
 
 @pytest.fixture
-def make_rt(database_url: str, moto_url: str, bucket_name: str) -> Iterator[MakeRuntime]:
-    made: list[Runtime] = []
-
-    def make(**overrides: str) -> Runtime:
-        env = base_env(
-            DATABASE_URL=database_url,
-            AWS_ENDPOINT_URL=moto_url,
-            BUCKET_NAME=bucket_name,
-            CLEANUP_RECENT_KEEP="3",
-            CLEANUP_BLAST_CAP="10",
-            **SLUG_NOT_DIRNAME,
-        )
-        env.update(overrides)
-        rt = Runtime(load_settings(env))
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        rt.close()
+def make_rt(
+    runtimes: Callable[[dict[str, str]], Runtime], database_url: str, moto_url: str,
+    bucket_name: str,
+) -> MakeRuntime:  # fmt: skip
+    env = base_env(
+        DATABASE_URL=database_url,
+        AWS_ENDPOINT_URL=moto_url,
+        BUCKET_NAME=bucket_name,
+        CLEANUP_RECENT_KEEP="3",
+        CLEANUP_BLAST_CAP="10",
+        **SLUG_NOT_DIRNAME,
+    )
+    return lambda **overrides: runtimes({**env, **overrides})
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from artemis import runtime
-from artemis.config import load_settings
 from artemis.db import audit, deploys, job_runs, outbox, tombstones
 from artemis.db.lock import site_lock
 from artemis.jobs.common import Deadline
@@ -54,17 +53,10 @@ def settings_env(database_url: str, moto_url: str, bucket_name: str) -> dict[str
 
 
 @pytest.fixture
-def make_rt(settings_env: dict[str, str]) -> Iterator[MakeRuntime]:
-    made: list[Runtime] = []
-
-    def make(**overrides: str) -> Runtime:
-        rt = Runtime(load_settings({**settings_env, **overrides}))
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        rt.close()
+def make_rt(
+    runtimes: Callable[[dict[str, str]], Runtime], settings_env: dict[str, str]
+) -> MakeRuntime:
+    return lambda **overrides: runtimes({**settings_env, **overrides})
 
 
 @pytest.fixture
