@@ -258,16 +258,11 @@ class _Batch:
         if site in self.done_sites:
             logger.info("site_worker.coalesced", extra=log)
             return self._outcome("coalesced")
-        deadline = Deadline.from_lambda(self.context, reserve_seconds=self.reserve_seconds)
-        if not deadline.has(self.min_run_seconds):
-            self._retry(record, 0, OutOfTime("too little time left to start"), log)
+        deadline = self._start_deadline(record, log)
         try:
             result = self.run(self.rt, site, now=self.clock(), deadline=deadline)
         except Exception as err:
-            # transient, or any error on a first receive: retry after a backoff
-            if (is_transient(err) or count < 2) and count < self.max_receives:
-                self._retry(record, self.backoff(count), err, log)
-            return self._dead_letter(record, err, count, log)
+            return self._failed(record, err, count, log)
         if result.incomplete:
             stopped = Incomplete(f"gc-site for {site} stopped early for time")
             if count < self.max_receives:
@@ -285,19 +280,32 @@ class _Batch:
         from artemis.services.repos import finish_approval  # only for this topic
 
         log.update(repo_request=request_id)
-        deadline = Deadline.from_lambda(self.context, reserve_seconds=self.reserve_seconds)
-        if not deadline.has(self.min_run_seconds):
-            self._retry(record, 0, OutOfTime("too little time left to start"), log)
+        deadline = self._start_deadline(record, log)
         try:
             outcome = finish_approval(
                 self.rt, request_id, deadline=time.monotonic() + deadline.remaining()
             )
         except Exception as err:
-            if (is_transient(err) or count < 2) and count < self.max_receives:
-                self._retry(record, self.backoff(count), err, log)
-            return self._dead_letter(record, err, count, log)
+            return self._failed(record, err, count, log)
         logger.info("site_worker.repo_request", extra={**log, "outcome": outcome})
         return self._outcome(f"repo_{outcome}")
+
+    def _start_deadline(self, record: SQSRecord, log: dict[str, Any]) -> Deadline:
+        """The work's deadline (the invocation's time less the reserve); a record that cannot
+        start with `min_run_seconds` left is retried at once instead."""
+        deadline = Deadline.from_lambda(self.context, reserve_seconds=self.reserve_seconds)
+        if not deadline.has(self.min_run_seconds):
+            self._retry(record, 0, OutOfTime("too little time left to start"), log)
+        return deadline
+
+    def _failed(
+        self, record: SQSRecord, err: BaseException, count: int, log: dict[str, Any]
+    ) -> str:
+        """A transient error, or any error on a first receive, is retried after a backoff
+        while receives remain; anything else goes to the DLQ."""
+        if (is_transient(err) or count < 2) and count < self.max_receives:
+            self._retry(record, self.backoff(count), err, log)
+        return self._dead_letter(record, err, count, log)
 
     def _retry(
         self, record: SQSRecord, seconds: int, err: BaseException, log: dict[str, Any]

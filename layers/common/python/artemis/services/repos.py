@@ -246,9 +246,7 @@ def _create_repository(
     try:
         with rt.db.transaction() as conn:
             done = store.transition(conn, row.id, "approved", "active", url=url)
-    except (store.NotFound, store.WrongStatus) as err:
-        raise _store_failed(err) from err  # deleted or finished meanwhile (G-37)
-    except Exception as err:
+    except Exception as err:  # including a row deleted meanwhile (G-37)
         raise _store_failed(err) from err
     audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url},
                  actor=actor)  # fmt: skip
