@@ -124,31 +124,16 @@ def expired_pending(conn: Connection, site: Dirname, cutoff: datetime) -> list[D
         return cur.execute(_EXPIRED, [site, cutoff]).fetchall()
 
 
-def plan_inputs(
-    conn: Connection, site: Dirname, cutoff: datetime
-) -> tuple[list[DeployRow], set[str], list[DeployRow]]:
-    """What gc-site plans from (active rows, alias targets, expired pending rows), as three
-    pipelined statements: one round trip instead of three."""
-    with conn.pipeline():
-        # Binary results: timestamps decode in C instead of being parsed from text.
-        active = conn.cursor(row_factory=class_row(DeployRow), binary=True)
-        active.execute(_ACTIVE, [site])
-        targets = conn.cursor()
-        targets.execute("SELECT deploy_id FROM aliases WHERE site = %s", [site])
-        expired = conn.cursor(row_factory=class_row(DeployRow), binary=True)
-        expired.execute(_EXPIRED, [site, cutoff])
-    return active.fetchall(), {str(r[0]) for r in targets.fetchall()}, expired.fetchall()
-
-
 PlanInputs = tuple[list[DeployRow], set[str], list[DeployRow]]
 
 
 def plan_inputs_for_sites(
     conn: Connection, sites: Sequence[Dirname], cutoff: datetime
 ) -> dict[Dirname, PlanInputs]:
-    """`plan_inputs` for many sites in one round trip of three statements (the fleet planner:
-    a per-site round trip would cost more than the plan itself). Every site is in the result,
-    with empty inputs when the index holds nothing for it."""
+    """What gc-site plans from (active rows, alias targets, expired pending rows), for many
+    sites in one round trip of three pipelined statements (the fleet planner: a per-site round
+    trip would cost more than the plan itself). Every site is in the result, with empty
+    inputs when the index holds nothing for it."""
     inputs: dict[Dirname, PlanInputs] = {site: ([], set(), []) for site in sites}
     names = list(inputs)
     with conn.pipeline():
@@ -171,6 +156,12 @@ def plan_inputs_for_sites(
     for row in expired.fetchall():
         inputs[row[0]][2].append(DeployRow(*row))
     return inputs
+
+
+def plan_inputs(conn: Connection, site: Dirname, cutoff: datetime) -> PlanInputs:
+    """What gc-site plans from for one site (active rows, alias targets, expired pending
+    rows): `plan_inputs_for_sites` of that site."""
+    return plan_inputs_for_sites(conn, [site], cutoff)[site]
 
 
 def count_active(conn: Connection) -> int:
