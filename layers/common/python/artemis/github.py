@@ -294,6 +294,35 @@ def _quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
 
 
+TRANSPORT_ERRORS = (OSError, HTTPException, ValueError)  # URLError and timeouts are OSError
+
+
+def _exchange(
+    opener: urllib.request.OpenerDirector, method: str, url: str, authorization: str,
+    timeout: float, body: Any = None,
+) -> _Response:  # fmt: skip
+    """One GitHub REST call (JSON `body`, if any). Non-2xx answers are returned, not raised;
+    a transport failure, a timeout or an over-long body raises one of TRANSPORT_ERRORS."""
+    headers = {
+        "Authorization": authorization,
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": API_VERSION,
+        "User-Agent": USER_AGENT,
+    }
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    # The base URL's scheme is checked where the client is configured.
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with opener.open(request, timeout=timeout) as raw:
+            return _Response(raw.status, _headers(raw.headers), _read_capped(raw))
+    except urllib.error.HTTPError as err:
+        with err:
+            return _Response(err.code, _headers(err.headers), _read_capped(err))
+
+
 # --- the client ----------------------------------------------------------------------------------
 
 
@@ -534,23 +563,11 @@ class GitHubClient:
     def _get(self, path: str, token: str) -> _Response:
         """GET base_url + path; any transport failure (including a timeout or an over-long body)
         is UpstreamUnavailable. Non-2xx answers are returned, not raised."""
-        request = urllib.request.Request(  # noqa: S310 - scheme checked in __init__
-            self.base_url + path,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": API_VERSION,
-                "User-Agent": USER_AGENT,
-            },
-        )
         try:
-            try:
-                with self._opener.open(request, timeout=self.timeout) as raw:
-                    return _Response(raw.status, _headers(raw.headers), _read_capped(raw))
-            except urllib.error.HTTPError as err:
-                with err:
-                    return _Response(err.code, _headers(err.headers), _read_capped(err))
-        except (OSError, HTTPException, ValueError) as exc:  # URLError and timeouts are OSError
+            return _exchange(
+                self._opener, "GET", self.base_url + path, f"Bearer {token}", self.timeout
+            )
+        except TRANSPORT_ERRORS as exc:
             _log().warning(
                 "GitHub request failed",
                 extra={"github_path": path.split("?", 1)[0], "error": type(exc).__name__},

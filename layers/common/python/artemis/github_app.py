@@ -19,17 +19,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from http.client import HTTPException
 from typing import Any
 
 from artemis.github import (
-    API_VERSION,
-    USER_AGENT,
+    TRANSPORT_ERRORS,
     SharedCache,
-    _headers,
+    _exchange,
     _NoRedirect,
     _quote,
-    _read_capped,
     _Response,
 )
 
@@ -277,26 +274,9 @@ class GitHubApp:
                 raise RepoCreateError("GitHub is temporarily unavailable, retry",
                                       "the time budget is spent", transient=True,
                                       internal=True)  # fmt: skip
-        data = None if body is None else json.dumps(body).encode()
-        headers = {
-            "Authorization": auth,
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": API_VERSION,
-            "User-Agent": USER_AGENT,
-        }
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(  # noqa: S310 - the configured GitHub base URL
-            self.base_url + path, data=data, method=method, headers=headers
-        )
         try:
-            try:
-                with self._opener.open(request, timeout=timeout) as raw:
-                    return _Response(raw.status, _headers(raw.headers), _read_capped(raw))
-            except urllib.error.HTTPError as err:
-                with err:
-                    return _Response(err.code, _headers(err.headers), _read_capped(err))
-        except (OSError, HTTPException, ValueError) as exc:
+            return _exchange(self._opener, method, self.base_url + path, auth, timeout, body)
+        except TRANSPORT_ERRORS as exc:
             raise RepoCreateError(
                 "GitHub is temporarily unavailable, retry", f"{method} {path}: {exc}",
                 transient=True, internal=True,
