@@ -355,10 +355,8 @@ class Settings(BaseModel):
                 'must name the approvers\' team when the GitHub App is configured ("none" is'
                 " a placeholder)",
             )
-        from artemis.github_app import load_private_key  # only when the feature is on
-
         try:
-            load_private_key(self.gh_app_private_key)
+            _ = self.gh_app_key
         except ValueError:
             raise _Invalid(
                 "GH_APP_PRIVATE_KEY", "must be a PEM RSA private key (PKCS#1 or PKCS#8)"
@@ -374,6 +372,14 @@ class Settings(BaseModel):
             public_url_preview_format=self.public_url_preview_format,
             trash_prefix=self.cleanup_trash_prefix,
         )
+
+    @cached_property
+    def gh_app_key(self) -> Any:
+        """The App's RSA private key, read once (start-up checks it; the App client signs
+        with it). ValueError if it is not one."""
+        from artemis.github_app import load_private_key  # only when the feature is on
+
+        return load_private_key(self.gh_app_private_key)
 
     @property
     def repo_feature_enabled(self) -> bool:

@@ -89,7 +89,7 @@ def app_jwt(app_id: str, key: Any, now: float) -> str:
 
 class GitHubApp:
     def __init__(
-        self, base_url: str, app_id: str, installation_id: str, private_key_pem: str, org: str,
+        self, base_url: str, app_id: str, installation_id: str, private_key: Any, org: str,
         *, shared: SharedCache | None = None, timeout: float = TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
@@ -97,7 +97,7 @@ class GitHubApp:
         self.app_id = app_id
         self.installation_id = installation_id
         self.org = org
-        self._key = load_private_key(private_key_pem)
+        self._key = private_key  # as load_private_key read it
         self._shared = shared
         self._timeout = timeout
         self._clock = clock

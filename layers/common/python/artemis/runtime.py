@@ -102,8 +102,8 @@ class Runtime:
         s = self.settings
         shared = RedisSharedCache(self.redis) if self.redis is not None else None
         return GitHubApp(
-            s.gh_api_base, s.gh_app_id, s.gh_app_installation_id, s.gh_app_private_key,
-            s.gh_repo_org, shared=shared,
+            s.gh_api_base, s.gh_app_id, s.gh_app_installation_id, s.gh_app_key, s.gh_repo_org,
+            shared=shared,
         )  # fmt: skip
 
     @cached_property
