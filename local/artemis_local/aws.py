@@ -32,6 +32,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
@@ -72,12 +73,17 @@ class MotoServer:
     Its own process, not a thread: S3 and SQS are other machines in production, and a server
     sharing the API's interpreter would share its GIL, so every request the API makes to the
     bucket would queue behind the API's own work (and the reverse). The child dies with this
-    process (PR_SET_PDEATHSIG on Linux) and is stopped by its pid."""
+    process (PR_SET_PDEATHSIG on Linux) and is stopped by its pid.
+
+    With `journal`, the bucket outlives the process: every S3 write is appended to that file
+    and replayed at the next start (artemis_local.moto_journal)."""
 
     START_TIMEOUT_SECONDS = 30.0
+    REPLAY_TIMEOUT_SECONDS = 300.0  # a long journal takes a while to replay
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Path | None = None) -> None:
         self.port = free_port()
+        self.journal = journal
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,12 +91,18 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoServer:
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+        timeout = self.START_TIMEOUT_SECONDS
+        if self.journal is not None:
+            command = [sys.executable, "-m", "artemis_local.moto_journal", "--port",
+                       str(self.port), "--journal", str(self.journal)]  # fmt: skip
+            timeout += self.REPLAY_TIMEOUT_SECONDS
         self._proc = subprocess.Popen(  # noqa: S603 - our interpreter, fixed arguments
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            command,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=_death_signal(),
         )  # fmt: skip
-        deadline = time.monotonic() + self.START_TIMEOUT_SECONDS
+        deadline = time.monotonic() + timeout
         while not _answers(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()

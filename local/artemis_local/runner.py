@@ -1,10 +1,12 @@
 """`make run`: the whole system on one machine, embedded defaults for whatever is not set.
 
-Postgres: DATABASE_URL, else embedded (pgserver) in .artemis/pg. AWS: AWS_ENDPOINT_URL, else an
-in-process moto server; the bucket and the queues are created with the template's names for the
-stack `artemis-local` (artemis_local.aws). GitHub: GH_API_BASE, else the fake GitHub. Then the
-gateway serves functions/api/app.handler on 127.0.0.1:$PORT until SIGINT/SIGTERM, and
-everything started here is stopped on the way out.
+Postgres: DATABASE_URL, else embedded (pgserver) in .artemis/pg; a server a killed run left
+behind is stopped first. AWS: AWS_ENDPOINT_URL, else a moto server in a child process whose S3
+writes are journaled to .artemis/s3-journal.jsonl and replayed at start, so the bucket survives
+a restart (or a kill -9) as the embedded Postgres does. The bucket and the queues are
+created with the template's names for the stack `artemis-local` (artemis_local.aws). GitHub:
+GH_API_BASE, else the fake GitHub. Then the gateway serves functions/api/app.handler on
+127.0.0.1:$PORT until SIGINT/SIGTERM, and everything started here is stopped on the way out.
 
 Schedules (ARTEMIS_LOCAL_SCHEDULES = auto | eventbridge | clock; artemis_local.aws): against a
 LocalStack serving EventBridge (auto-detected by its /_localstack/health) the template's rules
@@ -46,6 +48,7 @@ from artemis_local.template import LOCAL_STACK_NAME
 
 DEFAULT_STATE_DIR = Path(os.environ.get("ARTEMIS_STATE_DIR") or REPO_ROOT / ".artemis")
 LOCAL_BUCKET = "artemis-local"
+S3_JOURNAL = "s3-journal.jsonl"  # the embedded bucket's writes (artemis_local.moto_journal)
 # Values that only stand in for what start() fills, so configuration is checked before
 # anything starts.
 _PLACEHOLDERS = {"DATABASE_URL": "postgresql://placeholder/artemis"}
@@ -151,7 +154,7 @@ class LocalSystem:
                 self._stops.append(pg.stop)
             migrate(env["DATABASE_URL"])
             if not env.get("AWS_ENDPOINT_URL"):
-                moto = MotoServer().start()
+                moto = MotoServer(journal=self.state_dir / S3_JOURNAL).start()
                 self._stops.append(moto.stop)
                 env["AWS_ENDPOINT_URL"] = moto.url
             resources = ensure_resources(
@@ -238,6 +241,21 @@ _SHARED_ENV = {
 }
 
 
+def _persistence(system: LocalSystem) -> str:
+    """What survives a restart, said at start."""
+    embedded_pg = not system.base_env.get("DATABASE_URL")
+    embedded_s3 = not system.base_env.get("AWS_ENDPOINT_URL")
+    state = system.state_dir
+    if embedded_pg and embedded_s3:
+        return (f"the index ({state / 'pg'}) and the bucket ({state / S3_JOURNAL}) are kept on "
+                f"disk and survive a restart; delete {state} to start fresh")  # fmt: skip
+    if embedded_s3:
+        return f"the bucket is kept on disk ({state / S3_JOURNAL}) and survives a restart"
+    if embedded_pg:
+        return f"the index is kept on disk ({state / 'pg'}); the bucket is the endpoint's own"
+    return "the index and the bucket are the configured endpoints' own"
+
+
 def serve(port: int | None = None) -> int:
     stopping = threading.Event()
 
@@ -259,6 +277,7 @@ def serve(port: int | None = None) -> int:
         print(f"artemis: API on {url}  (health: {url}/healthz, readiness: {url}/readyz)")
         pg = "from DATABASE_URL" if system.base_env.get("DATABASE_URL") else "embedded"
         print(f"artemis: Postgres {pg}, AWS at {system.env['AWS_ENDPOINT_URL']},")
+        print(f"artemis: {_persistence(system)}")
         print(f"artemis: GitHub at {system.env['GH_API_BASE']}")
         if system.schedules is not None:
             rules = ", ".join(r.schedule.rule_name for r in system.schedules.rules)

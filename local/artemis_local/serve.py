@@ -6,12 +6,18 @@ production, done here so a deploy can be opened in a browser.
   `*.localhost` name to the loopback address);
 * `http://127.0.0.1:$PORT/_serve/<site>/<production|preview>/<path>` does the same by path.
 
-`<site>` is the registry slug. Each request resolves the alias object to a deploy id (cached
-for `SERVE_CACHE_TTL`, as the real serve plane caches, so an alias move shows after at most
-that long) and streams `<deploy prefix><path>` with the object's content type. A path ending in
-`/` serves its `index.html`; a path without an extension whose `index.html` exists redirects to
-the path with a slash (so relative links resolve); anything missing is a 404 page (the site's
-own `404.html` when it has one).
+`<site>` is the registry slug. Each request resolves the alias object to a deploy id and
+streams `<deploy prefix><path>` with the object's content type. A path ending in `/` serves its
+`index.html`; a path without an extension whose `index.html` exists redirects to the path with
+a slash (so relative links resolve); anything missing is a 404 page (the site's own `404.html`
+when it has one).
+
+Alias lookups (found or missing) are cached for `SERVE_CACHE_TTL`, as the real serve plane
+caches them, so a change made outside this process (another `artemis-admin`, a tool writing
+the bucket) shows after at most that long. Changes made through this gateway's API do not
+wait: every API request that may write (any method but GET, HEAD, OPTIONS) drops the cache
+once the function has answered, so a promote shows on the next request, and a page opened
+before the first deploy stops 404ing as soon as it is published.
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from artemis.keys import AliasName, Slug
 from artemis.rules import is_slug
+from artemis_local.gateway import Gateway, Request, Response
 
 if TYPE_CHECKING:
     from artemis.runtime import Runtime
@@ -63,35 +69,44 @@ class ServePlane:
         self._clock = clock
         self._aliases: dict[tuple[str, str], tuple[str | None, float]] = {}
         self._lock = threading.Lock()
+        # Bumped by forget(): a lookup that started before a write must not cache what it
+        # read, or the alias it read before the move would be served for another TTL.
+        self._generation = 0
 
     def matches(self, host: str, path: str) -> bool:
         return _target(host, path) is not None
 
+    def forget(self) -> None:
+        """Drop every cached lookup (this system may just have moved an alias)."""
+        with self._lock:
+            self._aliases.clear()
+            self._generation += 1
+
     def deploy_for(self, site: str, mode: AliasName) -> str | None:
-        """The deploy the alias names, read at most once per SERVE_CACHE_TTL."""
+        """The deploy the alias names, read at most once per SERVE_CACHE_TTL (or forget())."""
         rt = self._runtime()
         now = self._clock()
         with self._lock:
             cached = self._aliases.get((site, mode))
             if cached and cached[1] > now:
                 return cached[0]
+            generation = self._generation
         layout = rt.settings.key_layout
         deploy_id = rt.bucket.get_alias(layout.alias_key(layout.dirname(Slug(site)), mode))
         with self._lock:
-            self._aliases[(site, mode)] = (deploy_id, now + rt.settings.serve_cache_ttl)
+            if self._generation == generation:
+                self._aliases[(site, mode)] = (deploy_id, now + rt.settings.serve_cache_ttl)
         return deploy_id
 
-    def serve(self, request: BaseHTTPRequestHandler) -> None:
-        target = _target(request.headers.get("host", ""), request.path)
+    def serve(self, request: Request) -> Response:
+        target = _target(request.header("host"), request.path)
         assert target is not None
         site, mode, raw_path = target
-        if request.command not in ("GET", "HEAD"):
-            self._write(request, 405, {"Allow": "GET, HEAD"}, b"")
-            return
+        if request.method not in ("GET", "HEAD"):
+            return Response(405, [("Allow", "GET, HEAD")])
         bare = urlsplit(request.path).path
         if bare == f"{SERVE_PREFIX}{site}/{mode}":  # the root needs its slash for relative links
-            self._write(request, 301, {"Location": bare + "/"}, b"")
-            return
+            return Response(301, [("Location", bare + "/")])
         path = unquote(raw_path)
         segments = path.split("/")
         if (
@@ -99,12 +114,10 @@ class ServePlane:
             or any(s in (".", "..") for s in segments)
             or "\\" in path
         ):
-            self._not_found(request, None, "")
-            return
+            return self._not_found(None, "")
         deploy_id = self.deploy_for(site, mode)
         if deploy_id is None:
-            self._not_found(request, None, "")
-            return
+            return self._not_found(None, "")
         rt = self._runtime()
         prefix = rt.settings.key_layout.deploy_prefix(
             rt.settings.key_layout.dirname(Slug(site)), deploy_id
@@ -119,12 +132,10 @@ class ServePlane:
             and self._open(rt, prefix + relative + "/index.html", head=True) is not None
         )
         if is_directory:
-            self._write(request, 301, {"Location": urlsplit(request.path).path + "/"}, b"")
-            return
+            return Response(301, [("Location", urlsplit(request.path).path + "/")])
         if obj is None:
-            self._not_found(request, rt, prefix)
-            return
-        self._stream(request, 200, obj)
+            return self._not_found(rt, prefix)
+        return self._stream(200, obj)
 
     @staticmethod
     def _open(rt: Runtime, key: str, *, head: bool = False) -> dict[str, Any] | None:
@@ -140,44 +151,30 @@ class ServePlane:
                 return None
             raise
 
-    def _not_found(self, request: BaseHTTPRequestHandler, rt: Runtime | None, prefix: str) -> None:
+    def _not_found(self, rt: Runtime | None, prefix: str) -> Response:
         page = self._open(rt, prefix + "404.html") if rt is not None else None
         if page is not None:
-            self._stream(request, 404, page)
-        else:
-            self._write(request, 404, {"Content-Type": "text/html; charset=utf-8"}, _NOT_FOUND)
+            return self._stream(404, page)
+        return Response(404, [("Content-Type", "text/html; charset=utf-8")], _NOT_FOUND)
 
     @staticmethod
-    def _stream(request: BaseHTTPRequestHandler, status: int, obj: dict[str, Any]) -> None:
-        request.send_response(status)
-        request.send_header("Content-Type", obj.get("ContentType") or "application/octet-stream")
-        request.send_header("Content-Length", str(obj["ContentLength"]))
-        request.send_header("Cache-Control", "no-cache")
-        request.end_headers()
+    def _stream(status: int, obj: dict[str, Any]) -> Response:
         body = obj["Body"]
-        try:
-            if request.command == "HEAD":
-                return
-            while chunk := body.read(CHUNK):
-                request.wfile.write(chunk)
-        finally:
-            body.close()
-
-    @staticmethod
-    def _write(
-        request: BaseHTTPRequestHandler, status: int, headers: dict[str, str], raw: bytes
-    ) -> None:
-        request.send_response(status)
-        for name, value in headers.items():
-            request.send_header(name, value)
-        request.send_header("Content-Length", str(len(raw)))
-        request.end_headers()
-        if request.command != "HEAD":
-            request.wfile.write(raw)
+        return Response(
+            status,
+            [
+                ("Content-Type", obj.get("ContentType") or "application/octet-stream"),
+                ("Cache-Control", "no-cache"),
+            ],
+            chunks=iter(lambda: bytes(body.read(CHUNK)), b""),
+            length=int(obj["ContentLength"]),
+            close=body.close,
+        )
 
 
-def attach(gateway: Any, runtime: Callable[[], Runtime]) -> ServePlane:
-    """Serve the preview plane from `gateway` (an artemis_local.gateway.Gateway)."""
+def attach(gateway: Gateway, runtime: Callable[[], Runtime]) -> ServePlane:
+    """Serve the preview plane from `gateway`; its API writes drop the plane's cache."""
     plane = ServePlane(runtime)
     gateway.routes.append((plane.matches, plane.serve))
+    gateway.after_write.append(plane.forget)
     return plane

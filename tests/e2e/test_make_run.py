@@ -120,3 +120,89 @@ def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir
     assert processes_mentioning(str(state_dir)) == []  # no postgres, no server left behind
     with pytest.raises(urllib.error.URLError):
         get(base + "/healthz")
+
+
+def call(method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())
+        return answer
+
+
+def start_run(state_dir: Path, port: int, log_name: str) -> subprocess.Popen[bytes]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("DATABASE_URL", "AWS_ENDPOINT_URL", "GH_API_BASE", "JWT_SIGNING_KEY", "REDIS_URL")
+        and not k.startswith("AWS_")
+    }
+    env["ARTEMIS_STATE_DIR"] = str(state_dir)
+    out = (state_dir / log_name).open("w")
+    proc = subprocess.Popen([str(ADMIN), "run", "--port", str(port)], env=env, stdout=out,
+                            stderr=subprocess.STDOUT, cwd=REPO_ROOT)  # fmt: skip
+    out.close()  # the child has its own copy
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            assert get(f"http://127.0.0.1:{port}/healthz") == (200, {"ok": True})
+            return proc
+        except (urllib.error.URLError, ConnectionError):
+            assert proc.poll() is None, (state_dir / log_name).read_text()
+            assert time.monotonic() < deadline, "not healthy within 90 s"
+            time.sleep(0.25)
+
+
+def stop_run(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("SIGINT did not stop the system within 30 s")
+
+
+def page(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_a_killed_run_restarts_with_its_sites_and_stops_everything(state_dir: Path) -> None:
+    """kill -9 of `make run`, then `make run` again: the deployed site is still served (the
+    bucket and the index both survived), and the next stop leaves no process behind."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_run(state_dir, port, "first.log")
+    try:
+        staff = {"Authorization": "Bearer local-staff-token", "Content-Type": "application/json"}
+        dev = {"Authorization": "Bearer local-dev-token", "Content-Type": "application/json"}
+        send(base + "/api/site/register", {"slug": "hello", "teams": ["web"]}, staff)
+        session = send(base + "/api/deploy/init", {"site": "hello", "sha": "abc1234"}, dev)
+        deploy = f"{base}/api/deploy/{session['deployId']}"
+        jwt = {"Authorization": f"Bearer {session['jwt']}", "Content-Type": "text/html"}
+        call("PUT", deploy + "/upload?path=index.html", b"<h1>kept</h1>", jwt)
+        send(deploy + "/finalize", {"mode": "production", "files": ["index.html"]},
+             {**jwt, "Content-Type": "application/json"})  # fmt: skip
+        assert page(base + "/_serve/hello/production/") == (200, b"<h1>kept</h1>")
+    finally:
+        proc.kill()  # kill -9: nothing of ours runs on the way out
+        proc.wait()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = start_run(state_dir, port, "second.log")
+    try:
+        assert page(base + "/_serve/hello/production/") == (200, b"<h1>kept</h1>")
+        reader = {"Authorization": "Bearer local-dev-token"}
+        request = urllib.request.Request(base + "/api/site/hello/alias/production", headers=reader)
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert json.loads(resp.read())["deployId"] == session["deployId"]
+    finally:
+        code = stop_run(proc)
+    log = (state_dir / "second.log").read_text()
+    assert code == 0, log
+    assert "survive a restart" in log
+    assert processes_mentioning(str(state_dir)) == []  # the first run's Postgres included

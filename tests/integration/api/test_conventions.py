@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api
+from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, UPLOAD_MAX_BYTES, Api
 
 
 def test_g5_wellformed_request_id_is_echoed(api: Api) -> None:
@@ -141,3 +141,22 @@ def test_openapi_document_is_served(api: Api) -> None:
     assert reply.status == 200
     assert reply.body["openapi"].startswith("3.")
     assert "/api/deploy/{deploy_id}/finalize" in reply.body["paths"]
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PURGE"])
+def test_any_method_gets_the_envelope(api: Api, method: str) -> None:
+    reply = api.call(method, "/api/whoami", token=STAFF)
+    assert reply.headers["content-type"] == "application/json"
+    assert (reply.status, reply.code) == (405, "method_not_allowed")
+    reply = api.call(method, "/nowhere")
+    assert (reply.status, reply.code) == (404, "not_found")
+
+
+def test_a_file_over_upload_max_bytes_names_the_presigned_route(api: Api) -> None:
+    api.register("www", ["web"])
+    session = api.init("www")
+    reply = api.upload(
+        session, "big.bin", b"x" * (UPLOAD_MAX_BYTES + 1), "application/octet-stream"
+    )
+    assert (reply.status, reply.code) == (413, "too_large")
+    assert "POST /api/deploy/{id}/uploads" in reply.body["error"]["hint"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from artemis import runtime
 from artemis_local.serve import ServePlane
-from tests.integration.api.conftest import STAFF, Api
+from tests.integration.api.conftest import DEV, STAFF, Api
 
 FILES = {
     "index.html": b"<h1>home</h1>",
@@ -74,4 +74,51 @@ def test_alias_lookups_are_cached_for_the_serve_ttl(api: Api) -> None:
     second = api.deploy("www", mode="production")
     assert plane.deploy_for("www", "production") == first  # still cached
     now[0] += runtime.current().settings.serve_cache_ttl + 0.001
+    assert plane.deploy_for("www", "production") == second
+
+
+def test_a_move_through_the_api_shows_on_the_next_request(api: Api) -> None:
+    """A page opened before the first deploy, then each alias move, shows at once: the API's
+    writes drop the plane's cache (SERVE_CACHE_TTL is 15 s here)."""
+    assert runtime.current().settings.serve_cache_ttl >= 10
+    api.register("www", ["web"])
+    assert get(api, "www.localhost", "/")[0] == 404  # the miss is cached …
+    api.deploy("www", mode="production", files={"index.html": b"<h1>one</h1>"})
+    assert get(api, "www.localhost", "/")[2] == b"<h1>one</h1>"  # … and forgotten
+    second = api.deploy("www", mode="preview", files={"index.html": b"<h1>two</h1>"})
+    assert get(api, "www.preview.localhost", "/")[2] == b"<h1>two</h1>"
+    reply = api.call("POST", "/api/site/www/promote", token=DEV)
+    assert reply.status == 200, reply.raw
+    assert api.alias_object("www.example.org", "production") == second
+    assert get(api, "www.localhost", "/")[2] == b"<h1>two</h1>"
+
+
+def test_a_lookup_that_raced_a_move_is_not_cached(api: Api) -> None:
+    api.register("www", ["web"])
+    first = api.deploy("www", mode="production")
+    plane = ServePlane(runtime.current)
+    real = runtime.current
+
+    class Racing:
+        """A runtime whose alias read is overtaken by a move (forget) before it returns."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real(), name)
+
+        @property
+        def bucket(self) -> object:
+            bucket = real().bucket
+
+            class Bucket:
+                def get_alias(self, key: str) -> str | None:
+                    value = bucket.get_alias(key)
+                    plane.forget()
+                    return value
+
+            return Bucket()
+
+    plane._runtime = Racing  # type: ignore[assignment]
+    assert plane.deploy_for("www", "production") == first
+    plane._runtime = real
+    second = api.deploy("www", mode="production")
     assert plane.deploy_for("www", "production") == second

@@ -440,7 +440,9 @@ API Gateway HTTP API accepts payloads up to 10 MB, but a synchronous Lambda requ
 limited to 6 MB, and a binary body reaches Lambda base64-encoded (4/3 larger), so about
 4.5 MB of raw file is the most this route can receive. A larger request never reaches Artemis:
 API Gateway or Lambda refuses it with their own status and a body that is not the Artemis error
-envelope (clients should report it as `http_<status>`). `UPLOAD_MAX_BYTES` (default
+envelope (clients should report it as `http_<status>`). The local gateway (`make run`) refuses
+the same requests with `413 too_large` and a `hint` naming the direct uploads, so a client
+tested locally fails where it would on AWS. `UPLOAD_MAX_BYTES` (default
 {UPLOAD_MAX_BYTES_DEFAULT:,} bytes) still applies here (`413 too_large`), and is the per-file
 limit of the direct uploads.
 """
@@ -969,7 +971,8 @@ Every error Artemis answers is JSON:
 ```
 
 `code` is the contract; `message` is human text that may change. Some codes add fields inside
-`error` (`missing` for `verify_failed`, `hint` for `missing_index`) or beside it (`site` and
+`error` (`missing` for `verify_failed`, `hint` for `missing_index` and some `too_large`) or
+beside it (`site` and
 `current` for `alias_drift`; `site`, `deployId` and `alias` for `deploy_aliased`). A failing
 dependency (bucket, Postgres) answers `502` with a code naming the operation (`r2_put_failed`,
 `registry_write_failed`, …) and a generic message. An unexpected failure answers
@@ -1000,7 +1003,10 @@ Lambda invocation (request events up to 6 MB, headers included), and binary bodi
 base64-encoded, 4/3 larger. So a single request can carry about 4.5 MB of binary file, or a
 JSON body just under 6 MB, even where Artemis's own limit is higher (the 8 MiB manifest limit,
 `UPLOAD_MAX_BYTES`). Requests above the ceiling are refused before Artemis sees them, with
-API Gateway's or Lambda's own status and a body that is not the envelope.
+API Gateway's or Lambda's own status and a body that is not the envelope. Clients (the
+`artemis` CLI, universe-cli) should send any file above ~4 MB as a direct upload rather than
+rely on that answer. The local gateway answers an upload above the ceiling with
+`413 too_large` and a `hint`, so the mistake shows in a local run too.
 
 Upload files above ~4 MB with **direct uploads**: `POST /api/deploy/{{deploy_id}}/uploads`
 returns one presigned POST per file (exact key, 0..`UPLOAD_MAX_BYTES` bytes, expiring with the

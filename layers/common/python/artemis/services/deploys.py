@@ -101,7 +101,12 @@ def upload(
 ) -> dict[str, Any]:  # fmt: skip
     path = _check_path(path)
     if len(body) > rt.settings.upload_max_bytes:
-        raise TooLarge(f"file over UPLOAD_MAX_BYTES ({rt.settings.upload_max_bytes})")
+        raise TooLarge(
+            f"file over UPLOAD_MAX_BYTES ({rt.settings.upload_max_bytes})",
+            detail={"hint": "UPLOAD_MAX_BYTES limits each file on this route and on POST "
+                    "/api/deploy/{id}/uploads (presigned direct uploads, the route for files "
+                    "above about 4.5 MB, which this one cannot carry)"},
+        )  # fmt: skip
     _, site = _site(rt, claims.site)
     _refuse_finalized(rt, site, deploy_id)
     key = rt.settings.key_layout.deploy_prefix(site, deploy_id) + path
