@@ -180,3 +180,13 @@ def test_one_slug_is_read_at_most_once_per_quiet_window(api: Api) -> None:
     assert snapshot.read_through("ghost") == ["web"]
     assert snapshot.read_throughs == 2
     assert snapshot.teams("ghost") == ["web"]
+
+
+def test_a_name_that_cannot_be_a_slug_is_refused_without_a_query(api: Api) -> None:
+    snapshot = RegistrySnapshot(api.rt.db, clock=Clock())
+    for name in ("has\x00nul", "UPPER", "-dash", "x" * 300):
+        assert snapshot.read_through(name) == []
+    assert snapshot.read_throughs == 0
+    reply = api.call("POST", "/api/deploy/init", token=DEV,
+                     json_body={"site": "a\u0000b", "sha": "abc1234"})  # fmt: skip
+    assert reply.status == 403 and reply.code == "site_unauthorized", reply.raw

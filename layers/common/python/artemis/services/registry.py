@@ -76,6 +76,8 @@ class RegistrySnapshot:
         query. Within the quiet window after a read, or beyond the rate bound, the snapshot's
         teams are returned without a query."""
         cached = self.teams(slug)
+        if not rules.is_slug(slug, frozenset()):  # never registered: no query (nor a NUL sent)
+            return cached
         with self._lock:
             if self._recent(slug, self._clock()):
                 return self._known(slug, cached)
