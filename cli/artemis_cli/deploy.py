@@ -61,14 +61,22 @@ def default_sha(directory: Path, environ: dict[str, str] | None = None) -> str:
     env = os.environ if environ is None else environ
     if env.get("GITHUB_SHA"):
         return env["GITHUB_SHA"]
+    # The directory decides which checkout is asked, not the process's working directory;
+    # GIT_DIR and GIT_WORK_TREE would override that, so the child does not inherit them.
+    git_env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as a user runs it cwd=directory, capture_output=True, text=True,
-            timeout=10, check=False,
-        )  # fmt: skip
+            ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, as a user runs it
+            cwd=directory,
+            env=git_env,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return "local"
-    head = str(done.stdout).strip()
+    head = done.stdout.strip()
     return head if done.returncode == 0 and SHA.fullmatch(head) else "local"
 
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from artemis import health, runtime
+from artemis import health, invocation, runtime
 from artemis.errors import ArtemisError, MethodNotAllowed, NotFound
 from artemis.http import (
     begin_request,
@@ -302,4 +302,5 @@ def _not_found(_: Exception) -> Response[str]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request_id = begin_request(event)
     logger.append_keys(request_id=request_id)
-    return finish_response(app.resolve(event, context), request_id)
+    with invocation.running(context):  # waits below (the site lock) end before Lambda does
+        return finish_response(app.resolve(event, context), request_id)

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from artemis import runtime
+from artemis import invocation, runtime
 from artemis.jobs.common import Deadline, system_clock
 from artemis.jobs.reconcile import ReconcileError, run_reconcile
 from artemis.observability import logger, metrics
@@ -39,13 +39,14 @@ def parse_event(event: Any) -> tuple[str, bool]:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     site, apply = parse_event(event)
     try:
-        report = run_reconcile(
-            runtime.current(),
-            site,
-            apply=apply,
-            now=system_clock(),
-            deadline=Deadline.from_lambda(context, reserve_seconds=15.0),
-        )
+        with invocation.running(context):  # the repair's site-lock waits end in time
+            report = run_reconcile(
+                runtime.current(),
+                site,
+                apply=apply,
+                now=system_clock(),
+                deadline=Deadline.from_lambda(context, reserve_seconds=15.0),
+            )
     except ReconcileError as err:
         partial = err.report.to_json() if err.report else None
         logger.error("reconcile.failed", extra={"error": str(err), "report": partial})

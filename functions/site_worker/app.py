@@ -51,7 +51,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from artemis import runtime
+from artemis import invocation, runtime
 from artemis.db.outbox import REPO_APPROVED
 from artemis.errors import RepoCreateRetryable, SiteLocked, SiteLockFailed
 from artemis.jobs.common import Clock, Deadline, system_clock
@@ -179,11 +179,15 @@ def make_handler(
         # response, not a function error (with BatchSize 1 every retry would count as one).
         processor.raise_on_entire_batch_failure = False
         try:
-            response: dict[str, Any] = dict(
-                process_partial_response(
-                    event=event, record_handler=batch.process, processor=processor, context=context
+            with invocation.running(context):  # the site-lock waits of a run end in time
+                response: dict[str, Any] = dict(
+                    process_partial_response(
+                        event=event,
+                        record_handler=batch.process,
+                        processor=processor,
+                        context=context,
+                    )
                 )
-            )
             batch.release_skipped(event, response)
         finally:
             _flush_metrics()

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from artemis import runtime
+from artemis import invocation, runtime
 from artemis.jobs.common import Deadline, system_clock
 from artemis.jobs.purge import NightlyFailed, run_nightly
 from artemis.observability import logger, metrics
@@ -28,7 +28,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "tombstone_purge.start", extra={"event_id": event.get("id"), "time": event.get("time")}
     )
     try:
-        result = run_nightly(runtime.current(), now=system_clock(), deadline=deadline)
+        with invocation.running(context):  # the per-site lock waits end in time
+            result = run_nightly(runtime.current(), now=system_clock(), deadline=deadline)
     except NightlyFailed as failed:
         logger.error("tombstone_purge.failed", extra={"summary": failed.result.to_json()})
         raise

@@ -12,6 +12,8 @@ artemis-admin reconcile <site> [--apply]     one site's drift report; repair it 
 artemis-admin backfill                       rebuild the deploy index from the bucket
 artemis-admin driftreport                    sweep every site (read-only); print the report
 artemis-admin gcreport                       every site's retention plan (dry run); print it
+artemis-admin preflight [--github-token T]   try every dependency with the configured settings;
+                                             one line per check, exit 1 if any fails
 """
 
 from __future__ import annotations
@@ -264,6 +266,25 @@ def _gcreport(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(args: argparse.Namespace) -> int:
+    from artemis import preflight, runtime
+    from artemis.config import load_settings
+
+    _logs_to_stderr()
+    _load_local_env()
+    try:
+        settings = load_settings(os.environ, runtime._resolve_parameter)  # as Lambda does
+    except ConfigError as err:
+        print(f"FAIL  config    {err}")
+        return 2
+    print("OK    config    settings valid")
+    token = args.github_token or os.environ.get("GH_TOKEN") or None
+    checks = preflight.run(settings, github_token=token)
+    for check in checks:
+        print(check.line(), flush=True)
+    return 1 if any(check.verdict == "fail" for check in checks) else 0
+
+
 JOBS = ("relay", "gc-site", "tombstone-purge", "outbox-purge", "backstop", "drift-detect")
 
 
@@ -371,6 +392,14 @@ def main(argv: list[str] | None = None) -> int:
     drift.set_defaults(func=_driftreport)
     gcr = sub.add_parser("gcreport", help="every site's retention plan (dry run); print it")
     gcr.set_defaults(func=_gcreport)
+    pre = sub.add_parser(
+        "preflight", help="check every dependency with the configured settings and credentials"
+    )
+    pre.add_argument(
+        "--github-token", default=None, metavar="TOKEN",
+        help="also check GitHub with this user token (default: GH_TOKEN, if set)",
+    )  # fmt: skip
+    pre.set_defaults(func=_preflight)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,12 @@ def load_handler(name: str) -> Handler:
 
 @dataclass
 class LocalContext:
-    """The attributes of Lambda's context object that our code and Powertools read."""
+    """The attributes of Lambda's context object that our code and Powertools read.
+
+    `LocalContext.invocation(...)` counts down from its creation, as Lambda's context does (the
+    local gateway makes one per request). A context made directly reports the whole
+    `timeout_ms` at every call, so a test can reuse one across many handler calls.
+    """
 
     function_name: str
     memory_limit_in_mb: int = 512
@@ -44,10 +50,19 @@ class LocalContext:
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
     timeout_ms: int = 30_000
+    ends_at: float | None = None  # time.monotonic() when the invocation is ended, if counting
+
+    @classmethod
+    def invocation(cls, function_name: str, timeout_ms: int) -> LocalContext:
+        return cls(
+            function_name, timeout_ms=timeout_ms, ends_at=time.monotonic() + timeout_ms / 1000
+        )
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_ms
+        if self.ends_at is None:
+            return self.timeout_ms
+        return max(0, int((self.ends_at - time.monotonic()) * 1000))

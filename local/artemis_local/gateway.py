@@ -379,7 +379,13 @@ class Gateway:
         host: str = "127.0.0.1",
         port: int = 8080,
         function_name: str = "api",
+        timeout_ms: int | None = None,
     ) -> None:
+        """`timeout_ms`: what each request's context starts from; by default the function's
+        Timeout in template.yaml, so a handler's time runs out locally when it would on AWS."""
+        from artemis_local.template import function_timeout_ms
+
+        self.timeout_ms = function_timeout_ms(function_name) if timeout_ms is None else timeout_ms
         self.handler = handler
         self.function_name = function_name
         self.routes: list[Route] = []
@@ -411,7 +417,8 @@ class Gateway:
             )
             return envelope(413, "too_large", message, hint=UPLOAD_ROUTE_HINT)
         try:
-            result = self.handler(event, LocalContext(self.function_name))
+            context = LocalContext.invocation(self.function_name, self.timeout_ms)
+            result = self.handler(event, context)
             status, headers, cookies, raw = _decode_response(result)
         except Exception:  # what API Gateway answers when the function fails
             status, headers, cookies, raw = (

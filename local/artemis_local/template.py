@@ -110,3 +110,15 @@ def stack_names(stack_name: str = LOCAL_STACK_NAME, path: Path = TEMPLATE) -> St
         ),
         schedules=tuple(sorted(schedules, key=lambda s: s.rule_name)),
     )
+
+
+def function_timeout_ms(function_dir: str, path: Path = TEMPLATE) -> int:
+    """The Lambda timeout the template gives `functions/<function_dir>/` (its own `Timeout`,
+    else the `Globals` one), in milliseconds: local contexts report the time AWS would give."""
+    template = load_template(path)
+    default = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    for fn in resources_of(template, "AWS::Serverless::Function").values():
+        props = fn.get("Properties", {})
+        if Path(str(props.get("CodeUri", ""))).name == function_dir:
+            return int(props.get("Timeout", default)) * 1000
+    raise LookupError(f"template.yaml has no function with CodeUri functions/{function_dir}/")

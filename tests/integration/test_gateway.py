@@ -346,3 +346,26 @@ def test_keep_alive_carries_several_requests(gateway: Gateway, recorder: Recorde
         assert (resp.status, resp.read()) == (201, b"abc")
     conn.close()
     assert [e["rawPath"] for e in recorder.events] == ["/x0", "/x1", "/x2"]
+
+
+def test_each_request_gets_a_context_counting_down_from_the_template_timeout() -> None:
+    """The API function has 29 s in template.yaml; the local gateway's context says so, and
+    its remaining time runs down during the request as Lambda's does."""
+    seen: list[tuple[int, int]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        first = context.get_remaining_time_in_millis()
+        time.sleep(0.2)  # the handler's own work, which the context must count
+        seen.append((first, context.get_remaining_time_in_millis()))
+        return {"statusCode": 204}
+
+    gw = Gateway(handler, port=0).start()
+    try:
+        assert gw.timeout_ms == 29_000
+        assert request(gw, "GET", "/x").status == 204
+        assert request(gw, "GET", "/y").status == 204  # a new invocation starts afresh
+    finally:
+        gw.stop()
+    for first, later in seen:
+        assert 28_000 < first <= 29_000
+        assert 150 <= first - later < 2_000

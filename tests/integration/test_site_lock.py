@@ -6,7 +6,8 @@ import time
 import psycopg
 import pytest
 
-from artemis.db.lock import SiteLockSession, site_lock
+from artemis import invocation
+from artemis.db.lock import LOCK_WORK_MARGIN_SECONDS, SiteLockSession, lock_wait_seconds, site_lock
 from artemis.errors import SiteLocked, SiteLockFailed
 from artemis.keys import Dirname
 
@@ -142,3 +143,58 @@ def test_v7c_two_lock_holders_for_one_site_one_waits_or_times_out(database_url: 
     release.set()
     thread.join()
     assert outcomes == ["first done"]
+
+
+class _Context:
+    """A Lambda context with `remaining` seconds left when asked."""
+
+    def __init__(self, remaining: float) -> None:
+        self.remaining = remaining
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.remaining * 1000)
+
+
+def test_the_wait_ends_a_margin_before_the_invocation_does(database_url: str) -> None:
+    with site_lock(database_url, WWW), invocation.running(_Context(LOCK_WORK_MARGIN_SECONDS + 1)):
+        started = time.monotonic()
+        with pytest.raises(SiteLocked), site_lock(database_url, WWW):  # configured wait: 30 s
+            pass
+        waited = time.monotonic() - started
+    assert 0.8 <= waited < 3
+
+
+def test_with_no_time_left_the_lock_is_still_tried_but_never_waited_for(database_url: str) -> None:
+    """lock_timeout 0 would mean "wait forever" to Postgres: the bound never reaches it."""
+    with invocation.running(_Context(LOCK_WORK_MARGIN_SECONDS / 2)):
+        assert lock_wait_seconds() > 0
+        with site_lock(database_url, WWW):  # a free lock is taken
+            started = time.monotonic()
+            with pytest.raises(SiteLocked), site_lock(database_url, WWW):
+                pass
+            assert time.monotonic() - started < 1
+
+
+def test_outside_an_invocation_the_configured_wait_holds() -> None:
+    assert invocation.remaining_seconds() is None
+    assert lock_wait_seconds() == 30.0
+    assert lock_wait_seconds(2.5) == 2.5
+    with invocation.running(_Context(1000)):
+        assert lock_wait_seconds() == 30.0
+        assert lock_wait_seconds(2.5) == 2.5
+    with invocation.running(_Context(20)):
+        assert 11.9 <= lock_wait_seconds() <= 20 - LOCK_WORK_MARGIN_SECONDS
+    assert invocation.remaining_seconds() is None  # the deadline ends with the block
+
+
+def test_a_session_bounds_each_item_by_the_time_left_then(database_url: str) -> None:
+    """A background run's session is long-lived: each hold reads the time left at that moment."""
+    with (
+        SiteLockSession(database_url) as session,  # made before the deadline is known
+        site_lock(database_url, WWW),
+        invocation.running(_Context(LOCK_WORK_MARGIN_SECONDS + 0.5)),
+    ):
+        started = time.monotonic()
+        with pytest.raises(SiteLocked), session.hold(WWW):
+            pass
+        assert time.monotonic() - started < 2

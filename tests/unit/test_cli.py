@@ -89,6 +89,74 @@ def test_the_walk_skips_dotfiles_and_refuses_links_that_leave(tmp_path: Path) ->
     assert "outside the directory" in refused["escape"]
 
 
+# --- the deploy's sha from the directory's checkout ---------------------------------------------
+
+
+def _checkout(root: Path) -> str:
+    """A git checkout with one commit at `root`; returns its HEAD."""
+    root.mkdir(parents=True, exist_ok=True)
+
+    def git(*argv: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *argv],
+            cwd=root, capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    git("commit", "-q", "--allow-empty", "-m", root.name)  # distinct commits per checkout
+    return git("rev-parse", "HEAD")
+
+
+@pytest.fixture
+def no_git_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GITHUB_SHA", "GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_git_env")
+def test_the_sha_is_the_directorys_head_when_run_from_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artemis_cli.deploy import default_sha
+
+    head = _checkout(tmp_path / "project")
+    (tmp_path / "project" / "dist").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not a checkout
+    assert default_sha(tmp_path / "project" / "dist", {}) == head
+
+
+@pytest.mark.usefixtures("no_git_env")
+def test_a_directory_outside_any_checkout_is_local(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artemis_cli.deploy import default_sha
+
+    _checkout(tmp_path / "cwd-checkout")
+    monkeypatch.chdir(tmp_path / "cwd-checkout")  # the process's own checkout must not answer
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    # tmp_path is not inside a checkout; git stops looking at the filesystem root.
+    assert default_sha(plain, {}) == "local"
+
+
+@pytest.mark.usefixtures("no_git_env")
+def test_a_directory_in_another_checkout_gets_that_checkouts_head(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from artemis_cli.deploy import default_sha
+
+    mine = _checkout(tmp_path / "mine")
+    theirs = _checkout(tmp_path / "theirs")
+    assert mine != theirs
+    monkeypatch.chdir(tmp_path / "mine")
+    assert default_sha(tmp_path / "theirs", {}) == theirs
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "mine" / ".git"))  # must not redirect git
+    assert default_sha(tmp_path / "theirs", {}) == theirs
+    assert default_sha(tmp_path / "theirs", {"GITHUB_SHA": "abc1234"}) == "abc1234"
+
+
 # --- retries -----------------------------------------------------------------------------------
 
 

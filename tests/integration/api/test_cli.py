@@ -211,6 +211,31 @@ def test_the_project_file_names_the_site_and_the_directory(
     assert done.doc["site"] == site and done.doc["files"] == 4
 
 
+def test_deploy_from_another_directory_takes_the_sha_of_the_directorys_checkout(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`artemis deploy DIR` run from elsewhere: the id ends with DIR's HEAD, never `-None`;
+    a DIR outside any checkout deploys as `local`."""
+    for name in ("GIT_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(name, raising=False)
+    project = tmp_path / "project"
+    project.mkdir()
+    for argv in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "site"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *argv],
+                       cwd=project, check=True, capture_output=True, timeout=30)  # fmt: skip
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, check=True,
+                          capture_output=True, text=True, timeout=30).stdout.strip()  # fmt: skip
+    site = slug()
+    api.register(site)
+    # The cli fixture runs from tmp_path, which is not a checkout.
+    done = cli("deploy", str(build(project / "dist")), "--site", site, "--json")
+    assert done.code == 0, done.err
+    assert done.doc["deployId"].endswith(f"-{head[:7]}")  # ids carry the first 7 characters
+    plain = cli("deploy", str(build(tmp_path / "plain")), "--site", site, "--json")
+    assert plain.code == 0, plain.err
+    assert plain.doc["deployId"].endswith("-local")
+
+
 # --- the other commands, each through --json --------------------------------------------
 
 

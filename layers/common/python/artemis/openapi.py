@@ -770,7 +770,8 @@ ROUTES: tuple[Route, ...] = (
         f"Registers `slug` (`{SLUG_PATTERN}` and not a reserved name, else "
         f"`400 invalid_slug`) with its teams (each `{TEAM_PATTERN}`, else `400 invalid_team`; "
         "absent or empty means `[REGISTRY_AUTHZ_TEAM]`). `409 already_exists` for a registered "
-        "slug. Every Lambda environment sees the change within 60 s. The answer always carries "
+        "slug. The site can be deployed to at once through any Lambda environment. The answer "
+        "always carries "
         "`createdBy` (the caller). Registering a bare-deleted slug adopts the deploys still in "
         "the bucket.",
         "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 201, SiteRow,
@@ -1017,8 +1018,10 @@ verifies every file the same way whichever route uploaded it.
 
 Mutations that reach the per-site lock (finalize, promote, rollback, PATCH, deletes, restore)
 complete even if the client disconnects; after a timeout, read the alias or the registry to
-learn the outcome. A lock held by another operation for 30 s answers `409 site_locked`.
-Registry changes reach every execution environment's authorization snapshot within 60 s.
+learn the outcome. A lock held by another operation answers `409 site_locked` once the wait
+ends: 30 s, or sooner so that the answer arrives before the function's time runs out.
+A site or team added to the registry authorizes at once in every execution environment; a
+removed one stops authorizing within 60 s.
 """
 
 TAGS: tuple[tuple[str, str], ...] = (

@@ -41,11 +41,23 @@ def require_team(github: GitHubClient, caller: Caller, team: str) -> None:
 
 
 def require_site_member(rt: Runtime, caller: Caller, slug: str) -> str:
-    """The registry team that grants `caller` this site (first match in registry order)."""
+    """The registry team that grants `caller` this site (first match in registry order).
+
+    The snapshot may lag another environment's registry change, so before refusing, the slug
+    is read through to Postgres (bounded; see RegistrySnapshot.read_through)."""
     teams = rt.snapshot.teams(slug)
-    if not teams:
+    if teams:
+        granted = rt.github.first_team_member_of(caller.login, teams, caller.token)
+        if granted is not None:
+            return granted
+    fresh = rt.snapshot.read_through(slug)
+    if not fresh:
         raise SiteUnauthorized()
-    granted = rt.github.first_team_member_of(caller.login, teams, caller.token)
+    granted = (
+        rt.github.first_team_member_of(caller.login, fresh, caller.token)
+        if fresh != teams
+        else None
+    )
     if granted is None:
         raise UserUnauthorized()
     return granted
@@ -70,6 +82,8 @@ def authenticate_session(
         raise MissingBearer()
     claims = session.verify(token, rt.settings.jwt_signing_key.encode(), now=now)
     teams: Sequence[str] = rt.snapshot.teams(claims.site)
+    if claims.team not in teams:  # the snapshot may lag: ask Postgres before refusing
+        teams = rt.snapshot.read_through(claims.site)
     if not teams:
         raise SiteUnauthorized()
     if claims.team not in teams:  # G-2: the granting team was removed from the site
