@@ -66,19 +66,27 @@ test-e2e: $(VENV)/.installed browser
 	$(PY) -m pytest tests/e2e
 
 # The code must also run on Python 3.12 and 3.13: the unit tier on each interpreter present
-# (on PATH, or installed by pyenv without being selected).
+# (on PATH, or installed by pyenv without being selected). 3.13 is the Lambda runtime's
+# (template.yaml): it must be here, and the integration tier runs on it too.
 COMPAT_VERSIONS ?= 3.12 3.13
+LAMBDA_PYTHON := 3.13
 test-compat:
 	@for ver in $(COMPAT_VERSIONS); do \
 	  py=""; \
 	  for c in python$$ver $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/$$ver.*/bin/python$$ver 2>/dev/null); do \
 	    if $$c -c pass >/dev/null 2>&1; then py=$$c; break; fi; \
 	  done; \
+	  if [ -z "$$py" ] && [ "$$ver" = $(LAMBDA_PYTHON) ]; then echo "test-compat: no Python $$ver (the Lambda runtime's)"; exit 1; fi; \
 	  if [ -z "$$py" ]; then echo "test-compat: no Python $$ver here"; continue; fi; \
 	  venv=.venvs/py$$ver; \
 	  test -x $$venv/bin/python || $$py -m venv $$venv || exit 1; \
-	  $$venv/bin/python -m pip install --quiet -e . -e cli pytest hypothesis pyyaml openapi-spec-validator || exit 1; \
-	  $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
+	  if [ "$$ver" = $(LAMBDA_PYTHON) ]; then \
+	    $$venv/bin/python -m pip install --quiet -e '.[dev]' -e cli || exit 1; \
+	    $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration || exit 1; \
+	  else \
+	    $$venv/bin/python -m pip install --quiet -e . -e cli pytest hypothesis pyyaml openapi-spec-validator || exit 1; \
+	    $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
+	  fi; \
 	done
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed

@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 SAMCONFIG = ROOT / "samconfig.toml"
 
-ALLOWED_RUNTIMES = frozenset({"python3.11", "python3.12", "python3.13"})
+# The layer's native wheels and bytecode are built for one interpreter: every function runs it.
+ALLOWED_RUNTIMES = frozenset({"python3.13"})
 LAYER_ID = "CommonLayer"
 LAYER_CONTENT_URI = "layers/common/"
 LAYER_BUILD_METHOD = "makefile"
-# The Makefile's wheel platform for each Lambda architecture (manylinux2014 = glibc 2.17).
-WHEEL_PLATFORM = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+# The layer built for each value of the Architecture parameter, and its wheels' CPU name.
+LAYER_FOR_ARCH = {"x86_64": ("CommonLayer", "x86_64"), "arm64": ("CommonLayerArm64", "aarch64")}
 
 # Environment variables Lambda reserves (a deploy that sets one fails).
 LAMBDA_RESERVED = frozenset(
@@ -447,6 +448,10 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
         "runtimes",
         lambda t: fn_props(t, "RelayFunction").update(Runtime="python3.1"),
     ),
+    "a runtime the layer is not built for": (
+        "runtimes",
+        lambda t: t["Globals"]["Function"].update(Runtime="python3.11"),
+    ),
     "FIFO batching window": (
         "fifo_sources",
         lambda t: worker_sqs_event(t).update(MaximumBatchingWindowInSeconds=5),
@@ -577,25 +582,73 @@ def test_layer_build_method_and_layout(template: dict[str, Any]) -> None:
     assert 'cp -R python/artemis "$(ARTIFACTS_DIR)/python/"' in makefile
 
 
-def test_layer_matches_function_runtime_and_architecture(template: dict[str, Any]) -> None:
-    props = template["Resources"][LAYER_ID]["Properties"]
+def condition_holds(template: dict[str, Any], node: Any, params: dict[str, str]) -> bool:
+    """Evaluates a condition (Equals, Not, And, Or, Condition; Ref of a parameter)."""
+
+    def value(item: Any) -> Any:
+        if isinstance(item, dict) and "Ref" in item:
+            return params.get(item["Ref"], template["Parameters"][item["Ref"]].get("Default"))
+        return item
+
+    if isinstance(node, str):  # a condition's name
+        return condition_holds(template, template["Conditions"][node], params)
+    ((fn, args),) = node.items()
+    if fn == "Fn::Equals":
+        return bool(value(args[0]) == value(args[1]))
+    if fn == "Fn::Not":
+        return not condition_holds(template, args[0], params)
+    if fn == "Fn::And":
+        return all(condition_holds(template, a, params) for a in args)
+    if fn == "Fn::Or":
+        return any(condition_holds(template, a, params) for a in args)
+    if fn == "Condition":
+        return condition_holds(template, args, params)
+    raise AssertionError(f"unknown condition function {fn}")
+
+
+def resolve_ifs(template: dict[str, Any], node: Any, params: dict[str, str]) -> Any:
+    if isinstance(node, dict) and set(node) == {"Fn::If"}:
+        name, then, other = node["Fn::If"]
+        chosen = then if condition_holds(template, name, params) else other
+        return resolve_ifs(template, chosen, params)
+    if isinstance(node, list):
+        return [resolve_ifs(template, item, params) for item in node]
+    return node
+
+
+def test_the_stack_gets_the_layer_built_for_its_runtime_and_architecture(
+    template: dict[str, Any],
+) -> None:
+    """For each value of the Architecture parameter the functions run on it, and the one layer
+    the stack creates was built (by its Makefile target) for that CPU and the runtime."""
+    parameter = template["Parameters"]["Architecture"]
+    assert parameter["Default"] == "x86_64"
+    assert set(parameter["AllowedValues"]) == set(LAYER_FOR_ARCH)
     glob = function_globals(template)
-    archs = glob.get("Architectures", ["x86_64"])
-    assert glob.get("Runtime") in props["CompatibleRuntimes"]
-    assert props.get("CompatibleArchitectures", ["x86_64"]) == archs
-    assert glob.get("Layers") == [{"Ref": LAYER_ID}]
+    assert glob.get("Architectures") == [{"Ref": "Architecture"}]
     for name, fn in functions(template).items():
-        assert fn.get("Architectures", archs) == archs, (
-            f"{name}: architecture differs from the layer"
-        )
+        assert "Architectures" not in fn and "Layers" not in fn, f"{name} overrides Globals"
     makefile = (ROOT / LAYER_CONTENT_URI / "Makefile").read_text(encoding="utf-8")
-    platform = re.search(r"^PLATFORM \?= (\S+)$", makefile, re.M)
-    assert platform, "Makefile sets no PLATFORM"
-    assert platform.group(1) == WHEEL_PLATFORM[archs[0]], (
-        "Makefile wheels are for another architecture"
-    )
-    python_version = re.search(r"--python-version (\S+)", makefile)
-    assert python_version and f"python{python_version.group(1)}" == glob.get("Runtime")
+    lambda_python = re.search(r"^LAMBDA_PYTHON :?= (\S+)$", makefile, re.M)
+    assert lambda_python and f"python{lambda_python.group(1)}" == glob.get("Runtime")
+    layers = resources_of(template, "AWS::Serverless::LayerVersion")
+    assert set(layers) == {layer_id for layer_id, _ in LAYER_FOR_ARCH.values()}
+    for arch, (layer_id, cpu) in LAYER_FOR_ARCH.items():
+        params = {"Architecture": arch}
+        created = {
+            other for other, res in layers.items()
+            if condition_holds(template, res["Condition"], params)
+        }  # fmt: skip
+        assert created == {layer_id}, f"{arch}: the stack creates {sorted(created)}"
+        assert resolve_ifs(template, glob.get("Layers"), params) == [{"Ref": layer_id}]
+        layer = layers[layer_id]
+        assert layer["Properties"]["ContentUri"] == LAYER_CONTENT_URI
+        assert layer["Properties"]["CompatibleRuntimes"] == [glob.get("Runtime")]
+        assert layer["Properties"]["CompatibleArchitectures"] == [arch]
+        assert layer["Metadata"] == {"BuildMethod": LAYER_BUILD_METHOD, "BuildArchitecture": arch}
+        target = re.search(rf"^build-{layer_id}:\n\t\$\(call build_layer,(\S+)\)$", makefile, re.M)
+        assert target, f"Makefile lacks build-{layer_id}"
+        assert target.group(1) == cpu, f"build-{layer_id} fetches {target.group(1)} wheels"
 
 
 # --- environment variables --------------------------------------------------------------
