@@ -65,6 +65,12 @@ NoPreview = _error(422, "no_preview", "no preview alias to promote")
 DeployMissing = _error(422, "deploy_missing", "the deploy holds no objects")
 DeployIncomplete = _error(422, "deploy_incomplete", "the deploy was never finalized")
 DeployFinalized = _error(409, "deploy_finalized", "the deploy is finalized; start a new one")
+DeployDeleted = _error(410, "deploy_deleted", "the deploy was deleted; start a new one")
+DeployBusy = _error(409, "deploy_busy", "a finalize or delete of this deploy is in progress; retry")
+RestoreTargetOccupied = _error(
+    409, "restore_target_occupied",
+    "objects exist under the deploy's live prefix; repeat the delete, then restore",
+)  # fmt: skip
 AliasDrift = _error(409, "alias_drift", "production alias changed since you read it")
 DeployAliased = _error(409, "deploy_aliased", "an alias points at this deploy")
 SiteGone = _error(410, "site_gone", "the site is no longer registered")

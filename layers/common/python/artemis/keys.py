@@ -18,6 +18,8 @@ ALIAS_NAMES: tuple[AliasName, ...] = ("production", "preview")
 SITE = "<site>"
 DEPLOY_ID = "<ts>-<sha>"
 MARKER_NAME = "_artemis_meta.json"
+# The marker's field recording what the deploy held at finalize: relative path -> ETag.
+MARKER_FILES = "files"
 READYZ_PROBE_PREFIX = "_artemis_readyz_probe_no_match"
 
 

@@ -28,7 +28,7 @@ ENVELOPE_REF = "#/components/schemas/ErrorEnvelope"
 # Mirrors of service constants (the services import psycopg, so they are not imported here;
 # tests/unit/test_openapi.py checks each mirror against its source).
 MAX_PRESIGN_FILES = 1000  # artemis.services.deploys.MAX_PRESIGN_FILES
-PRESIGN_MAX_EXPIRY_SECONDS = 3600  # artemis.services.deploys.PRESIGN_MAX_EXPIRY_SECONDS
+PRESIGN_MAX_EXPIRY_SECONDS = 900  # artemis.services.deploys.PRESIGN_MAX_EXPIRY_SECONDS
 AUDIT_DEFAULT_LIMIT = 100  # artemis.services.audit.DEFAULT_LIMIT
 AUDIT_MAX_LIMIT = 500  # artemis.services.audit.MAX_LIMIT
 
@@ -78,6 +78,7 @@ DEPENDENCY_CODES: dict[str, tuple[int, str]] = {
         502, "the alias moved (the deploy is live) but the index write failed; reconcile repairs it"
     ),
     "pg_read_failed": (502, "a Postgres read failed"),
+    "deploy_lock_failed": (502, "taking or holding the deploy's lock failed"),
     "registry_read_failed": (502, "reading the site registry failed"),
     "registry_write_failed": (502, "writing the site registry failed"),
     "audit_read_failed": (502, "the audit query failed"),
@@ -432,7 +433,11 @@ file's raw bytes (not multipart). The stored object's content type is the reques
 `path` must be {_UPLOAD_PATH_RULES}.
 
 Once the deploy is finalized it is immutable: uploads answer `409 deploy_finalized`
-(DECISIONS 5, G-7); start a new deploy instead.
+(DECISIONS 5, G-7); start a new deploy instead. A deleted deploy takes no more files, even
+with a session that has not expired: `410 deploy_deleted`. While a finalize or delete of the
+same deploy runs, uploads answer `409 deploy_busy` at once (retry: the answer then says how it
+ended); an upload that was already writing finishes first, and nothing this route writes lands
+after a finalize answered.
 
 **Body ceiling: use `POST /api/deploy/{{deploy_id}}/uploads` for files above ~4 MB.** This
 route can take only what one API Gateway request and one synchronous Lambda event carry:
@@ -459,7 +464,10 @@ named `file`. The policy pins the exact key, a content length of 0..`maxBytes` a
 `Content-Type` (`contentType` if given, else guessed from the extension), and expires at
 `expiresAt`: the session's expiry, at most {PRESIGN_MAX_EXPIRY_SECONDS // 60} minutes away.
 Files uploaded this way are verified by finalize like any other. Refused with
-`409 deploy_finalized` once the deploy is finalized.
+`409 deploy_finalized` once the deploy is finalized, `410 deploy_deleted` once it was deleted
+and `409 deploy_busy` while a finalize or delete of it runs. A presigned POST cannot be
+recalled: one sent after finalize still lands, and the nightly drift sweep reports it
+(`written_after_finalize`), since finalize records every file's ETag in the completion marker.
 """
 
 FINALIZE_DESCRIPTION = """\
@@ -468,6 +476,11 @@ a non-empty `files` list (`400 manifest_required`); the exact entry `index.html`
 (`422 missing_index`, with `error.hint` when the list looks like an unexported framework
 build); every entry present under the deploy prefix (one paginated listing, never one request
 per file; `422 verify_failed` with `error.missing`).
+
+Finalize holds the deploy's lock throughout: uploads of the deploy that are writing finish
+first, later ones are refused until it ends (`409 deploy_busy`; `409 deploy_busy` here too when
+uploads keep it waiting 30 s). A deleted deploy cannot be finalized (`410 deploy_deleted`).
+The completion marker records every file's ETag as listed.
 
 Then, under the site lock: re-reads the registry (`410 site_gone` if the site was deregistered
 meanwhile), writes the completion marker, and points the mode's alias at the deploy, **which
@@ -504,15 +517,21 @@ DELETE_DEPLOY_DESCRIPTION = f"""\
 Moves a deploy into trash. `deploy_id` must match `{DEPLOY_ID_PATTERN}` (`400 bad_request`).
 Under the site lock: refused with `409 deploy_aliased` (with `site`, `deployId` and `alias`
 beside `error`) while production or preview names the deploy; `404 deploy_not_found` when it
-has neither objects nor a tombstone (G-11). The tombstone is written before any byte moves;
-the move copies in parallel and deletes in batches. Repeating the call resumes a partial move
-(`moved` counts this call's objects, 0 once complete) and keeps the original recovery clock.
+has neither objects nor a tombstone (G-11). First the deploy's lock is taken (uploads of it
+that are writing finish; `409 deploy_busy` after 30 s): once the tombstone is written, the
+deploy's sessions can upload, presign and finalize no more (`410 deploy_deleted`). The
+tombstone is written before any byte moves; the move copies in parallel and deletes in
+batches. Repeating the call resumes a partial move (`moved` counts this call's objects, 0 once
+complete) and keeps the original recovery clock.
 Restorable for `CLEANUP_RECOVERY_DAYS` (default {RECOVERY_DAYS_DEFAULT} days).
 """
 
 RESTORE_DESCRIPTION = f"""\
 Reverses a deploy delete while its trash exists. `deploy_id` must match `{DEPLOY_ID_PATTERN}`.
-Under the site lock: `410 site_gone` if the site is no longer registered; moves the trashed
+Under the site lock: `410 site_gone` if the site is no longer registered; `409 deploy_aliased`
+if an alias names the trashed deploy; `409 restore_target_occupied` if objects sit at the
+deploy's live prefix (a delete whose move did not finish — repeat the delete first — or bytes
+written after the delete): a restore never writes over them. Then it moves the trashed
 objects back, measures the deploy and marks it finalized in the index. Without a tombstone it
 answers from the live bytes: `200` with `moved: 0` when the deploy is in place,
 `410 already_purged` when it is gone. No alias changes: promote or roll back to serve it again.
@@ -645,8 +664,8 @@ ROUTES: tuple[Route, ...] = (
         "session", "the token's site still has teams, and the granting team is one of them",
         200, UploadResponse,
         {"received": "assets/app.js", "key": "www/deploys/20260420-141522-abc1234/assets/app.js"},
-        (*_SESSION, "bad_request", "too_large", "pg_read_failed", "deploy_finalized",
-         "r2_put_failed"),
+        (*_SESSION, "bad_request", "too_large", "pg_read_failed", "deploy_deleted",
+         "deploy_busy", "deploy_finalized", "r2_put_failed"),
         body="binary",
         query=(
             Query("path", f"the file's path relative to the deploy root: {_UPLOAD_PATH_RULES}",
@@ -665,7 +684,8 @@ ROUTES: tuple[Route, ...] = (
                                  "key": "www/deploys/20260420-141522-abc1234/media/intro.mp4",
                                  "policy": "<base64 policy>", "x-amz-signature": "<signature>"}}],
          "expiresAt": "2026-04-20T14:30:22Z", "maxBytes": UPLOAD_MAX_BYTES_DEFAULT},
-        (*_SESSION, *_BODY, "pg_read_failed", "deploy_finalized", "r2_put_failed"),
+        (*_SESSION, *_BODY, "pg_read_failed", "deploy_deleted", "deploy_busy",
+         "deploy_finalized", "r2_put_failed"),
         body=bodies.UploadsBody, body_limit=bodies.MANIFEST_LIMIT,
     ),
     Route(
@@ -675,8 +695,9 @@ ROUTES: tuple[Route, ...] = (
         200, FinalizeResponse,
         {"url": "https://www.preview.freecode.camp", "deployId": "20260420-141522-abc1234",
          "mode": "preview"},
-        (*_SESSION, *_BODY, "manifest_required", "missing_index", "verify_failed",
-         "r2_list_failed", *_LOCK, "site_gone", "r2_put_failed", "index_write_failed"),
+        (*_SESSION, *_BODY, "manifest_required", "missing_index", "deploy_busy",
+         "deploy_lock_failed", "deploy_deleted", "verify_failed", "r2_list_failed", *_LOCK,
+         "site_gone", "r2_put_failed", "index_write_failed"),
         body=bodies.FinalizeBody, body_limit=bodies.MANIFEST_LIMIT,
     ),
     Route(
@@ -730,8 +751,9 @@ ROUTES: tuple[Route, ...] = (
         "github", "per-site", 200, DeployDeleted,
         {"site": "www", "deployId": "20260419-110000-old1234", "status": "tombstoned",
          "moved": 42},
-        (*_BEARER, *_SITE_GATE, "bad_request", *_LOCK, "deploy_aliased", "r2_get_failed",
-         "deploy_not_found", "tombstone_record_failed", "r2_move_failed"),
+        (*_BEARER, *_SITE_GATE, "bad_request", "deploy_busy", "deploy_lock_failed", *_LOCK,
+         "deploy_aliased", "r2_get_failed", "deploy_not_found", "tombstone_record_failed",
+         "r2_move_failed"),
     ),
     Route(
         "POST", "/api/site/{site}/deploys/{deploy_id}/restore", "deployRestore", "Deletion",
@@ -740,8 +762,9 @@ ROUTES: tuple[Route, ...] = (
         {"site": "www", "deployId": "20260419-110000-old1234", "status": "restored",
          "moved": 42, "bytes": 123456},
         (*_BEARER, *_SITE_GATE, "bad_request", *_LOCK, "registry_read_failed", "site_gone",
-         "already_purged", "r2_has_prefix_failed", "r2_move_failed", "r2_list_failed",
-         "restore_failed"),
+         "already_purged", "deploy_aliased", "r2_get_failed", "pg_read_failed",
+         "restore_target_occupied", "r2_has_prefix_failed", "tombstone_record_failed",
+         "r2_move_failed", "r2_list_failed", "restore_failed"),
     ),
     Route(
         "GET", "/api/site/{site}/trash", "trashList", "Deletion", "List a site's trash",

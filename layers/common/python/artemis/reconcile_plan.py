@@ -21,6 +21,17 @@ the same, sorted output (V9), whatever order they arrive in.
 The last row goes beyond the reference's table: an alias (row or object) that names a deploy
 with neither bytes nor a row serves nothing, so it is reported with the other aliased-missing
 deploys. Like them it is report-only; no repair ever acts on it.
+
+Two more classes are dangerous and report-only, and no repair acts on them:
+
+* `aliased_tombstoned`: an alias names a deploy that has a tombstone. Delete refuses an
+  aliased deploy, so this only arises from writes around a delete (a deleted deploy's session
+  finalizing it again); whatever the alias serves, its bytes are on their way to the hard
+  delete. Such an id is in no other class.
+* `written_after_finalize`: a finalized deploy holds an object its completion marker does not
+  record (a key added, or one whose ETag changed, after finalize listed the deploy) — a
+  presigned POST, which cannot be recalled, landing after finalize. The id may be in another
+  class as well.
 """
 
 from __future__ import annotations
@@ -75,6 +86,17 @@ class Classification:
     prune: tuple[str, ...] = ()
     aliased_missing: tuple[str, ...] = ()
     deferred: tuple[str, ...] = ()
+    aliased_tombstoned: tuple[str, ...] = ()
+    written_after_finalize: tuple[str, ...] = ()
+
+    @property
+    def dangerous(self) -> int:
+        """Ids an operator must look at: each of these classes pages."""
+        return (
+            len(self.aliased_missing)
+            + len(self.aliased_tombstoned)
+            + len(self.written_after_finalize)
+        )
 
     @property
     def destructive(self) -> int:
@@ -86,7 +108,10 @@ class Classification:
         return len(self.reindex) + len(self.tombstone)
 
     def is_clean(self) -> bool:
-        return not (self.reindex or self.tombstone or self.prune or self.aliased_missing)
+        return not (
+            self.reindex or self.tombstone or self.prune or self.aliased_missing
+            or self.aliased_tombstoned or self.written_after_finalize
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, list[str]]:
         return {
@@ -95,6 +120,8 @@ class Classification:
             "prune": list(self.prune),
             "aliased_missing": list(self.aliased_missing),
             "deferred": list(self.deferred),
+            "aliased_tombstoned": list(self.aliased_tombstoned),
+            "written_after_finalize": list(self.written_after_finalize),
         }
 
     @classmethod
@@ -102,7 +129,15 @@ class Classification:
         return cls(**{name: tuple(data.get(name, ())) for name in CLASSES})
 
 
-CLASSES = ("reindex", "tombstone", "prune", "aliased_missing", "deferred")
+CLASSES = (
+    "reindex",
+    "tombstone",
+    "prune",
+    "aliased_missing",
+    "deferred",
+    "aliased_tombstoned",
+    "written_after_finalize",
+)
 
 
 def classify(
@@ -112,15 +147,24 @@ def classify(
     *,
     now: datetime,
     grace: timedelta,
+    tombstoned: Iterable[str] = (),
+    unrecorded: Iterable[str] = (),
 ) -> Classification:
-    """Apply the decision table (module docstring) to one site's snapshot."""
+    """Apply the decision table (module docstring) to one site's snapshot. `tombstoned`: the
+    site's tombstoned deploy ids; `unrecorded`: finalized deploys holding objects their
+    finalize did not record."""
+    alias_set = set(aliased)
+    # An alias naming a tombstoned deploy is reported as such and nowhere else.
+    aliased_tombstoned = alias_set & set(tombstoned)
     in_bucket: dict[str, BucketDeploy] = {}
     for deploy in bucket:
+        if deploy.id in aliased_tombstoned:
+            continue
         seen = in_bucket.get(deploy.id)
         if seen is None or (deploy.has_marker and not seen.has_marker):
             in_bucket[deploy.id] = deploy
-    rows = {row.id: row for row in indexed}
-    alias_set = set(aliased)
+    rows = {row.id: row for row in indexed if row.id not in aliased_tombstoned}
+    alias_set -= aliased_tombstoned
     reindex: list[str] = []
     tombstone: list[str] = []
     prune: list[str] = []
@@ -155,6 +199,8 @@ def classify(
         prune=tuple(sorted(prune)),
         aliased_missing=tuple(sorted(aliased_missing)),
         deferred=tuple(sorted(deferred)),
+        aliased_tombstoned=tuple(sorted(aliased_tombstoned)),
+        written_after_finalize=tuple(sorted(set(unrecorded))),
     )
 
 

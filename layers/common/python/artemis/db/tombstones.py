@@ -20,7 +20,7 @@ class TombstoneRow:
     id: str
     trashed_at: datetime
     bytes: int
-    move_state: Literal["pending", "moved"]
+    move_state: Literal["pending", "moved", "restoring"]
 
 
 _COLUMNS = "site, id, trashed_at, bytes, move_state"
@@ -54,6 +54,14 @@ def record_site_purge(conn: Connection, site: Dirname) -> None:
 def mark_moved(conn: Connection, site: Dirname, deploy_id: str) -> None:
     conn.execute(
         "UPDATE tombstones SET move_state = 'moved' WHERE site = %s AND id = %s", [site, deploy_id]
+    )
+
+
+def mark_restoring(conn: Connection, site: Dirname, deploy_id: str) -> None:
+    """A restore is about to move the bytes back: a repeat may resume over a live prefix."""
+    conn.execute(
+        "UPDATE tombstones SET move_state = 'restoring' WHERE site = %s AND id = %s",
+        [site, deploy_id],
     )
 
 

@@ -47,14 +47,19 @@ Here one function does it in resumable batches:
 **Verdict and alerts** (§9.4.5, DECISIONS Q7) — exactly one per completed run, in priority
 order, logged as a structured event named after its operation and never damped:
 
-| verdict           | when                                | log level | run                     |
-| ----------------- | ----------------------------------- | --------- | ----------------------- |
-| `selfcheck`       | a self-check failed                 | error     | fails                   |
-| `aliased_missing` | any aliased-but-missing deploy      | error     | fails if a site was     |
-|                   |                                     |           | also unreadable         |
-| `unreadable`      | any site unreadable                 | error     | fails                   |
-| `reclaimable`     | reindex + tombstone >= 25, fleet    | warning   | succeeds                |
-| `clean`           | otherwise                           | info      | succeeds                |
+| verdict                  | when                                | log level | run              |
+| ------------------------ | ----------------------------------- | --------- | ---------------- |
+| `selfcheck`              | a self-check failed                 | error     | fails            |
+| `aliased_missing`        | any aliased-but-missing deploy      | error     | fails if a site  |
+| `aliased_tombstoned`     | any alias naming a tombstoned deploy| error     | was also         |
+| `written_after_finalize` | any object a finalize did not record| error     | unreadable       |
+| `unreadable`             | any site unreadable                 | error     | fails            |
+| `reclaimable`            | reindex + tombstone >= 25, fleet    | warning   | succeeds         |
+| `clean`                  | otherwise                           | info      | succeeds         |
+
+The three dangerous classes (`DANGEROUS`) page whatever the verdict: a completed run emits
+`drift.<class>` (and their sum, `drift.dangerous`) and the template alarms on each class above
+zero, so a run that succeeds still pages for them.
 
 A run that fails raises `DriftFailed` after its `job_runs` row and its verdict are recorded.
 Self-check (§9.4.4): (1) zero sites swept; (2) the table holds active rows but the swept sites
@@ -88,7 +93,17 @@ from artemis.runtime import Runtime
 
 JOB = "drift-detect"
 RECLAIMABLE_THRESHOLD = 25
-VERDICTS = ("selfcheck", "aliased_missing", "unreadable", "reclaimable", "clean")
+VERDICTS = (
+    "selfcheck",
+    "aliased_missing",
+    "aliased_tombstoned",
+    "written_after_finalize",
+    "unreadable",
+    "reclaimable",
+    "clean",
+)
+# The classes that page (each has its alarm in template.yaml, on the metric drift.<class>).
+DANGEROUS = ("aliased_missing", "aliased_tombstoned", "written_after_finalize")
 RESULT_RETENTION = timedelta(days=30)
 TOTAL_KEYS = (
     "sites_swept",
@@ -98,6 +113,9 @@ TOTAL_KEYS = (
     "tombstone",
     "prune",
     "aliased_missing",
+    "aliased_tombstoned",
+    "written_after_finalize",
+    "dangerous",
     "deferred",
     "unreadable",
     "read_errors",
@@ -234,8 +252,9 @@ def totals_of(results: Iterable[SiteResult]) -> dict[str, int]:
         totals["sites_swept"] += 1
         totals["keys_listed"] += r.keys_listed
         totals["active_rows_read"] += r.active_rows
-        for name in ("reindex", "tombstone", "prune", "aliased_missing", "deferred"):
+        for name in ("reindex", "tombstone", "prune", "deferred", *DANGEROUS):
             totals[name] += len(getattr(c, name))
+        totals["dangerous"] += c.dangerous
         totals["unreadable"] += int(r.unreadable)
         totals["read_errors"] += int(r.error is not None)
         totals["faults"] += int(r.fault is not None)
@@ -277,8 +296,9 @@ def verdict_of(totals: dict[str, int], selfcheck: list[str]) -> tuple[str, bool]
     """(verdict, run fails) by the priority table of the module docstring."""
     if selfcheck:
         return "selfcheck", True
-    if totals["aliased_missing"] > 0:
-        return "aliased_missing", totals["unreadable"] > 0
+    for name in DANGEROUS:
+        if totals[name] > 0:
+            return name, totals["unreadable"] > 0
     if totals["unreadable"] > 0:
         return "unreadable", True
     if totals["reindex"] + totals["tombstone"] >= RECLAIMABLE_THRESHOLD:
@@ -662,15 +682,21 @@ def _alert(report: DriftReport) -> None:
             "drift.selfcheck",
             extra={**base, "failures": report.selfcheck, "unread_sites": unread},
         )
-    elif report.verdict == "aliased_missing":
-        missing = {
-            s.site: list(s.classification.aliased_missing)
-            for s in report.sites
-            if s.classification.aliased_missing
+    elif report.verdict in DANGEROUS:
+        # One event, named after the verdict (the highest-priority class found), listing
+        # every dangerous class found, so no finding hides behind another.
+        found = {
+            name: {
+                s.site: list(getattr(s.classification, name))
+                for s in report.sites
+                if getattr(s.classification, name)
+            }
+            for name in DANGEROUS
         }
         logger.error(
-            "drift.aliased_missing",
-            extra={**base, "count": t["aliased_missing"], "sites": missing,
+            f"drift.{report.verdict}",
+            extra={**base, "count": t[report.verdict], "sites": found[report.verdict],
+                   "dangerous": {k: v for k, v in found.items() if v},
                    "unread_sites": unread},
         )  # fmt: skip
     elif report.verdict == "unreadable":

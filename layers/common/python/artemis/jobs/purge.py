@@ -236,9 +236,9 @@ def _purge_one(rt: Runtime, row: TombstoneRow, cutoff: datetime, result: PurgeRe
             rt.bucket.delete_prefix(layout.site_trash_prefix(site))
         else:
             rt.bucket.delete_prefix(layout.deploy_trash_prefix(site, row.id))
-            if current.move_state == "pending":
-                # The move never completed: the id is retired, so what it left at the live
-                # prefix is trash too (Fix D-10).
+            if current.move_state != "moved":
+                # The move (a delete's, or a restore's cut off part-way) never completed: the
+                # id is retired, so what it left at the live prefix is trash too (Fix D-10).
                 rt.bucket.delete_prefix(layout.deploy_prefix(site, row.id))
         with rt.db.transaction() as conn:  # bytes first, then the row
             cleared = tombstones_db.clear(conn, site, row.id)

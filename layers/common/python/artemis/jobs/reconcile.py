@@ -44,6 +44,7 @@ Every run writes a `job_runs` row (`reconcile`, dry_run = not apply) with its pl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ from artemis.jobs.common import (
     system_audit_entry,
     write_audit,
 )
-from artemis.keys import Dirname, KeyLayout, Slug
+from artemis.keys import MARKER_FILES, Dirname, KeyLayout, Slug
 from artemis.observability import logger
 from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase
 from artemis.reconcile_plan import (
@@ -97,6 +98,8 @@ class BucketReader(Protocol):
     def list_pages(self, prefix: str, *, start_after: str = "") -> Iterator[list[ObjectInfo]]: ...
 
     def get_alias(self, key: str) -> str | None: ...
+
+    def get(self, key: str) -> bytes | None: ...
 
 
 class Transactions(Protocol):
@@ -159,9 +162,18 @@ def list_site(
 ) -> tuple[list[BucketDeploy], int]:
     """One listing of the site prefix → its deploys (first-seen order, with marker flags,
     id-parsed times and byte sizes from the listing) and the number of keys listed."""
+    deploys, keys, _ = _scan_site(bucket, layout, site, now)
+    return deploys, keys
+
+
+def _scan_site(
+    bucket: BucketReader, layout: KeyLayout, site: Dirname, now: datetime
+) -> tuple[list[BucketDeploy], int, dict[str, dict[str, str]]]:
+    """`list_site`, plus every listed key's ETag per deploy (relative key → ETag)."""
     prefix = layout.site_prefix(site)
     markers: dict[str, bool] = {}
     sizes: dict[str, int] = {}
+    etags: dict[str, dict[str, str]] = {}
     keys = 0
     for page in bucket.list_pages(prefix):
         for obj in page:
@@ -172,11 +184,53 @@ def list_site(
             sizes[deploy_id] = sizes.get(deploy_id, 0) + obj.size
             is_marker = obj.key == layout.marker_key(site, deploy_id)
             markers[deploy_id] = markers.get(deploy_id, False) or is_marker
+            deploy_prefix = layout.deploy_prefix(site, deploy_id)
+            if not is_marker and obj.key.startswith(deploy_prefix):
+                etags.setdefault(deploy_id, {})[obj.key[len(deploy_prefix) :]] = obj.etag
     deploys = [
         BucketDeploy(deploy_id, markers[deploy_id], deploy_time(deploy_id, now), sizes[deploy_id])
         for deploy_id in sizes
     ]
-    return deploys, keys
+    return deploys, keys, etags
+
+
+def finalize_record(body: bytes | None) -> dict[str, str] | None:
+    """What a completion marker records the deploy held at finalize (relative path → ETag);
+    None for a marker without a record (written before finalize kept one) or unreadable."""
+    if body is None:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    files = data.get(MARKER_FILES) if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return None
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def unrecorded_writes(
+    bucket: BucketReader,
+    layout: KeyLayout,
+    site: Dirname,
+    deploys: list[BucketDeploy],
+    etags: dict[str, dict[str, str]],
+) -> dict[str, list[str]]:
+    """Finalized deploys holding objects their finalize did not record (a new key, or a key
+    whose ETag changed): deploy id → those relative keys. One GET of each marker."""
+    found: dict[str, list[str]] = {}
+    for deploy in deploys:
+        if not deploy.has_marker:
+            continue
+        record = finalize_record(bucket.get(layout.marker_key(site, deploy.id)))
+        if record is None:
+            continue
+        extra = sorted(
+            key for key, etag in etags.get(deploy.id, {}).items() if record.get(key) != etag
+        )
+        if extra:
+            found[deploy.id] = extra
+    return found
 
 
 @dataclass(frozen=True)
@@ -188,6 +242,9 @@ class SiteSnapshot:
     indexed: tuple[IndexedDeploy, ...]
     alias_rows: frozenset[str]
     alias_objects: frozenset[str]
+    tombstoned: frozenset[str] = frozenset()  # deploy ids with a tombstone row
+    # Finalized deploys holding objects their finalize did not record: id → relative keys.
+    unrecorded: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def aliased(self) -> frozenset[str]:
@@ -198,17 +255,26 @@ class SiteSnapshot:
         return listing_fault(len(self.deploys), len(self.indexed), self.prefix)
 
     def classify(self, now: datetime, grace: timedelta) -> Classification:
-        return classify(self.deploys, self.indexed, self.aliased, now=now, grace=grace)
+        return classify(
+            self.deploys, self.indexed, self.aliased, now=now, grace=grace,
+            tombstoned=self.tombstoned, unrecorded=self.unrecorded,
+        )  # fmt: skip
 
 
 def read_snapshot(
     bucket: BucketReader, db: Transactions, layout: KeyLayout, site: Dirname, now: datetime
 ) -> SiteSnapshot:
-    """§9.5.2, in its order: the listing, the active rows, then alias rows and objects."""
-    deploys, keys = list_site(bucket, layout, site, now)
+    """§9.5.2, in its order: the listing, the active rows, then alias rows and objects; plus
+    the tombstones and the finalized deploys' markers (what each finalize recorded)."""
+    deploys, keys, etags = _scan_site(bucket, layout, site, now)
     with db.transaction() as conn:
         rows = deploys_db.active_for_site(conn, site)
         alias_rows = frozenset(row.deploy_id for row in aliases_db.for_site(conn, site))
+        tombstoned = frozenset(
+            row.id
+            for row in tombstones_db.for_site(conn, site)
+            if row.id != tombstones_db.SITE_PURGE_ID
+        )
     return SiteSnapshot(
         site=site,
         prefix=layout.site_prefix(site),
@@ -217,6 +283,8 @@ def read_snapshot(
         indexed=tuple(IndexedDeploy(row.id, row.mtime) for row in rows),
         alias_rows=alias_rows,
         alias_objects=alias_objects(bucket, layout, site),
+        tombstoned=tombstoned,
+        unrecorded=unrecorded_writes(bucket, layout, site, deploys, etags),
     )
 
 
@@ -258,6 +326,8 @@ class ReconcileReport:
             "tombstoned": len(self.tombstoned),
             "pruned": len(self.pruned),
             "aliased_missing": len(self.aliased_missing),
+            "aliased_tombstoned": len(planned.aliased_tombstoned),
+            "written_after_finalize": len(planned.written_after_finalize),
             "deferred": len(planned.deferred),
             "skipped": len(self.skipped),
             "capped": bool(self.plan and self.plan.capped),
@@ -366,6 +436,17 @@ def _log_plan(site: Dirname, snap: SiteSnapshot, plan: RepairPlan) -> None:
             "reconcile.aliased_bytes_missing",
             extra={"site": site, "ids": list(full.aliased_missing)},
         )
+    if full.aliased_tombstoned:  # report-only: an operator decides (restore or re-point)
+        logger.error(
+            "reconcile.aliased_tombstoned",
+            extra={"site": site, "ids": list(full.aliased_tombstoned)},
+        )
+    if full.written_after_finalize:
+        logger.error(
+            "reconcile.written_after_finalize",
+            extra={"site": site, "objects": {i: snap.unrecorded.get(i, []) for i in
+                                              full.written_after_finalize}},
+        )  # fmt: skip
     if full.deferred:
         logger.info("reconcile.prune_deferred", extra={"site": site, "ids": list(full.deferred)})
     if plan.capped:

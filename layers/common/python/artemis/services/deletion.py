@@ -12,6 +12,7 @@ from typing import Any
 
 from artemis import rules
 from artemis.db import aliases as aliases_db
+from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
 from artemis.db import tombstones as tombstones_db
@@ -25,6 +26,7 @@ from artemis.errors import (
     DeployNotFound,
     InvalidSlug,
     NotFound,
+    RestoreTargetOccupied,
     SiteGone,
     StorageError,
 )
@@ -56,6 +58,24 @@ def delete_deploy(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
 ) -> dict[str, Any]:
     site = _deploy_target(rt, caller, slug, deploy_id)
+    try:
+        with rt.db.transaction() as lock_conn:
+            # The deploy lock (exclusive, before the site lock, as finalize takes them): the
+            # uploads in flight finish before the tombstone lands, and every later upload,
+            # presign or finalize of the deploy finds the tombstone and is refused.
+            deploy_lock.hold(lock_conn, site, deploy_id)
+            moved = _delete_locked(rt, slug, site, deploy_id)
+    except ArtemisError:
+        raise
+    except Exception as err:  # the lock connection failed after the delete ran
+        raise DependencyError("deploy_lock_failed") from err
+    audit.record(
+        rt, ctx, "site.deploy.delete", site=slug, deploy_id=deploy_id, detail={"moved": moved}
+    )
+    return {"site": slug, "deployId": deploy_id, "status": "tombstoned", "moved": moved}
+
+
+def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int:
     layout = rt.settings.key_layout
     with site_lock(rt.db.conninfo, site):
         for name in ALIAS_NAMES:
@@ -78,10 +98,7 @@ def delete_deploy(
             raise DependencyError("tombstone_record_failed") from err
         moved = rt.bucket.move_prefix(prefix, layout.deploy_trash_prefix(site, deploy_id))
         _mark_moved(rt, site, deploy_id)
-    audit.record(
-        rt, ctx, "site.deploy.delete", site=slug, deploy_id=deploy_id, detail={"moved": moved}
-    )
-    return {"site": slug, "deployId": deploy_id, "status": "tombstoned", "moved": moved}
+    return moved
 
 
 def restore(
@@ -109,8 +126,23 @@ def restore(
                          outcome="idempotent", detail={"moved": 0})  # fmt: skip
             return {"site": slug, "deployId": deploy_id, "status": "restored", "moved": 0,
                     "bytes": size}  # fmt: skip
-        if not _has(rt, trash) and not _has(rt, live):
-            raise AlreadyPurged()
+        _refuse_aliased(rt, slug, site, deploy_id)
+        if tombstone.move_state == "restoring":
+            # A restore cut off part-way: what sits at the live prefix is what it moved back.
+            if not _has(rt, trash) and not _has(rt, live):
+                raise AlreadyPurged()
+        else:
+            # Never write over live objects: they are not this deploy's trashed copy (a
+            # delete's unfinished move, or bytes written after the delete).
+            if _has(rt, live):
+                raise RestoreTargetOccupied()
+            if not _has(rt, trash):
+                raise AlreadyPurged()
+            try:
+                with rt.db.transaction() as conn:
+                    tombstones_db.mark_restoring(conn, site, deploy_id)
+            except Exception as err:
+                raise DependencyError("tombstone_record_failed") from err
         moved = rt.bucket.move_prefix(trash, live)
         size, has_marker = _measure(rt, live)
         try:
@@ -130,6 +162,23 @@ def restore(
         "moved": moved,
         "bytes": size,
     }
+
+
+def _refuse_aliased(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> None:
+    """An alias (object or row) naming a trashed deploy is drift; restoring under it would
+    change what it serves without an alias move."""
+    layout = rt.settings.key_layout
+    for name in ALIAS_NAMES:
+        if rt.bucket.get_alias(layout.alias_key(site, name)) == deploy_id:
+            raise DeployAliased(site=slug, deployId=deploy_id, alias=name)
+    try:
+        with rt.db.transaction() as conn:
+            rows = aliases_db.for_site(conn, site)
+    except Exception as err:
+        raise DependencyError("pg_read_failed") from err
+    for row in rows:
+        if row.deploy_id == deploy_id:
+            raise DeployAliased(site=slug, deployId=deploy_id, alias=row.name)
 
 
 def _listing(rt: Runtime, live: str) -> list[ObjectInfo] | None:

@@ -9,12 +9,16 @@ from typing import Any
 
 from artemis import bodies, rules, session
 from artemis.db import audit as audit_db
+from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
 from artemis.db.lock import site_lock
 from artemis.errors import (
+    ArtemisError,
     BadRequest,
     DependencyError,
+    DeployBusy,
+    DeployDeleted,
     DeployFinalized,
     ManifestRequired,
     MissingIndex,
@@ -22,7 +26,7 @@ from artemis.errors import (
     TooLarge,
     VerifyFailed,
 )
-from artemis.keys import MARKER_NAME, Dirname, Slug
+from artemis.keys import MARKER_FILES, MARKER_NAME, AliasName, Dirname, Slug
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
@@ -32,7 +36,9 @@ from artemis.services.context import Caller, RequestContext, rfc3339_seconds, ut
 
 MAX_ID_ATTEMPTS = 30  # G-13: advance the id by a second per collision, this many times at most
 MAX_PRESIGN_FILES = 1000
-PRESIGN_MAX_EXPIRY_SECONDS = 3600
+# A presigned POST cannot be recalled once issued (a finalize or delete cannot stop it), so its
+# window is short; drift reports any object that lands in a finalized deploy afterwards.
+PRESIGN_MAX_EXPIRY_SECONDS = 900
 
 
 def _site(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
@@ -75,15 +81,27 @@ def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> st
     return candidate
 
 
-def _refuse_finalized(rt: Runtime, site: Dirname, deploy_id: str) -> None:
-    """G-7: a finalized deploy is immutable; repeating finalize stays allowed."""
+def _refuse_closed(status: deploy_lock.DeployStatus) -> None:
+    """A deleted deploy takes no more bytes (its tombstone ends every session of it, durably:
+    the session tokens are stateless, so the routes look the tombstone up); a finalized one is
+    immutable (G-7); a finalize or delete in progress holds the deploy lock."""
+    if status.tombstoned:
+        raise DeployDeleted()
+    if not status.locked:
+        raise DeployBusy()
+    if status.state == "active":
+        raise DeployFinalized()
+
+
+def _refuse_closed_now(rt: Runtime, site: Dirname, deploy_id: str) -> None:
+    """The same refusals, read once without holding the lock (presign: its uploads land
+    later, outside any lock, so holding it here would protect nothing)."""
     try:
         with rt.db.transaction() as conn:
-            row = deploys_db.get(conn, site, deploy_id)
+            status = deploy_lock.share(conn, site, deploy_id)
     except Exception as err:
         raise DependencyError("pg_read_failed") from err
-    if row is not None and row.state == "active":
-        raise DeployFinalized()
+    _refuse_closed(status)
 
 
 def _check_path(path: str | None) -> str:
@@ -108,9 +126,18 @@ def upload(
                     "above about 4.5 MB, which this one cannot carry)"},
         )  # fmt: skip
     _, site = _site(rt, claims.site)
-    _refuse_finalized(rt, site, deploy_id)
     key = rt.settings.key_layout.deploy_prefix(site, deploy_id) + path
-    rt.bucket.put(key, body, rules.content_type_for(path, content_type))
+    # The check and the write are one critical section under the deploy lock (shared): a
+    # finalize or delete waits for this PUT, and once either committed no upload gets past
+    # the check, so no API upload lands in a finalized or deleted deploy.
+    try:
+        with rt.db.transaction() as conn:
+            _refuse_closed(deploy_lock.share(conn, site, deploy_id))
+            rt.bucket.put(key, body, rules.content_type_for(path, content_type))
+    except ArtemisError:
+        raise
+    except Exception as err:
+        raise DependencyError("pg_read_failed") from err
     return {"received": path, "key": key}
 
 
@@ -118,7 +145,7 @@ def presign_uploads(
     rt: Runtime, claims: session.SessionClaims, deploy_id: str, raw_body: bytes, *, now: float
 ) -> dict[str, Any]:
     """One presigned POST per file: exact key, 0..UPLOAD_MAX_BYTES, expiring with the session
-    (at most an hour). For files above what API Gateway and Lambda accept in one request."""
+    (at most 15 minutes). For files above what API Gateway and Lambda accept in one request."""
     files = bodies.parse(bodies.UploadsBody, raw_body, limit=bodies.MANIFEST_LIMIT).files
     if not files or len(files) > MAX_PRESIGN_FILES:
         raise BadRequest(f"files must list 1 to {MAX_PRESIGN_FILES} entries")
@@ -130,7 +157,7 @@ def presign_uploads(
         if spec.size > limit:
             raise TooLarge(f"{spec.path}: over UPLOAD_MAX_BYTES ({limit})")
     _, site = _site(rt, claims.site)
-    _refuse_finalized(rt, site, deploy_id)
+    _refuse_closed_now(rt, site, deploy_id)
     expires_in = int(max(1, min(claims.exp - now, PRESIGN_MAX_EXPIRY_SECONDS)))
     prefix = rt.settings.key_layout.deploy_prefix(site, deploy_id)
     uploads = []
@@ -162,12 +189,41 @@ def finalize(
     layout = rt.settings.key_layout
     slug, site = _site(rt, claims.site)
     prefix = layout.deploy_prefix(site, deploy_id)
+    try:
+        with rt.db.transaction() as lock_conn:
+            # The deploy lock (exclusive) for the whole finalize: the uploads in flight finish
+            # first, none starts until the active row is committed, so the listing below is
+            # everything the API will ever have written into the prefix.
+            deploy_lock.hold(lock_conn, site, deploy_id)
+            if deploy_lock.is_tombstoned(lock_conn, site, deploy_id):
+                raise DeployDeleted()
+            size = _publish(rt, slug, site, deploy_id, prefix, files, mode)
+    except ArtemisError:
+        raise
+    except Exception as err:  # the lock connection failed; what ran under it stands
+        raise DependencyError("deploy_lock_failed") from err
+    audit.record(
+        rt, ctx, "deploy.finalize", site=slug, deploy_id=deploy_id, actor=claims.sub,
+        detail={"mode": mode, "bytes": size, "files": len(set(files))},
+    )  # fmt: skip
+    return {"url": layout.public_url(slug, mode), "deployId": deploy_id, "mode": mode}
+
+
+def _publish(
+    rt: Runtime, slug: Slug, site: Dirname, deploy_id: str, prefix: str, files: list[str],
+    mode: AliasName,
+) -> int:  # fmt: skip
+    """Verify, then under the site lock: marker, alias, index. Returns the deploy's size."""
+    layout = rt.settings.key_layout
     # One paginated listing verifies the manifest and measures the deploy (no HEAD per file).
     listing = rt.bucket.list_keys(prefix)
     present = {obj.key[len(prefix) :] for obj in listing}
     missing = [name for name in dict.fromkeys(files) if name not in present]
     if missing:
         raise VerifyFailed(detail={"missing": missing})
+    held = {
+        obj.key[len(prefix) :]: obj.etag for obj in listing if obj.key[len(prefix) :] != MARKER_NAME
+    }
     size = sum(obj.size for obj in listing if obj.key[len(prefix) :] != MARKER_NAME)
     now = utcnow()
     with site_lock(rt.db.conninfo, site):
@@ -179,18 +235,19 @@ def finalize(
         if registered is None:
             raise SiteGone()
         # G-30: the marker lands inside the lock, after the re-check, right before the alias.
+        # It records what the deploy holds (path -> ETag, from the same listing), so drift can
+        # tell any object written into the prefix afterwards (a presigned POST cannot be
+        # recalled).
         marker = json.dumps(
-            {"site": slug, "deployId": deploy_id, "mode": mode, "finalizedAt": rfc3339_seconds(now)}
-        ).encode()
+            {"site": slug, "deployId": deploy_id, "mode": mode,
+             "finalizedAt": rfc3339_seconds(now), MARKER_FILES: held},
+            separators=(",", ":"),
+        ).encode()  # fmt: skip
         rt.bucket.put(layout.marker_key(site, deploy_id), marker, "application/json")
         size += len(marker)
         rt.bucket.put_alias(layout.alias_key(site, mode), deploy_id)
         record_alias_move(rt, site, mode, deploy_id, now, finalized_bytes=size)
-    audit.record(
-        rt, ctx, "deploy.finalize", site=slug, deploy_id=deploy_id, actor=claims.sub,
-        detail={"mode": mode, "bytes": size, "files": len(set(files))},
-    )  # fmt: skip
-    return {"url": layout.public_url(slug, mode), "deployId": deploy_id, "mode": mode}
+    return size
 
 
 def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:

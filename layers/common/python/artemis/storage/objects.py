@@ -12,6 +12,7 @@ from artemis.errors import StorageError
 class ObjectInfo:
     key: str
     size: int
+    etag: str = ""  # without its quotes; listings carry it, a HEAD does not fill it
 
 
 @dataclass(frozen=True)

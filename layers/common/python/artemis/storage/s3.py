@@ -118,7 +118,10 @@ class Bucket:
                 resp = self.client.list_objects_v2(**kwargs)
             except _AWS_ERRORS as err:
                 raise StorageError("r2_list_failed") from err
-            page = [ObjectInfo(o["Key"], int(o.get("Size", 0))) for o in resp.get("Contents", [])]
+            page = [
+                ObjectInfo(o["Key"], int(o.get("Size", 0)), str(o.get("ETag", "")).strip('"'))
+                for o in resp.get("Contents", [])
+            ]
             if page:
                 yield page
             token = resp.get("NextContinuationToken")
