@@ -46,3 +46,12 @@ def test_an_unterminated_string_is_scanned_once_and_refused() -> None:
     assert bodies.nesting_depth(raw) == 2  # the open string swallows the brackets after it
     with pytest.raises(BadRequest, match="not valid JSON"):
         bodies.parse(bodies.FinalizeBody, raw, limit=bodies.MANIFEST_LIMIT)
+
+
+def test_a_size_written_as_an_integral_float_is_that_integer() -> None:
+    """JSON has one number type, and the OpenAPI `integer` admits 5.0: so does the parser."""
+    files = bodies.parse(bodies.UploadsBody, b'{"files": [{"path": "a", "size": 5.0}]}').files
+    assert files[0].size == 5 and isinstance(files[0].size, int)
+    for bad in (b"5.5", b'"5"', b"true"):
+        with pytest.raises(BadRequest):
+            bodies.parse(bodies.UploadsBody, b'{"files": [{"path": "a", "size": ' + bad + b"}]}")

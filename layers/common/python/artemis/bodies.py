@@ -15,9 +15,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from artemis.errors import BadRequest, TooLarge
 
@@ -73,9 +73,16 @@ class TeamsBody(_Body):
     teams: list[str] | None = None
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type: 1.0 is the integer 1 (an OpenAPI `integer` admits it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class UploadFile(_Body):
     path: str
-    size: int = Field(ge=0)
+    size: Annotated[int, BeforeValidator(_integral)] = Field(ge=0)
     content_type: str | None = Field(None, alias="contentType")
 
 
