@@ -62,6 +62,12 @@ test-integration: $(VENV)/.installed
 test-system: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
 	$(PY) -m pytest tests/system
 
+# The OpenAPI contract alone: schemathesis against the local system (also part of test and
+# test-integration).
+.PHONY: test-contract
+test-contract: $(VENV)/.installed
+	$(PY) -m pytest tests/integration/contract
+
 test-e2e: $(VENV)/.installed browser
 	$(PY) -m pytest tests/e2e
 

@@ -148,14 +148,18 @@ class _Renderer:
                     for code in codes
                 ]
                 continue
-            media = response.get("content", {}).get("application/json")
-            if media is None:
+            content = response.get("content", {})
+            if not content:
                 out += [f"**Response `{status}`**: {response['description']}.", ""]
                 continue
+            media_type, media = next(iter(content.items()))
             schema = media.get("schema", {})
             note = response["description"]
             note = "" if note == "success" else f" ({note})"
-            out += [f"**Response `{status}`**{note}: {_type(schema)}.", ""]
+            kind = _type(schema)
+            if media_type != "application/json":
+                kind = f"`{media_type}`, {schema.get('description', kind)}"
+            out += [f"**Response `{status}`**{note}: {kind}.", ""]
             name = _ref_name(schema) or _ref_name(schema.get("items", {}))
             if name is not None:
                 out += self.fields(name, request=False)

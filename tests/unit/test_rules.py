@@ -700,3 +700,21 @@ def test_parse_rfc3339_round_trips_isoformat(when: datetime) -> None:
 def test_parse_rfc3339_never_raises(value: str) -> None:
     parsed = parse_rfc3339(value)
     assert parsed is None or parsed.tzinfo is not None
+
+
+@given(prefix=st.text(min_size=1, max_size=300), path=st.text(max_size=1200))
+def test_key_length_error_is_exactly_s3s_byte_limit(prefix: str, path: str) -> None:
+    """S3 refuses keys over 1,024 bytes of UTF-8: the check counts bytes, not characters."""
+    size = len((prefix + path).encode("utf-8", errors="surrogatepass"))
+    problem = rules.key_length_error(prefix, path)
+    assert (problem is None) == (size <= rules.S3_MAX_KEY_BYTES)
+    if problem is not None:
+        assert str(size) in problem
+
+
+def test_key_length_error_at_the_boundary() -> None:
+    prefix = "www.example.org/deploys/20260101-000000-abc1234/"
+    room = rules.S3_MAX_KEY_BYTES - len(prefix)
+    assert rules.key_length_error(prefix, "a" * room) is None
+    assert rules.key_length_error(prefix, "a" * (room + 1)) is not None
+    assert rules.key_length_error(prefix, "é" * (room // 2 + 1)) is not None  # 2 bytes each

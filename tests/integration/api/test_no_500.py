@@ -22,19 +22,40 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
     max_leaves=12,
 )
-known_fields = st.fixed_dictionaries(
-    {},
-    optional={
-        key: json_values | text
-        for key in ["site", "sha", "files", "mode", "deployId", "expectedCurrent",
-                    "expectNoCurrent", "to", "slug", "teams"]
-    },
-)  # fmt: skip
+FIELDS = ["site", "sha", "files", "mode", "deployId", "expectedCurrent", "expectNoCurrent", "to",
+          "slug", "teams", "size", "path"]  # fmt: skip
+known_fields = st.fixed_dictionaries({}, optional={key: json_values | text for key in FIELDS})
+# Nesting far deeper than any body needs (the decoder recurses per level) and integers longer
+# than Python converts (4,300 digits), under every field a route reads. 30,000 levels stay
+# under the 64 KiB limit of the small bodies.
+deep_bodies = st.builds(
+    lambda field, level, depth, closed: (
+        f'{{"{field}": '.encode() + level[0] * depth + (level[1] * depth + b"}" if closed else b"")
+    ),
+    st.sampled_from(FIELDS),
+    st.sampled_from([(b"[", b"]"), (b'{"a":', b"}"), (b'[{"path":', b"}]")]),
+    st.integers(min_value=65, max_value=30_000),
+    st.booleans(),
+)
+huge_numbers = st.builds(
+    lambda field, digits, sign, inside: (
+        (f'{{"files": [{{"path": "index.html", "{field}": ' if inside else f'{{"{field}": ')
+        + sign
+        + "7" * digits
+        + ("}]}" if inside else "}")
+    ).encode(),
+    st.sampled_from(FIELDS),
+    st.integers(min_value=4_301, max_value=20_000),
+    st.sampled_from(["", "-"]),
+    st.booleans(),
+)
 bodies = st.one_of(
     st.just(b""),
     st.binary(max_size=200),
     json_values.map(lambda v: json.dumps(v).encode()),
     known_fields.map(lambda v: json.dumps(v).encode()),
+    deep_bodies,
+    huge_numbers,
 )
 queries = st.dictionaries(
     st.sampled_from(["path", "purge", "since", "limit", "offset", "site", "actor", "action"])
@@ -83,3 +104,41 @@ def test_no_client_input_gets_a_5xx(
     assert reply.status < 500, (method, path, reply.status, reply.raw[:300])
     if reply.status >= 400:
         assert reply.code, reply.raw  # every 4xx carries the envelope with a code
+
+
+JSON_ROUTES = [
+    (method.upper(), path, op["security"])
+    for path, item in document()["paths"].items()
+    for method, op in item.items()
+    if "application/json" in op.get("requestBody", {}).get("content", {})
+]
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    route=st.sampled_from(JSON_ROUTES),
+    body=st.one_of(deep_bodies, huge_numbers, known_fields.map(lambda v: json.dumps(v).encode())),
+    token=st.sampled_from([DEV, STAFF]),
+)
+def test_no_hostile_body_gets_a_5xx_on_any_json_route(
+    api: Api, route: tuple[str, str, list[dict[str, Any]]], body: bytes, token: str
+) -> None:
+    """Every JSON route, with a credential and path that pass its gate, so the body is parsed:
+    deep nesting and huge numbers answer 4xx like any other malformed body."""
+    if not api.sql("SELECT 1 FROM sites WHERE slug = 'www'"):
+        api.register("www", ["web", "staff"])
+    method, template, security = route
+    deploy_id = "20260101-000000-abc1234"
+    if security == [{"deploySession": []}]:
+        session = api.init("www", token=token)
+        token, deploy_id = session["jwt"], session["deployId"]
+    path = template.format(
+        site="www", slug="www", deploy_id=deploy_id, request_id="req_" + "0" * 20
+    )
+    reply = api.call(method, path, token=token, body=body)
+    assert reply.status < 500, (method, path, reply.status, reply.raw[:300])
+    assert reply.code, reply.raw[:300]

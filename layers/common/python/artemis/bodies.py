@@ -3,19 +3,33 @@
 JSON is decoded without looking at Content-Type, only the first JSON value is read (trailing
 bytes are ignored, as the reference does), unknown fields are ignored, and wrong types answer
 400 bad_request. The byte limit is enforced before parsing.
+
+Hostile JSON answers 400 too, never a crash: nesting deeper than MAX_DEPTH is refused by a
+linear scan before the decoder (which recurses per level and would overflow the stack), and a
+number the decoder cannot convert (Python refuses integers of more than 4,300 digits) is a
+malformed body.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import TypeVar
+import re
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from artemis.errors import BadRequest, TooLarge
 
 MANIFEST_LIMIT = 8 * 1024 * 1024  # init and finalize may carry a file manifest
 SMALL_LIMIT = 64 * 1024
+MAX_DEPTH = 64  # every body is an object of lists of objects at most: 3 levels
+
+# A JSON string, escapes included, up to its closing quote or, unterminated, to the end (so a
+# failed match never rescans: the scan stays linear); possessive, so it never backtracks.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]++")
+_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # +1 / -1 as signed bytes
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -59,9 +73,16 @@ class TeamsBody(_Body):
     teams: list[str] | None = None
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type: 1.0 is the integer 1 (an OpenAPI `integer` admits it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class UploadFile(_Body):
     path: str
-    size: int = Field(ge=0)
+    size: Annotated[int, BeforeValidator(_integral)] = Field(ge=0)
     content_type: str | None = Field(None, alias="contentType")
 
 
@@ -80,6 +101,14 @@ class RejectBody(_Body):
     reason: str = ""
 
 
+def nesting_depth(raw: bytes) -> int:
+    """The deepest bracket nesting outside strings, over the whole body. Works on the raw
+    bytes: UTF-8 never encodes a non-ASCII character with an ASCII byte."""
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", raw))
+    steps = memoryview(brackets.translate(_STEP)).cast("b")
+    return max(itertools.accumulate(steps), default=0)
+
+
 def parse(
     model: type[Model], raw: bytes, *, limit: int = SMALL_LIMIT, required: bool = True
 ) -> Model:
@@ -90,9 +119,11 @@ def parse(
         if required:
             raise BadRequest("a JSON body is required")
         return model()
+    if nesting_depth(raw) > MAX_DEPTH:
+        raise BadRequest(f"body nests deeper than {MAX_DEPTH} levels")
     try:
         value, _ = json.JSONDecoder().raw_decode(text)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or a number too long to convert
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object")

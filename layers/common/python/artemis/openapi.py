@@ -20,6 +20,7 @@ from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
 from artemis import bodies, errors, rules
 from artemis.config import Settings
+from artemis.keys import MARKER_NAME
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -57,6 +58,48 @@ SHA_PATTERN = _ecma(rules.SHA_RE)
 SLUG_PATTERN = _ecma(rules.SLUG_RE)
 TEAM_PATTERN = _ecma(rules.TEAM_RE)
 REQUEST_ID_PATTERN = _ecma(rules.REQUEST_ID_RE)
+
+# The declared constraints are the ones the server enforces, no stricter and no looser, so a
+# generator (schemathesis in CI) may take the document at its word: what a schema admits gets
+# past validation, what it refuses gets a 4xx.
+
+
+def _class(chars: str) -> str:
+    return "".join(f"\\u{ord(c):04x}" if ord(c) > 0x7E or ord(c) < 0x21 else c for c in chars)
+
+
+def _anycase(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+# Python's str.strip() set (str.isspace) and Go's TrimSpace set (rules.parse_mode).
+PY_SPACE = _class(
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
+    + "".join(chr(c) for c in range(0x2000, 0x200B))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+GO_SPACE = _class(rules._WHITESPACE)
+_ID_CORE = DEPLOY_ID_PATTERN.removeprefix("^").removesuffix("$")
+_MODES = f"{_anycase('preview')}|{_anycase('production')}"
+MODE_PATTERN = f"^[{GO_SPACE}]*(?:{_MODES})[{GO_SPACE}]*$"
+FINALIZE_MODE_PATTERN = f"^[{GO_SPACE}]*(?:{_MODES})?[{GO_SPACE}]*$"  # "" means preview
+STRIPPED_ID_PATTERN = f"^[{PY_SPACE}]*{_ID_CORE}[{PY_SPACE}]*$"  # promote and rollback strip
+OPTIONAL_ID_PATTERN = f"^[{PY_SPACE}]*(?:{_ID_CORE})?[{PY_SPACE}]*$"
+PURGE_PATTERN = f"^(?:{_anycase('true')}|{_anycase('false')})$"
+REPO_NAME_PATTERN = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$"  # artemis.services.repos.NAME
+REPO_REQUEST_ID_PATTERN = "^req_[0-9a-f]{20}$"
+# An upload path (rules.upload_path_error): `/`-separated segments, none empty, `.` or `..`,
+# without control characters or backslashes; the marker name is excluded separately.
+_SEGMENT_CHAR = "[^/\\\\\\x00-\\x1f\\x7f]"
+_SEGMENT_HEAD = "[^./\\\\\\x00-\\x1f\\x7f]"
+_SEGMENT = (
+    f"(?:{_SEGMENT_HEAD}{_SEGMENT_CHAR}*|\\.{_SEGMENT_HEAD}{_SEGMENT_CHAR}*|\\.\\.{_SEGMENT_CHAR}+)"
+)
+UPLOAD_PATH_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$",
+    "not": {"const": MARKER_NAME},
+}
 
 
 # --- error codes ----------------------------------------------------------------------------
@@ -234,7 +277,10 @@ class SiteRow(_Shape):
     )
     createdAt: str = Field(description="RFC 3339, full precision")
     updatedAt: str = Field(description="RFC 3339, full precision")
-    createdBy: str = Field(description='the registrant; "" unless the caller may see actors')
+    createdBy: str = Field(
+        description='the registrant; "" unless the caller is in one of the site\'s teams or in '
+        "AUDIT_READ_AUTHZ_TEAM (register always shows it)"
+    )
 
 
 class SitePurged(_Shape):
@@ -371,6 +417,48 @@ BODY_NOTES: dict[str, dict[str, str]] = {
     },
     "TeamsBody": {"teams": f"the new team list: at least one, each `{TEAM_PATTERN}`"},
 }
+_TEAMS: dict[str, Any] = {"type": "array", "items": {"type": "string", "pattern": TEAM_PATTERN}}
+_RESERVED = sorted(rules.DEFAULT_RESERVED_SLUGS)
+# What each route checks beyond the parser's types: these replace the generated property
+# schemas (the descriptions stay), so that the document states every constraint the server
+# enforces. A field absent here is checked by type only.
+BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
+    "InitBody": {
+        "site": {"type": "string", "minLength": 1},
+        "sha": {"type": "string", "pattern": SHA_PATTERN},
+    },
+    "UploadsBody": {
+        "files": {
+            "type": "array", "minItems": 1, "maxItems": MAX_PRESIGN_FILES,
+            "items": {"$ref": SCHEMA_REF.format(model="UploadFile")},
+        },
+    },
+    "UploadFile": {
+        "path": UPLOAD_PATH_SCHEMA,
+        "size": {"type": "integer", "minimum": 0, "maximum": UPLOAD_MAX_BYTES_DEFAULT},
+    },
+    "FinalizeBody": {
+        "mode": {"anyOf": [{"type": "string", "pattern": FINALIZE_MODE_PATTERN}, {"type": "null"}]},
+        "files": {
+            "type": "array", "minItems": 1, "items": {"type": "string"},
+            "contains": {"const": "index.html"},
+        },
+    },
+    "PromoteBody": {"deployId": {"type": "string", "pattern": OPTIONAL_ID_PATTERN}},
+    "RollbackBody": {"to": {"type": "string", "pattern": STRIPPED_ID_PATTERN}},
+    "RegisterBody": {
+        "slug": {"type": "string", "pattern": SLUG_PATTERN, "not": {"enum": _RESERVED}},
+        "teams": {"anyOf": [_TEAMS, {"type": "null"}]},
+    },
+    "TeamsBody": {"teams": {**_TEAMS, "minItems": 1}},
+    "RepoCreateBody": {
+        "name": {"type": "string", "pattern": REPO_NAME_PATTERN},
+        "visibility": {"type": "string", "enum": ["", "public", "private"]},
+        "description": {"type": "string", "maxLength": 350},
+        "template": {"type": "string", "pattern": f"^(?:{REPO_NAME_PATTERN[1:-1]})?$"},
+    },
+    "RejectBody": {"reason": {"type": "string", "maxLength": 350}},
+}  # fmt: skip
 ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
     "InitBody": ("site", "sha"),
     "UploadsBody": ("files",),
@@ -416,13 +504,21 @@ class Route:
     query: tuple[Query, ...] = ()
     response_description: str = ""
     alternative: tuple[int, str] | None = None  # a second success status without a body
+    path_schemas: tuple[tuple[str, dict[str, Any]], ...] = ()  # overrides PATH_PARAMETERS
+    media_type: str = "application/json"
+    # OpenAPI links from the success answer: (name, target operationId, target parameter,
+    # the answer's field that fills it), for clients and stateful test generators.
+    links: tuple[tuple[str, str, str, str], ...] = ()
 
 
 _UPLOAD_PATH_RULES = (
     "relative (no leading `/`), already canonical (no `//`, `.` or `..` segments, no trailing"
     " `/`), no control characters (0x00 to 0x1F, 0x7F) or backslashes, and not the reserved"
-    " completion-marker name `_artemis_meta.json` (G-6); non-ASCII UTF-8 is fine. A `;` must be"
-    " sent as `%3B` (a pair holding a raw `;` is dropped, so `path` reads as missing)"
+    " completion-marker name `_artemis_meta.json` (G-6); non-ASCII UTF-8 is fine. The whole"
+    " object key (the deploy's prefix, e.g. `<site>/deploys/<deploy id>/`, then the path) must"
+    " fit in S3's 1,024 bytes of UTF-8, else `400 bad_request` before anything is written. A"
+    " `;` must be sent as `%3B` (a pair holding a raw `;` is dropped, so `path` reads as"
+    " missing)"
 )
 
 UPLOAD_DESCRIPTION = f"""\
@@ -474,8 +570,9 @@ FINALIZE_DESCRIPTION = """\
 Checks, in order: `mode` (`preview`, the default, or `production`; trimmed, case-insensitive);
 a non-empty `files` list (`400 manifest_required`); the exact entry `index.html` in `files`
 (`422 missing_index`, with `error.hint` when the list looks like an unexported framework
-build); every entry present under the deploy prefix (one paginated listing, never one request
-per file; `422 verify_failed` with `error.missing`).
+build); every entry short enough to be an S3 key under the deploy's prefix (1,024 bytes,
+`400 bad_request`); every entry present under the deploy prefix (one paginated listing, never
+one request per file; `422 verify_failed` with `error.missing`).
 
 Finalize holds the deploy's lock throughout: uploads of the deploy that are writing finish
 first, later ones are refused until it ends (`409 deploy_busy`; `409 deploy_busy` here too when
@@ -594,7 +691,8 @@ be a member of `AUDIT_READ_AUTHZ_TEAM` in `GH_REPO_ORG`, checked before the quer
 `requestId` and `detail` are omitted when empty.
 """
 
-_INT_QUERY = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_EMPTY = {"type": "string", "maxLength": 0}  # an empty query value counts as absent
+_INT_QUERY = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, _EMPTY]}
 
 ROUTES: tuple[Route, ...] = (
     # --- health and meta ---------------------------------------------------------------------
@@ -626,8 +724,8 @@ ROUTES: tuple[Route, ...] = (
         "the oldest unpublished row, work-queue and DLQ depth, tombstones (pending moves, "
         "overdue), background runs by job and outcome, the last drift verdict. A source that "
         "cannot be read sets `artemis_metrics_source_up{source}` to 0 instead of failing.",
-        "none", "—", 200, {"type": "string", "description": "text/plain; version=0.0.4"},
-        None, (),
+        "none", "—", 200, {"type": "string", "description": "the Prometheus text format"},
+        None, (), media_type="text/plain",
     ),
     # --- identity ------------------------------------------------------------------------------
     Route(
@@ -669,7 +767,7 @@ ROUTES: tuple[Route, ...] = (
         body="binary",
         query=(
             Query("path", f"the file's path relative to the deploy root: {_UPLOAD_PATH_RULES}",
-                  {"type": "string", "minLength": 1}, required=True),
+                  UPLOAD_PATH_SCHEMA, required=True),
         ),
     ),
     Route(
@@ -781,8 +879,9 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/api/sites", "sitesList", "Registry", "List registered sites",
         "Reads the registry itself (not the 60 s snapshot), sorted by slug. Members of "
         "`REGISTRY_AUTHZ_TEAM` see every site; other callers only sites with a team they "
-        "belong to (G-3). `createdBy` is shown to members of `AUDIT_READ_AUTHZ_TEAM` only and "
-        "is `\"\"` for everyone else (a failed visibility probe blanks it, never fails the list).",
+        "belong to (G-3). `createdBy` is shown to members of the site's teams and of "
+        "`AUDIT_READ_AUTHZ_TEAM`, and is `\"\"` for everyone else (a failed visibility probe "
+        "blanks it, never fails the list).",
         "github", "any GitHub user (rows filtered by team)", 200, SiteRow,
         [{"slug": "www", "teams": ["staff"], "createdAt": "2026-04-20T14:15:22.123456Z",
           "updatedAt": "2026-04-20T14:15:22.123456Z", "createdBy": "octocat"}],
@@ -810,13 +909,15 @@ ROUTES: tuple[Route, ...] = (
         f"`teams` must list at least one team, each `{TEAM_PATTERN}` (`400 invalid_team`; "
         "removing a site is DELETE's job). Under the site lock, replaces the list and sets "
         "`updatedAt`; `404 not_found` for an unregistered slug. `createdBy` follows the "
-        "audit-team rule of `GET /api/sites`.",
+        "visibility rule of `GET /api/sites` (the site's teams and the audit team).",
         "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 200, SiteRow,
         {"slug": "www", "teams": ["staff", "web"], "createdAt": "2026-04-20T14:15:22.123456Z",
          "updatedAt": "2026-04-21T09:00:00.5Z", "createdBy": ""},
         (*_BEARER, *_TEAM_GATE, "invalid_slug", *_BODY, "invalid_team", *_LOCK,
          "registry_write_failed", "not_found"),
         body=bodies.TeamsBody, body_limit=bodies.SMALL_LIMIT,
+        path_schemas=(("slug", {"type": "string", "pattern": SLUG_PATTERN,
+                                "not": {"enum": _RESERVED}}),),
     ),
     Route(
         "DELETE", "/api/site/{slug}", "siteDelete", "Registry",
@@ -828,7 +929,7 @@ ROUTES: tuple[Route, ...] = (
          "r2_move_incomplete", "registry_write_failed"),
         query=(
             Query("purge", "`true` (any case): purge the site; absent or `false`: bare delete; "
-                  "anything else: `400 bad_request`", {"type": "string"}),
+                  "anything else: `400 bad_request`", {"type": "string", "pattern": PURGE_PATTERN}),
         ),
         response_description="purge=true: the site's tree moved to trash and deregistered",
         alternative=(204, "bare delete: the site is unpublished and deregistered; no body"),
@@ -841,6 +942,10 @@ ROUTES: tuple[Route, ...] = (
         (*_BEARER, *_TEAM_GATE, *_BODY, "invalid_name", "invalid_visibility", "invalid_template",
          "invalid_description", "already_exists", "repo_store_failed", "not_found"),
         body=bodies.RepoCreateBody, body_limit=bodies.SMALL_LIMIT,
+        links=(("read", "repoGet", "request_id", "id"),
+               ("approve", "repoApprove", "request_id", "id"),
+               ("reject", "repoReject", "request_id", "id"),
+               ("delete", "repoDelete", "request_id", "id")),
     ),
     Route(
         "GET", "/api/repos", "repoList", "Repos", "List repo requests",
@@ -850,8 +955,10 @@ ROUTES: tuple[Route, ...] = (
         "github", "any GitHub user", 200, RepoRow, [_REPO_EXAMPLE],
         (*_BEARER, "invalid_status", "repo_store_failed", "not_found"), many=True,
         query=(
-            Query("status", "pending (default), approved, active, rejected, failed or all",
-                  {"type": "string"}),
+            Query("status", "pending (default, also for an empty value), approved, active, "
+                  "rejected, failed or all",
+                  {"type": "string",
+                   "enum": ["", "pending", "approved", "active", "rejected", "failed", "all"]}),
             Query("mine", "`1` or `true`: only the caller's requests", {"type": "string"}),
         ),
     ),
@@ -913,7 +1020,7 @@ ROUTES: tuple[Route, ...] = (
             Query("action", "exact match on the action, e.g. `site.promote`", {"type": "string"}),
             Query("since", "rows with `occurredAt` ≥ since; RFC 3339 (a `+` offset must be "
                   "sent as `%2B`), else `400 invalid_since`",
-                  {"type": "string", "format": "date-time"}),
+                  {"anyOf": [{"type": "string", "format": "date-time"}, _EMPTY]}),
             Query("limit", f"page size; 0 or absent → {AUDIT_DEFAULT_LIMIT}, above "
                   f"{AUDIT_MAX_LIMIT} → {AUDIT_MAX_LIMIT}; not an integer ≥ 0 → "
                   "`400 invalid_limit`", _INT_QUERY),
@@ -925,13 +1032,14 @@ ROUTES: tuple[Route, ...] = (
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "request_id": {
-        "description": "the repo request's id, `req_` + 20 lower-case hex characters",
-        "schema": {"type": "string"},
+        "description": "the repo request's id, `req_` + 20 lower-case hex characters (any "
+        "other value is `404 not_found`)",
+        "schema": {"type": "string", "pattern": REPO_REQUEST_ID_PATTERN},
     },
     "deploy_id": {
         "description": "the deploy id (`YYYYMMDD-HHMMSS-<sha prefix>`); on the session routes "
         "it must equal the token's `deployId` (`403 jwt_wrong_deploy`)",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": DEPLOY_ID_PATTERN},
     },
     "site": {
         "description": "the site's registry slug, taken as given (the per-site gate decides)",
@@ -939,11 +1047,11 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     },
     "slug": {
         "description": f"the site's registry slug, `{SLUG_PATTERN}`",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": SLUG_PATTERN},
     },
     "mode": {
         "description": "`preview` or `production` (trimmed, case-insensitive)",
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": MODE_PATTERN},
     },
 }
 
@@ -1013,7 +1121,9 @@ characters. The id is in the logs and in every audit row the request writes.
 
 JSON bodies are decoded whatever the `Content-Type`; unknown fields are ignored; only the first
 JSON value is read. A body that is not a JSON object of the expected types answers
-`400 bad_request`, as does an empty body where one is required (promote's is optional).
+`400 bad_request`, as does an empty body where one is required (promote's is optional), a
+body nesting arrays or objects more than {bodies.MAX_DEPTH} levels deep, and a number too long
+to convert (over 4,300 digits).
 Limits: {bodies.MANIFEST_LIMIT // (1024 * 1024)} MiB for init, finalize and uploads (they
 may carry a file manifest), {bodies.SMALL_LIMIT // 1024} KiB for every other JSON body; over
 the limit → `413 too_large`. Responses are `application/json`; `204` has no body. Timestamps are
@@ -1108,6 +1218,17 @@ def _component_schemas() -> dict[str, Any]:
     ]
     _, top = models_json_schema(models, by_alias=True, ref_template=SCHEMA_REF)
     schemas: dict[str, Any] = _tidy(top.get("$defs", {}))
+    for model, fields in BODY_SCHEMAS.items():
+        for name, schema in fields.items():
+            prop = schemas[model]["properties"][name]
+            # a required field's parser default only lets the route name its own error
+            keep = (
+                ("description",)
+                if name in ROUTE_REQUIRED.get(model, ())
+                else ("default", "description")
+            )
+            kept = {k: prop[k] for k in keep if k in prop}
+            schemas[model]["properties"][name] = {**copy.deepcopy(schema), **kept}
     for model, notes in BODY_NOTES.items():
         for name, text in notes.items():
             schemas[model]["properties"][name]["description"] = text
@@ -1153,7 +1274,12 @@ def _success_response(route: Route) -> dict[str, Any]:
         media: dict[str, Any] = {"schema": schema}
         if route.example is not None:
             media["example"] = route.example
-        response["content"] = {"application/json": media}
+        response["content"] = {route.media_type: media}
+    if route.links:
+        response["links"] = {
+            name: {"operationId": target, "parameters": {param: f"$response.body#/{field}"}}
+            for name, target, param, field in route.links
+        }
     return response
 
 
@@ -1162,9 +1288,9 @@ def _request_body(route: Route) -> dict[str, Any] | None:
         return None
     if route.body == "binary":
         return {
-            "required": True,
-            "description": "the file's raw bytes; about 4.5 MB at most through API Gateway "
-            "and Lambda (see the description)",
+            "required": False,
+            "description": "the file's raw bytes (none: an empty file); about 4.5 MB at most "
+            "through API Gateway and Lambda (see the description)",
             "content": {
                 "application/octet-stream": {
                     "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
@@ -1184,8 +1310,12 @@ def _request_body(route: Route) -> dict[str, Any] | None:
 
 def _parameters(route: Route) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = []
+    overrides = dict(route.path_schemas)
     for name in re.findall(r"\{(\w+)\}", route.path):
-        params.append({"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]})
+        param = {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+        if name in overrides:
+            param["schema"] = overrides[name]
+        params.append(param)
     for q in route.query:
         params.append(
             {"name": q.name, "in": "query", "required": q.required,
@@ -1263,8 +1393,9 @@ def _build() -> dict[str, Any]:
                     "name": "X-Request-ID",
                     "in": "header",
                     "required": False,
-                    "description": f"echoed when it matches `{REQUEST_ID_PATTERN}`",
-                    "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN},
+                    "description": f"echoed when it matches `{REQUEST_ID_PATTERN}`; any other "
+                    "value is replaced by a minted id, never refused",
+                    "schema": {"type": "string"},
                 }
             },
             "headers": {

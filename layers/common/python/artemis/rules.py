@@ -150,6 +150,23 @@ def upload_path_error(path: str) -> str | None:
     return None
 
 
+S3_MAX_KEY_BYTES = 1024
+"""S3 refuses an object key longer than this many bytes of UTF-8 (moto does not)."""
+
+
+def key_length_error(prefix: str, path: str) -> str | None:
+    """None when `prefix + path` fits in an S3 key, else a short reason. The limit counts the
+    whole key, so what a path may spend depends on the site's dirname and the deploy id."""
+    size = len((prefix + path).encode("utf-8", errors="surrogatepass"))  # counted, not refused
+    if size <= S3_MAX_KEY_BYTES:
+        return None
+    room = S3_MAX_KEY_BYTES - len(prefix.encode("utf-8"))
+    return (
+        f"the object key would be {size} bytes, over S3's {S3_MAX_KEY_BYTES}; "
+        f"paths of this deploy may take at most {room} bytes of UTF-8"
+    )
+
+
 # --- content types --------------------------------------------------------------------------
 
 CONTENT_TYPES: dict[str, str] = {

@@ -113,11 +113,20 @@ def _check_path(path: str | None) -> str:
     return path
 
 
+def _check_key(rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str) -> None:
+    """Refuse, before any write, a path whose full key S3 would reject as too long."""
+    _, site = _site(rt, claims.site)
+    problem = rules.key_length_error(rt.settings.key_layout.deploy_prefix(site, deploy_id), path)
+    if problem:
+        raise BadRequest(f"invalid path: {problem}")
+
+
 def upload(
     rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str | None,
     content_type: str | None, body: bytes,
 ) -> dict[str, Any]:  # fmt: skip
     path = _check_path(path)
+    _check_key(rt, claims, deploy_id, path)
     if len(body) > rt.settings.upload_max_bytes:
         raise TooLarge(
             f"file over UPLOAD_MAX_BYTES ({rt.settings.upload_max_bytes})",
@@ -152,6 +161,7 @@ def presign_uploads(
     limit = rt.settings.upload_max_bytes
     for spec in files:
         _check_path(spec.path)
+        _check_key(rt, claims, deploy_id, spec.path)
         if spec.size < 0:
             raise BadRequest("size must be >= 0")
         if spec.size > limit:
@@ -186,6 +196,8 @@ def finalize(
     if "index.html" not in files:
         hint = {"hint": rules.FRAMEWORK_HINT} if rules.looks_like_framework_build(files) else {}
         raise MissingIndex(detail=hint)
+    for name in dict.fromkeys(files):
+        _check_key(rt, claims, deploy_id, name)
     layout = rt.settings.key_layout
     slug, site = _site(rt, claims.site)
     prefix = layout.deploy_prefix(site, deploy_id)

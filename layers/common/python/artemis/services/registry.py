@@ -179,8 +179,10 @@ def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> dict[str, Any]:
 
 
 def _check_slug(rt: Runtime, slug: str) -> Slug:
-    if not rules.is_slug(slug, rt.settings.reserved_slugs):
+    if not rules.is_slug(slug, frozenset()):
         raise InvalidSlug()
+    if slug in rt.settings.reserved_slugs:  # it matches the pattern: say why it is refused
+        raise InvalidSlug(f"slug {slug!r} is reserved (RESERVED_SLUGS)")
     return Slug(slug)
 
 
