@@ -198,3 +198,22 @@ def test_a_session_bounds_each_item_by_the_time_left_then(database_url: str) -> 
         with pytest.raises(SiteLocked), session.hold(WWW):
             pass
         assert time.monotonic() - started < 2
+
+
+def test_the_deploy_locks_wait_is_bounded_by_the_invocation_too(database_url: str) -> None:
+    """Finalize and delete wait for a deploy's uploads in flight: that wait, too, ends a margin
+    before the invocation does (configured: 30 s), so the caller gets 409 deploy_busy."""
+    from artemis.db import deploy_lock
+    from artemis.errors import DeployBusy
+
+    with psycopg.connect(database_url) as upload:  # an upload in flight holds the lock shared
+        assert deploy_lock.share(upload, WWW, "20260101-000000-abc").locked
+        with (
+            psycopg.connect(database_url) as finalize,
+            invocation.running(_Context(LOCK_WORK_MARGIN_SECONDS + 1)),
+        ):
+            started = time.monotonic()
+            with pytest.raises(DeployBusy):
+                deploy_lock.hold(finalize, WWW, "20260101-000000-abc")
+            waited = time.monotonic() - started
+    assert 0.8 <= waited < 3

@@ -327,3 +327,20 @@ def test_a_deleted_and_restored_deploy_still_matches_its_record(api: Api) -> Non
     assert restore(api, victim).status == 200
     assert held(api, victim) == marker_record(api, victim)
     assert classify_now(api)["written_after_finalize"] == []
+
+
+def test_a_repeated_finalize_keeps_the_first_record(api: Api) -> None:
+    """Finalize may be repeated (to move another alias); it must not absorb what a presigned
+    POST wrote into the prefix after the first finalize."""
+    api.register(SITE, ["web"])
+    session = api.init(SITE)
+    deploy_id = session["deployId"]
+    for path, data in FILES.items():
+        assert api.upload(session, path, data).status == 200
+    assert api.finalize(session, list(FILES), "preview").status == 200
+    first = marker_record(api, deploy_id)
+    api.rt.bucket.put(live_prefix(deploy_id) + "extra.js", b"evil()", "text/javascript")
+    assert api.finalize(session, list(FILES), "production").status == 200
+    assert marker_record(api, deploy_id) == first
+    assert "extra.js" not in first
+    assert classify_now(api)["written_after_finalize"] == [deploy_id]

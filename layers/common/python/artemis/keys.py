@@ -7,6 +7,7 @@ so that a handler cannot pass one where the other belongs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Literal, NewType
 
@@ -183,3 +184,18 @@ class KeyLayout:
             else self.public_url_preview_format
         )
         return fmt.replace(SITE, slug)
+
+
+def finalize_record(body: bytes | None) -> dict[str, str] | None:
+    """What a completion marker records the deploy held at finalize (relative path → ETag);
+    None for a marker without a record (written before finalize kept one) or unreadable."""
+    if body is None:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    files = data.get(MARKER_FILES) if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return None
+    return {str(k): str(v) for k, v in files.items()}

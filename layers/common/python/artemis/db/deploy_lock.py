@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors as pg_errors
 
+from artemis.db.lock import lock_wait_seconds
 from artemis.errors import DependencyError, DeployBusy
 from artemis.keys import Dirname
 
-# How long finalize or delete waits for the uploads in flight (each one object PUT).
+# How long finalize or delete waits for the uploads in flight (each one object PUT), at most:
+# like the site lock's, the wait is cut to the invocation's remaining time less a margin.
 WAIT_SECONDS = 30.0
 
 _KEY = "hashtextextended('deploy:' || %s || '/' || %s, 0)"
@@ -66,8 +68,9 @@ def hold(
     conn: psycopg.Connection, site: Dirname, deploy_id: str, *, wait: float | None = None
 ) -> None:
     """Take the exclusive lock in `conn`'s transaction (released when it ends); waits up to
-    `wait` seconds for the uploads in flight, then `409 deploy_busy`."""
-    wait_ms = int((WAIT_SECONDS if wait is None else wait) * 1000)
+    `wait` seconds (bounded by the invocation's time) for the uploads in flight, then
+    `409 deploy_busy`."""
+    wait_ms = max(1, round(lock_wait_seconds(WAIT_SECONDS if wait is None else wait) * 1000))
     try:
         conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
         conn.execute(f"SELECT pg_advisory_xact_lock({_KEY})", [site, deploy_id])

@@ -44,7 +44,6 @@ Every run writes a `job_runs` row (`reconcile`, dry_run = not apply) with its pl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ from artemis.jobs.common import (
     system_audit_entry,
     write_audit,
 )
-from artemis.keys import MARKER_FILES, Dirname, KeyLayout, Slug
+from artemis.keys import Dirname, KeyLayout, Slug, finalize_record
 from artemis.observability import logger
 from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase
 from artemis.reconcile_plan import (
@@ -192,21 +191,6 @@ def _scan_site(
         for deploy_id in sizes
     ]
     return deploys, keys, etags
-
-
-def finalize_record(body: bytes | None) -> dict[str, str] | None:
-    """What a completion marker records the deploy held at finalize (relative path → ETag);
-    None for a marker without a record (written before finalize kept one) or unreadable."""
-    if body is None:
-        return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    files = data.get(MARKER_FILES) if isinstance(data, dict) else None
-    if not isinstance(files, dict):
-        return None
-    return {str(k): str(v) for k, v in files.items()}
 
 
 def unrecorded_writes(

@@ -26,7 +26,7 @@ from artemis.errors import (
     TooLarge,
     VerifyFailed,
 )
-from artemis.keys import MARKER_FILES, MARKER_NAME, AliasName, Dirname, Slug
+from artemis.keys import MARKER_FILES, MARKER_NAME, AliasName, Dirname, Slug, finalize_record
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
@@ -236,6 +236,10 @@ def _publish(
     held = {
         obj.key[len(prefix) :]: obj.etag for obj in listing if obj.key[len(prefix) :] != MARKER_NAME
     }
+    # A repeated finalize keeps the first one's record: the deploy was complete then, and an
+    # object a presigned POST wrote since must stay visible to drift, not be absorbed.
+    if MARKER_NAME in present:
+        held = finalize_record(rt.bucket.get(layout.marker_key(site, deploy_id))) or held
     size = sum(obj.size for obj in listing if obj.key[len(prefix) :] != MARKER_NAME)
     now = utcnow()
     with site_lock(rt.db.conninfo, site):
