@@ -27,6 +27,9 @@ from artemis_cli.progress import Progress
 
 DIRECT_THRESHOLD = 4 * 1024 * 1024
 PRESIGN_BATCH = 1000  # the API's per-request limit
+# The server's presigned POSTs live at most 15 minutes: a file whose upload starts later than
+# this after its POST was issued gets a fresh one (uploads of a large build can take longer).
+PRESIGN_FRESH_SECONDS = 600.0
 SHA = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
@@ -105,21 +108,28 @@ def run_deploy(
     deploy_id, session = str(init["deployId"]), str(init["jwt"])
     base = f"/api/deploy/{deploy_id}"
     direct = [f for f in build.files if direct_all or f.size > DIRECT_THRESHOLD]
-    presigned: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(direct, PRESIGN_BATCH):
+    presigned: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def presign(files: Sequence[BuildFile]) -> None:
         answer = api.call(
             "POST", f"{base}/uploads", token=session,
             json_body={"files": [
                 {"path": f.path, "size": f.size, "contentType": content_type(f.path)}
-                for f in chunk
+                for f in files
             ]},
         )  # fmt: skip
-        presigned.update({u["path"]: u for u in answer["uploads"]})
+        issued = time.monotonic()
+        presigned.update({u["path"]: (issued, u) for u in answer["uploads"]})
+
+    for chunk in _chunks(direct, PRESIGN_BATCH):
+        presign(chunk)
 
     def upload(f: BuildFile) -> None:
         data = f.source.read_bytes()
         if f.path in presigned:
-            target = presigned[f.path]
+            if time.monotonic() - presigned[f.path][0] > PRESIGN_FRESH_SECONDS:
+                presign([f])
+            target = presigned[f.path][1]
             api.presigned_post(target["url"], target["fields"], f.path.rsplit("/", 1)[-1], data)
         else:
             api.call(

@@ -376,3 +376,32 @@ def test_a_file_the_bucket_lost_after_its_upload_is_sent_again(api: Api, tmp_pat
     assert lost and lost[0].endswith("style.css")
     assert api.rt.bucket.get(lost[0]) == SITE_FILES["style.css"]
     assert result.deploy_id in lost[0]
+
+
+def test_a_presigned_post_older_than_its_freshness_is_issued_again(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's presigned POSTs expire within 15 minutes; a build whose uploads run longer
+    asks again for the files it has not sent yet instead of posting with an expired policy."""
+    import artemis_cli.deploy
+    from artemis_cli.http import Api as CliApi
+
+    presigns: list[int] = []
+    real_call = CliApi.call
+
+    def counting(self: CliApi, method: str, path: str, **kwargs: Any) -> Any:
+        if path.endswith("/uploads"):
+            presigns.append(len(kwargs["json_body"]["files"]))
+        return real_call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(CliApi, "call", counting)
+    monkeypatch.setattr(artemis_cli.deploy, "PRESIGN_FRESH_SECONDS", -1.0)  # always stale
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", SITE_FILES)
+    doc = deploy(cli, site, root, "--direct", "--concurrency", "2")
+    assert doc["direct"] == len(SITE_FILES)
+    assert presigns == [len(SITE_FILES)] + [1] * len(SITE_FILES)
+    prefix = deploy_prefix(api, site, doc["deployId"])
+    for path, data in SITE_FILES.items():
+        assert api.rt.bucket.get(prefix + path) == data
