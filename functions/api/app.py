@@ -48,6 +48,11 @@ def route(method: str, path: str) -> Callable[[Route], Route]:
     def register(fn: Route) -> Route:
         @functools.wraps(fn)
         def decoded(**params: str) -> Response[str]:
+            # A fixed path (`/api/repo/templates`) is its own resource, even where a
+            # parameterised route's pattern matches its text too (`DELETE /api/repo/<id>`).
+            fixed = _fixed_path_methods(app.current_event.path) if params else []
+            if fixed:
+                return _method_not_allowed(fixed)
             return fn(**{name: unquote(value) for name, value in params.items()})
 
         app.route(path, method)(decoded)
@@ -287,15 +292,21 @@ def _unexpected(err: Exception) -> Response[str]:
 @app.not_found
 def _not_found(_: Exception) -> Response[str]:
     path = app.current_event.path
-    allowed = sorted(
-        {r.method for r in [*app._static_routes, *app._dynamic_routes] if r.rule.match(path)}
+    allowed = _fixed_path_methods(path) or sorted(
+        {r.method for r in app._dynamic_routes if r.rule.match(path)}
     )
     if allowed:
-        err = MethodNotAllowed()
-        return error_response(
-            err.status, err.code, err.message, headers={"Allow": ", ".join(allowed)}
-        )
+        return _method_not_allowed(allowed)
     return response_for(NotFound("no such route"))
+
+
+def _fixed_path_methods(path: str) -> list[str]:
+    return sorted({r.method for r in app._static_routes if r.rule.match(path)})
+
+
+def _method_not_allowed(allowed: list[str]) -> Response[str]:
+    err = MethodNotAllowed()
+    return error_response(err.status, err.code, err.message, headers={"Allow": ", ".join(allowed)})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -42,6 +42,18 @@ def test_wrong_method_is_405_with_allow(api: Api) -> None:
     assert reply.headers["allow"] == "DELETE, PATCH"
 
 
+def test_a_fixed_path_allows_only_its_own_methods(api: Api) -> None:
+    """`/api/site/register` also matches `/api/site/<slug>`'s pattern, but it is its own
+    resource: its 405 names POST only."""
+    reply = api.call("OPTIONS", "/api/site/register", token=STAFF)
+    assert (reply.status, reply.code) == (405, "method_not_allowed")
+    assert reply.headers["allow"] == "POST"
+    reply = api.call("DELETE", "/api/site/register", token=STAFF)  # not `DELETE /api/site/<slug>`
+    assert (reply.status, reply.code) == (405, "method_not_allowed")
+    assert reply.headers["allow"] == "POST"
+    assert api.call("GET", "/api/sites", token=STAFF).status == 200
+
+
 @pytest.mark.parametrize(
     "header",
     [None, "", "Bearer", "Bearer ", "bearer local-dev-token", "Token local-dev-token",
