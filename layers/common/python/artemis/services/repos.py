@@ -39,7 +39,8 @@ from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
-from artemis.services.context import Caller, RequestContext, rfc3339
+from artemis.services.context import Caller, RequestContext
+from artemis.times import rfc3339
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")
 TEXT_MAX = 350  # description and reject reason, in code points
