@@ -16,8 +16,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
+from artemis.drift_report import DriftReport
 from artemis.jobs.common import Deadline, system_clock
-from artemis.jobs.drift import DriftFailed, DriftReport, run_drift
+from artemis.jobs.drift import DriftFailed, run_drift
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.

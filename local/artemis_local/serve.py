@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from artemis.keys import AliasName, Slug
-from artemis.rules import is_slug
+from artemis.site_names import is_slug
 from artemis_local.gateway import Gateway, Request, Response
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from artemis import runtime
@@ -31,6 +31,7 @@ from artemis.jobs.common import Deadline
 from artemis.jobs.relay import drain
 from artemis.observability import logger
 from artemis.queue import Poller, SqsPublisher
+from artemis.times import rfc3339_seconds, utcnow
 from artemis_local.functions import REPO_ROOT, Handler, LocalContext, load_handler
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def invoke(function: str, event: dict[str, Any]) -> Any:
 
 def scheduled_event(event_file: str) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((REPO_ROOT / "events" / event_file).read_text())
-    event["time"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["time"] = rfc3339_seconds(utcnow())
     return event
 
 
@@ -124,7 +125,7 @@ class Scheduler:
     def __init__(
         self,
         crons: tuple[Cron, ...] = CRONS,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._crons = crons
         self._clock = clock

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from artemis.jobs.drift import DANGEROUS, DriftReport
+from artemis.drift_report import DANGEROUS, DriftReport
 from artemis_local.template import load_template, resources_of
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -257,7 +257,7 @@ def test_secret_from_a_parameter_name() -> None:
 
 
 def test_reserved_slugs_default_and_override() -> None:
-    from artemis.rules import DEFAULT_RESERVED_SLUGS
+    from artemis.site_names import DEFAULT_RESERVED_SLUGS
 
     assert load_settings(base_env()).reserved_slugs == DEFAULT_RESERVED_SLUGS
     assert load_settings(base_env(RESERVED_SLUGS=" Docs, api ,,")).reserved_slugs == frozenset(

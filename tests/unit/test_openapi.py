@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from artemis import bodies, errors, openapi, rules, runtime
+from artemis import bodies, deploy_ids, errors, openapi, request_headers, runtime, site_names
 from artemis_local.apidoc import render_markdown
 from artemis_local.functions import FUNCTIONS_DIR, REPO_ROOT, LocalContext
 from tests.conftest import base_env
@@ -321,11 +321,11 @@ def test_service_constants_are_mirrored() -> None:
 
 def test_patterns_keep_their_meaning() -> None:
     for pattern, python in (
-        (openapi.DEPLOY_ID_PATTERN, rules.DEPLOY_ID_RE),
-        (openapi.SLUG_PATTERN, rules.SLUG_RE),
-        (openapi.TEAM_PATTERN, rules.TEAM_RE),
-        (openapi.SHA_PATTERN, rules.SHA_RE),
-        (openapi.REQUEST_ID_PATTERN, rules.REQUEST_ID_RE),
+        (openapi.DEPLOY_ID_PATTERN, deploy_ids.DEPLOY_ID_RE),
+        (openapi.SLUG_PATTERN, site_names.SLUG_RE),
+        (openapi.TEAM_PATTERN, site_names.TEAM_RE),
+        (openapi.SHA_PATTERN, deploy_ids.SHA_RE),
+        (openapi.REQUEST_ID_PATTERN, request_headers.REQUEST_ID_RE),
     ):
         compiled = re.compile(pattern, re.ASCII)
         for sample in ("20260420-141522-abc1234", "www", "a-b", "staff", "x" * 70, "A_1", "-a", ""):

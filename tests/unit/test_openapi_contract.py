@@ -13,7 +13,7 @@ import jsonschema
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from artemis import openapi, rules
+from artemis import deploy_ids, deploy_mode, openapi, site_names, upload_paths
 from artemis.keys import MARKER_NAME
 
 DOC = openapi.document()
@@ -58,7 +58,7 @@ spaces = st.sampled_from([" ", "\t", "\n", "\x1c", "\x85", "\xa0", "\u2003", "\u
 @example("index.html\n")
 def test_upload_path_schema_is_the_path_rule(path: str) -> None:
     declared = openapi.UPLOAD_PATH_SCHEMA
-    assert _valid(declared, path) == (rules.upload_path_error(path) is None), repr(path)
+    assert _valid(declared, path) == (upload_paths.upload_path_error(path) is None), repr(path)
     query = _param("put", "/api/deploy/{deploy_id}/upload", "path")
     assert query == declared
     file_path = SCHEMAS["UploadFile"]["properties"]["path"]
@@ -74,8 +74,8 @@ padded = st.builds(lambda a, w, b: a + w + b, st.lists(spaces).map("".join), wor
 @given(st.one_of(texts, padded))
 def test_mode_patterns_are_parse_mode(value: str) -> None:
     path_mode = _param("get", "/api/site/{site}/alias/{mode}", "mode")
-    accepted = rules.parse_mode(value) is not None
-    assert _valid(path_mode, value) == (accepted and value.strip(rules._WHITESPACE) != "")
+    accepted = deploy_mode.parse_mode(value) is not None
+    assert _valid(path_mode, value) == (accepted and value.strip(deploy_mode._WHITESPACE) != "")
     body_mode = SCHEMAS["FinalizeBody"]["properties"]["mode"]
     assert _valid(body_mode, value) == accepted
     assert _valid(body_mode, None)
@@ -103,9 +103,9 @@ ids = st.builds(lambda a, i, b: a + i + b, st.lists(spaces).map("".join),
 def test_promote_and_rollback_ids_are_stripped_deploy_ids(value: str) -> None:
     stripped = value.strip()
     rollback = SCHEMAS["RollbackBody"]["properties"]["to"]
-    assert _valid(rollback, value) == rules.is_deploy_id(stripped)
+    assert _valid(rollback, value) == deploy_ids.is_deploy_id(stripped)
     promote = SCHEMAS["PromoteBody"]["properties"]["deployId"]
-    assert _valid(promote, value) == (stripped == "" or rules.is_deploy_id(stripped))
+    assert _valid(promote, value) == (stripped == "" or deploy_ids.is_deploy_id(stripped))
 
 
 def test_python_space_class_is_str_isspace() -> None:
@@ -115,14 +115,14 @@ def test_python_space_class_is_str_isspace() -> None:
         assert bool(declared.fullmatch(char)) == char.isspace(), hex(code)
 
 
-@given(st.one_of(texts, st.sampled_from(sorted(rules.DEFAULT_RESERVED_SLUGS))))
+@given(st.one_of(texts, st.sampled_from(sorted(site_names.DEFAULT_RESERVED_SLUGS))))
 def test_slug_schemas_are_the_slug_rules(slug: str) -> None:
     register = SCHEMAS["RegisterBody"]["properties"]["slug"]
-    assert _valid(register, slug) == rules.is_slug(slug)
-    assert _valid(_param("patch", "/api/site/{slug}", "slug"), slug) == rules.is_slug(slug)
+    assert _valid(register, slug) == site_names.is_slug(slug)
+    assert _valid(_param("patch", "/api/site/{slug}", "slug"), slug) == site_names.is_slug(slug)
     # DELETE may remove an existing reserved site
     delete = _param("delete", "/api/site/{slug}", "slug")
-    assert _valid(delete, slug) == rules.is_slug(slug, frozenset())
+    assert _valid(delete, slug) == site_names.is_slug(slug, frozenset())
 
 
 def test_body_constraints_are_declared() -> None:

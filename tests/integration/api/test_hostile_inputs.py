@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from artemis import rules
+from artemis import upload_paths
 from tests.integration.api.conftest import DEV, STAFF, Api
 
 DEEP_INIT = b"[" * 100_000  # 100 KB: under init's manifest limit
@@ -74,7 +74,7 @@ def _room(api: Api, session: dict[str, Any]) -> int:
     layout = api.rt.settings.key_layout
     prefix = layout.deploy_prefix(layout.dirname("www"), session["deployId"])  # type: ignore[arg-type]
     assert prefix.startswith("www.example.org/deploys/")  # the dirname counts, not the slug
-    return rules.S3_MAX_KEY_BYTES - len(prefix.encode())
+    return upload_paths.S3_MAX_KEY_BYTES - len(prefix.encode())
 
 
 def _long_path(size: int) -> str:
@@ -104,7 +104,7 @@ def test_upload_refuses_a_path_whose_key_exceeds_1024_bytes(api: Api) -> None:
     fits = _long_path(room)
     reply = api.upload(session, fits, b"x")
     assert reply.status == 200, reply.raw[:300]
-    assert len(reply.body["key"].encode()) == rules.S3_MAX_KEY_BYTES
+    assert len(reply.body["key"].encode()) == upload_paths.S3_MAX_KEY_BYTES
 
 
 def test_presign_refuses_a_path_whose_key_exceeds_1024_bytes(api: Api) -> None:

@@ -2,6 +2,8 @@
 that cannot be read is reported, never a failed scrape."""
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -62,3 +64,25 @@ def test_an_unreadable_source_is_reported_not_fatal(
     text = reply.raw.decode()
     assert sample(text, "artemis_metrics_source_up", source="sqs") == 0
     assert sample(text, "artemis_metrics_source_up", source="postgres") == 1
+
+
+def test_the_scrape_reads_postgres_through_the_read_only_view(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import contextmanager
+
+    from artemis.readonly import ReadOnlyDatabase
+
+    opened: list[bool] = []
+    original = ReadOnlyDatabase.transaction
+
+    @contextmanager
+    def counted(self: ReadOnlyDatabase) -> Iterator[Any]:
+        with original(self) as conn:
+            opened.append(True)
+            yield conn
+
+    monkeypatch.setattr(ReadOnlyDatabase, "transaction", counted)
+    reply = api.call("GET", "/metrics")
+    assert sample(reply.raw.decode(), "artemis_metrics_source_up", source="postgres") == 1
+    assert opened == [True]

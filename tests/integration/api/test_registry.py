@@ -23,8 +23,8 @@ from artemis.db import lock as lock_module
 from artemis.db.connection import Database
 from artemis.errors import DependencyError
 from artemis.keys import Dirname
-from artemis.rules import DEFAULT_RESERVED_SLUGS
 from artemis.services.registry import RegistrySnapshot
+from artemis.site_names import DEFAULT_RESERVED_SLUGS
 from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api, Reply
 
 STAFF_LOGIN = "local-staff"

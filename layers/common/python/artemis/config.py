@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from artemis.durations import DurationError, format_duration, parse_duration
 from artemis.keys import KeyLayout, KeyLayoutError, check_deploy_prefix_format, check_url_format
-from artemis.rules import DEFAULT_RESERVED_SLUGS
+from artemis.site_names import DEFAULT_RESERVED_SLUGS
 
 LogLevel = Literal["debug", "info", "warn", "error"]
 _INT = re.compile(r"-?[0-9]+")

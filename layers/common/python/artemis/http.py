@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from artemis import rules
+from artemis import query_strings, request_headers
 from artemis.errors import ArtemisError
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -21,7 +21,7 @@ def begin_request(event: dict[str, Any]) -> str:
     """Accept the caller's X-Request-ID only if it is well-formed, else mint one (G-5)."""
     headers = event.get("headers") or {}
     inbound = next((v for k, v in headers.items() if k.lower() == "x-request-id"), None)
-    request_id = rules.request_id(inbound)
+    request_id = request_headers.request_id(inbound)
     current_request_id.set(request_id)
     return request_id
 
@@ -43,7 +43,7 @@ def raw_body(event: dict[str, Any]) -> bytes:
 
 def query(event: dict[str, Any]) -> dict[str, str]:
     """Form decoding of the raw query (`+` is a space; a pair with a raw `;` is dropped)."""
-    return rules.form_query(event.get("rawQueryString") or "")
+    return query_strings.form_query(event.get("rawQueryString") or "")
 
 
 def header(event: dict[str, Any], name: str) -> str | None:

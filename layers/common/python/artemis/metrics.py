@@ -1,6 +1,7 @@
-"""`GET /metrics`: a Prometheus text exposition computed from durable state (ARCHITECTURE §4):
-outbox backlog and age, queue and DLQ depth, tombstones pending and overdue, job runs by name
-and outcome, the last drift verdict. Each source that cannot be read is reported as a scrape
+"""`GET /metrics`: a Prometheus text exposition computed from durable state: outbox backlog
+and age, queue and DLQ depth, tombstones pending and overdue, job runs by name and outcome, the
+last drift verdict. Postgres is read through artemis.readonly's view, in one READ ONLY
+transaction, so a scrape can never write. Each source that cannot be read is reported as a scrape
 error gauge instead of failing the scrape."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from artemis.db import job_runs, outbox, stats
 from artemis.observability import logger
+from artemis.readonly import ReadOnlyDatabase
 
 if TYPE_CHECKING:
     from artemis.runtime import Runtime
@@ -39,8 +41,7 @@ def exposition(rt: Runtime) -> bytes:
 
 
 def _postgres(rt: Runtime, registry: CollectorRegistry) -> None:
-    with rt.db.transaction() as conn:
-        conn.execute("SET TRANSACTION READ ONLY")
+    with ReadOnlyDatabase(rt.db).transaction() as conn:
         backlog = outbox.backlog(conn)
         tombs = stats.tombstone_stats(conn, rt.settings.cleanup_recovery_days)
         runs = job_runs.outcome_counts(conn)

@@ -18,7 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema, models_json_schema
 
-from artemis import bodies, errors, rules
+from artemis import (
+    bodies,
+    deploy_ids,
+    deploy_mode,
+    errors,
+    request_headers,
+    site_names,
+)
 from artemis.config import Settings
 from artemis.keys import MARKER_NAME
 
@@ -53,11 +60,11 @@ def _ecma(pattern: re.Pattern[str]) -> str:
     return pattern.pattern.replace("\\Z", "$").replace("\\d", "[0-9]")
 
 
-DEPLOY_ID_PATTERN = _ecma(rules.DEPLOY_ID_RE)
-SHA_PATTERN = _ecma(rules.SHA_RE)
-SLUG_PATTERN = _ecma(rules.SLUG_RE)
-TEAM_PATTERN = _ecma(rules.TEAM_RE)
-REQUEST_ID_PATTERN = _ecma(rules.REQUEST_ID_RE)
+DEPLOY_ID_PATTERN = _ecma(deploy_ids.DEPLOY_ID_RE)
+SHA_PATTERN = _ecma(deploy_ids.SHA_RE)
+SLUG_PATTERN = _ecma(site_names.SLUG_RE)
+TEAM_PATTERN = _ecma(site_names.TEAM_RE)
+REQUEST_ID_PATTERN = _ecma(request_headers.REQUEST_ID_RE)
 
 # The declared constraints are the ones the server enforces, no stricter and no looser, so a
 # generator (schemathesis in CI) may take the document at its word: what a schema admits gets
@@ -72,13 +79,13 @@ def _anycase(word: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
 
-# Python's str.strip() set (str.isspace) and Go's TrimSpace set (rules.parse_mode).
+# Python's str.strip() set (str.isspace) and Go's TrimSpace set (deploy_mode.parse_mode).
 PY_SPACE = _class(
     "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680"
     + "".join(chr(c) for c in range(0x2000, 0x200B))
     + "\u2028\u2029\u202f\u205f\u3000"
 )
-GO_SPACE = _class(rules._WHITESPACE)
+GO_SPACE = _class(deploy_mode._WHITESPACE)
 _ID_CORE = DEPLOY_ID_PATTERN.removeprefix("^").removesuffix("$")
 _MODES = f"{_anycase('preview')}|{_anycase('production')}"
 MODE_PATTERN = f"^[{GO_SPACE}]*(?:{_MODES})[{GO_SPACE}]*$"
@@ -88,7 +95,7 @@ OPTIONAL_ID_PATTERN = f"^[{PY_SPACE}]*(?:{_ID_CORE})?[{PY_SPACE}]*$"
 PURGE_PATTERN = f"^(?:{_anycase('true')}|{_anycase('false')})$"
 REPO_NAME_PATTERN = "^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$"  # artemis.services.repos.NAME
 REPO_REQUEST_ID_PATTERN = "^req_[0-9a-f]{20}$"
-# An upload path (rules.upload_path_error): `/`-separated segments, none empty, `.` or `..`,
+# An upload path (upload_paths.upload_path_error): `/`-separated segments, none empty, `.` or `..`,
 # without control characters or backslashes; the marker name is excluded separately.
 _SEGMENT_CHAR = "[^/\\\\\\x00-\\x1f\\x7f]"
 _SEGMENT_HEAD = "[^./\\\\\\x00-\\x1f\\x7f]"
@@ -418,7 +425,7 @@ BODY_NOTES: dict[str, dict[str, str]] = {
     "TeamsBody": {"teams": f"the new team list: at least one, each `{TEAM_PATTERN}`"},
 }
 _TEAMS: dict[str, Any] = {"type": "array", "items": {"type": "string", "pattern": TEAM_PATTERN}}
-_RESERVED = sorted(rules.DEFAULT_RESERVED_SLUGS)
+_RESERVED = sorted(site_names.DEFAULT_RESERVED_SLUGS)
 # What each route checks beyond the parser's types: these replace the generated property
 # schemas (the descriptions stay), so that the document states every constraint the server
 # enforces. A field absent here is checked by type only.

@@ -18,7 +18,7 @@ from typing import Literal
 
 from artemis.config import Settings
 from artemis.keys import Dirname
-from artemis.rules import is_slug
+from artemis.site_names import is_slug
 
 Verdict = Literal["ok", "fail", "skip"]
 # Top-level names beginning with `_` are never sites (slugs begin with a letter; site listings

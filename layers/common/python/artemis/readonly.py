@@ -1,4 +1,4 @@
-"""Read-only views of the bucket and the database (spec/durable.md §9.4.1).
+"""Read-only views of the bucket and the database.
 
 The drift sweep (and every reconcile snapshot) reads through these wrappers, so it is
 read-only by construction, not by a flag:

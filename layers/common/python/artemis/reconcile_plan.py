@@ -104,7 +104,7 @@ class Classification:
 
     @property
     def reclaimable(self) -> int:
-        """What the drift verdict counts (§9.4.5): reindex + tombstone."""
+        """What the drift verdict counts: reindex + tombstone."""
         return len(self.reindex) + len(self.tombstone)
 
     def is_clean(self) -> bool:

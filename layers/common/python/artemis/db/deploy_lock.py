@@ -2,14 +2,14 @@
 delete of the same deploy.
 
 A transaction-scoped advisory lock on a pooled connection's transaction, keyed by
-`hashtextextended('deploy:<dirname>/<id>', 0)` (a dirname holds no `/`, so the key never
-equals a site lock's). Uploads take it *shared* and never wait: many uploads of one deploy
-run side by side, and an upload that meets a finalize or delete (exclusive, holding or
-queued) is refused at once with `409 deploy_busy` instead of holding a connection while it
-waits. Finalize and delete take it *exclusive* and wait for the uploads in flight, whose
-transaction ends only after their object is written. Their state change (the active index
-row, the tombstone) commits before the lock is released, so an upload that gets the lock
-afterwards sees it. The lock is taken before the site lock, never inside it.
+`LockKey.deploy` (artemis.db.lock), which never equals a site's key. Uploads take it *shared*
+and never wait: many uploads of one deploy run side by side, and an upload that meets a
+finalize or delete (exclusive, holding or queued) is refused at once with `409 deploy_busy`
+instead of holding a connection while it waits. Finalize and delete take it *exclusive* and
+wait for the uploads in flight, whose transaction ends only after their object is written.
+Their state change (the active index row, the tombstone) commits before the lock is released,
+so an upload that gets the lock afterwards sees it. The lock is taken before the site lock,
+never inside it.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import errors as pg_errors
 
-from artemis.db.lock import lock_wait_seconds
+from artemis.db.lock import LockKey, lock_wait_seconds
 from artemis.errors import DependencyError, DeployBusy
 from artemis.keys import Dirname
 
 # How long finalize or delete waits for the uploads in flight (each one object PUT), at most:
 # like the site lock's, the wait is cut to the invocation's remaining time less a margin.
 WAIT_SECONDS = 30.0
-
-_KEY = "hashtextextended('deploy:' || %s || '/' || %s, 0)"
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,8 @@ def share(conn: psycopg.Connection, site: Dirname, deploy_id: str) -> DeployStat
     snapshot is taken after the lock was granted (one statement would read the state as it was
     before a finalize that commits while the statement waits)."""
     row = conn.execute(
-        f"SELECT pg_try_advisory_xact_lock_shared({_KEY})", [site, deploy_id]
+        "SELECT pg_try_advisory_xact_lock_shared(hashtextextended(%s, 0))",
+        [LockKey.deploy(site, deploy_id).text],
     ).fetchone()
     if not (row and row[0]):
         return DeployStatus(False, None, False)
@@ -73,7 +72,10 @@ def hold(
     wait_ms = max(1, round(lock_wait_seconds(WAIT_SECONDS if wait is None else wait) * 1000))
     try:
         conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
-        conn.execute(f"SELECT pg_advisory_xact_lock({_KEY})", [site, deploy_id])
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [LockKey.deploy(site, deploy_id).text],
+        )
     except pg_errors.LockNotAvailable as err:
         raise DeployBusy() from err
     except psycopg.Error as err:

@@ -1,9 +1,10 @@
-"""The per-site lock (spec/durable.md §6.5, §11.6).
+"""Advisory locks: the per-site lock, and the other keys that share its mechanism.
 
 A transaction-scoped advisory lock on a dedicated, direct connection: the lock ends with the
 transaction, and the transaction ends when the `with` block exits or the connection dies, so
-the lock can never outlive an invocation. The key is computed by Postgres,
-`hashtextextended(dirname, 0)`, so old and new instances exclude each other.
+the lock can never outlive an invocation. What is locked is a `LockKey`; Postgres hashes its
+text (`hashtextextended(text, 0)`), and each constructor's text is fixed, so instances of
+different versions running side by side still exclude each other.
 
 The wait for a held lock is bounded twice: by the configured wait, and by the invocation's
 remaining time less a margin for the work the section does once it holds the lock (see
@@ -14,7 +15,8 @@ gateway answer for us, so the caller would never see `409 site_locked`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -42,6 +44,32 @@ def lock_wait_seconds(timeout: float | None = None) -> float:
     return max(wait, MIN_WAIT_SECONDS)
 
 
+@dataclass(frozen=True)
+class LockKey:
+    """The text an advisory lock is keyed by. Build one with a constructor, never by hand: the
+    texts below are what running instances lock on, so changing one would let an old and a
+    new instance into the same section at once."""
+
+    text: str
+
+    @classmethod
+    def site(cls, site: Dirname) -> LockKey:
+        """A site: every change to its aliases, index rows or trash."""
+        return cls(site)
+
+    @classmethod
+    def repo_request(cls, request_id: str) -> LockKey:
+        """One repo request's approval, so a repository is never created twice. (A dirname
+        never contains `:`, so this never equals a site's key.)"""
+        return cls(f"repo-request:{request_id}")
+
+    @classmethod
+    def deploy(cls, site: Dirname, deploy_id: str) -> LockKey:
+        """One deploy's uploads against its finalize or delete (artemis.db.deploy_lock). (A
+        dirname never contains `/`, so this never equals a site's key.)"""
+        return cls(f"deploy:{site}/{deploy_id}")
+
+
 class SiteLockSession:
     """One dedicated connection that takes and releases site locks one at a time.
 
@@ -58,11 +86,18 @@ class SiteLockSession:
 
     @contextmanager
     def hold(self, site: Dirname) -> Iterator[None]:
+        """Hold `site`'s lock for the block."""
+        with self.hold_key(LockKey.site(site)):
+            yield
+
+    @contextmanager
+    def hold_key(self, key: LockKey) -> Iterator[None]:
+        """Hold `key` for the block (409 site_locked when it stays contended)."""
         wait_ms = max(1, round(lock_wait_seconds(self._timeout) * 1000))
         try:
             self._conn.execute("BEGIN")
             self._conn.execute("SELECT set_config('lock_timeout', %s, true)", [f"{wait_ms}ms"])
-            self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [site])
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key.text])
         except pg_errors.LockNotAvailable as err:
             self._rollback()
             raise SiteLocked() from err
@@ -92,7 +127,14 @@ class SiteLockSession:
 
 
 @contextmanager
-def site_lock(conninfo: str, site: Dirname, *, timeout: float | None = None) -> Iterator[None]:
-    """Hold `site`'s lock for one critical section (409 site_locked when contended)."""
-    with SiteLockSession(conninfo, timeout=timeout) as session, session.hold(site):
+def advisory_lock(conninfo: str, key: LockKey, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold `key` for one critical section (409 site_locked when contended)."""
+    with SiteLockSession(conninfo, timeout=timeout) as session, session.hold_key(key):
         yield
+
+
+def site_lock(
+    conninfo: str, site: Dirname, *, timeout: float | None = None
+) -> AbstractContextManager[None]:
+    """Hold `site`'s lock for one critical section (409 site_locked when contended)."""
+    return advisory_lock(conninfo, LockKey.site(site), timeout=timeout)

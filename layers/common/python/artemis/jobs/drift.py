@@ -1,16 +1,15 @@
-"""drift-detect: the nightly, read-only fleet sweep (spec/durable.md §9.4, §11.5; DECISIONS
-Q7, Q9).
+"""drift-detect: the nightly, read-only fleet sweep.
 
 **Read-only by construction.** Every site is read through `ReadOnlyBucket` and
 `ReadOnlyDatabase` (artemis.readonly): their write methods raise `ReadOnlyViolation` and the
 database transactions are `READ ONLY`, so Postgres itself refuses a write. The sweep takes no
-site lock and writes no audit row; it repairs nothing (Q9: every repair is operator-started —
-`artemis-admin reconcile <site> [--apply]`). Its only writes are its own bookkeeping — the
-`job_runs` row of each invocation and the `drift_runs`/`drift_site_results` rows of the sweep —
-made by `_Ledger`, which never touches a domain table. (In production the function's role
-SHOULD mirror this: list/get on the bucket, SELECT on the domain tables.)
+site lock and writes no audit row; it repairs nothing (every repair is started by an operator,
+who reviews it first — `artemis-admin reconcile <site> [--apply]`). Its only writes are its own
+bookkeeping — the `job_runs` row of each invocation and the `drift_runs`/`drift_site_results`
+rows of the sweep (artemis.db.drift_runs) — which never touch a domain table. (In production
+the function's role should mirror this: list/get on the bucket, SELECT on the domain tables.)
 
-**One site** (§9.4.3): the reconciler's snapshot and classification (artemis.jobs.reconcile,
+**One site**: the reconciler's snapshot and classification (artemis.jobs.reconcile,
 artemis.reconcile_plan) in dry-run mode — reindex, tombstone, prune and aliased-missing lists,
 the deferred ids, and whether a live repair would be capped. A site whose listing is empty
 while it has active rows is not classified (the reconciler's empty-listing fault); a site that
@@ -21,9 +20,9 @@ Step Functions Map over sites (Distributed Map above a few thousand) feeding a r
 Here one function does it in resumable batches:
 
 * A sweep is a `drift_runs` row: `as_of` (the one instant every batch classifies against, so
-  resumed batches agree — V9), `expires_at` (`as_of` + `Shard.run_budget`), `cursor` (the last
+  resumed batches agree), `expires_at` (`as_of` + `Shard.run_budget`), `cursor` (the last
   dirname swept) and running `totals`.
-* Each invocation enumerates the sites (§9.4.2: the sorted union of every dirname any table
+* Each invocation enumerates the sites (the sorted union of every dirname any table
   holds and every registry slug rendered to a dirname), keeps those after the cursor, and
   sweeps them in sorted batches of `Shard.batch_size`, each batch's sites in parallel on a
   bounded thread pool (`Shard.workers`). A batch commits its notable per-site results, its
@@ -35,7 +34,7 @@ Here one function does it in resumable batches:
 * When the last batch is in, the active-row total is counted, the self-check and the verdict
   are computed, and the run is closed. If the run's `expires_at` passes first, the sites not yet
   swept are recorded as unreadable ("a site that does not finish by the run deadline counts as
-  unreadable", §11.5) and the run is closed with that verdict.
+  unreadable") and the run is closed with that verdict.
 * Which run an invocation works on: an explicit `run_id` (a Step Functions loop passes back the
   previous output's `run_id` until `complete`); else the open scheduled run; else, unless a
   scheduled run started within `Shard.min_interval`, a new one. So the schedule may tick
@@ -44,84 +43,40 @@ Here one function does it in resumable batches:
   time (a unique index). `fresh=True` (`artemis-admin driftreport`) starts an operator run of
   its own, which the schedule never resumes.
 
-**Verdict and alerts** (§9.4.5, DECISIONS Q7) — exactly one per completed run, in priority
-order, logged as a structured event named after its operation and never damped:
-
-| verdict                  | when                                | log level | run              |
-| ------------------------ | ----------------------------------- | --------- | ---------------- |
-| `selfcheck`              | a self-check failed                 | error     | fails            |
-| `aliased_missing`        | any aliased-but-missing deploy      | error     | fails if a site  |
-| `aliased_tombstoned`     | any alias naming a tombstoned deploy| error     | was also         |
-| `written_after_finalize` | any object a finalize did not record| error     | unreadable       |
-| `unreadable`             | any site unreadable                 | error     | fails            |
-| `reclaimable`            | reindex + tombstone >= 25, fleet    | warning   | succeeds         |
-| `clean`                  | otherwise                           | info      | succeeds         |
-
-The three dangerous classes (`DANGEROUS`) page whatever the verdict: a completed run emits
-`drift.<class>` (and their sum, `drift.dangerous`) and the template alarms on each class above
-zero, so a run that succeeds still pages for them.
-
-A run that fails raises `DriftFailed` after its `job_runs` row and its verdict are recorded.
-Self-check (§9.4.4): (1) zero sites swept; (2) the table holds active rows but the swept sites
-matched none; (3) the swept sites have active rows but the bucket listing returned no objects
-— checks 2 and 3 are skipped when a site raised a read error (an empty-listing fault does not
-skip them: it is exactly the shape check 3 exists to catch); (4) planned prunes x 2 > active
-rows read.
+**Verdict, self-check and alert**: artemis.drift_report decides them from the totals. A run
+that fails raises `DriftFailed` after its `job_runs` row and its verdict are recorded.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
-
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 
 from artemis.db import deploys as deploys_db
+from artemis.db import drift_runs
 from artemis.db.connection import Database
+from artemis.db.drift_runs import RunState
+from artemis.drift_report import (
+    DriftReport,
+    SiteResult,
+    alert_of,
+    merge_totals,
+    self_check,
+    totals_of,
+    verdict_of,
+)
 from artemis.jobs.common import Deadline, job_run
 from artemis.jobs.reconcile import BucketReader, Transactions, known_sites, read_snapshot
 from artemis.keys import Dirname, KeyLayout
 from artemis.observability import logger
 from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase, ReadOnlyViolation
-from artemis.reconcile_plan import Classification, apply_cap
+from artemis.reconcile_plan import apply_cap
 from artemis.runtime import Runtime
 
 JOB = "drift-detect"
-RECLAIMABLE_THRESHOLD = 25
-VERDICTS = (
-    "selfcheck",
-    "aliased_missing",
-    "aliased_tombstoned",
-    "written_after_finalize",
-    "unreadable",
-    "reclaimable",
-    "clean",
-)
-# The classes that page (each has its alarm in template.yaml, on the metric drift.<class>).
-DANGEROUS = ("aliased_missing", "aliased_tombstoned", "written_after_finalize")
 RESULT_RETENTION = timedelta(days=30)
-TOTAL_KEYS = (
-    "sites_swept",
-    "keys_listed",
-    "active_rows_read",
-    "reindex",
-    "tombstone",
-    "prune",
-    "aliased_missing",
-    "aliased_tombstoned",
-    "written_after_finalize",
-    "dangerous",
-    "deferred",
-    "unreadable",
-    "read_errors",
-    "faults",
-    "capped_sites",
-)
 DEADLINE_ERROR = "the sweep's run deadline passed before this site was read"
 
 
@@ -153,56 +108,6 @@ class DriftFailed(Exception):
 
 
 # --- one site -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SiteResult:
-    site: str
-    slug: str | None = None
-    classification: Classification = field(default_factory=Classification)
-    keys_listed: int = 0
-    active_rows: int = 0
-    capped: bool = False
-    cap_reason: str = ""
-    fault: str | None = None  # the empty-listing fault: not classified
-    error: str | None = None  # could not be read
-
-    @property
-    def unreadable(self) -> bool:
-        return self.fault is not None or self.error is not None
-
-    @property
-    def notable(self) -> bool:
-        """Worth a row in drift_site_results (clean sites only add to the totals)."""
-        c = self.classification
-        return self.unreadable or self.capped or not c.is_clean() or bool(c.deferred)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "site": self.site,
-            "slug": self.slug,
-            **self.classification.to_json(),
-            "keys_listed": self.keys_listed,
-            "active_rows": self.active_rows,
-            "capped": self.capped,
-            "cap_reason": self.cap_reason,
-            "fault": self.fault,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SiteResult:
-        return cls(
-            site=data["site"],
-            slug=data.get("slug"),
-            classification=Classification.from_json(data),
-            keys_listed=int(data.get("keys_listed", 0)),
-            active_rows=int(data.get("active_rows", 0)),
-            capped=bool(data.get("capped", False)),
-            cap_reason=str(data.get("cap_reason", "")),
-            fault=data.get("fault"),
-            error=data.get("error"),
-        )
 
 
 def sweep_site(
@@ -245,252 +150,57 @@ def sweep_site(
     )
 
 
-def totals_of(results: Iterable[SiteResult]) -> dict[str, int]:
-    totals = dict.fromkeys(TOTAL_KEYS, 0)
-    for r in results:
-        c = r.classification
-        totals["sites_swept"] += 1
-        totals["keys_listed"] += r.keys_listed
-        totals["active_rows_read"] += r.active_rows
-        for name in ("reindex", "tombstone", "prune", "deferred", *DANGEROUS):
-            totals[name] += len(getattr(c, name))
-        totals["dangerous"] += c.dangerous
-        totals["unreadable"] += int(r.unreadable)
-        totals["read_errors"] += int(r.error is not None)
-        totals["faults"] += int(r.fault is not None)
-        totals["capped_sites"] += int(r.capped)
-    return totals
-
-
-def _merge(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    return {key: int(a.get(key, 0)) + int(b.get(key, 0)) for key in TOTAL_KEYS}
-
-
-# --- self-check and verdict (pure) ------------------------------------------------------------
-
-
-def self_check(totals: dict[str, int], active_rows_total: int) -> list[str]:
-    failures: list[str] = []
-    if totals["sites_swept"] == 0:
-        failures.append("1: zero sites swept")
-    if totals["read_errors"] == 0:
-        if active_rows_total > 0 and totals["active_rows_read"] == 0:
-            failures.append(
-                f"2: the index holds {active_rows_total} active rows but the swept sites"
-                " matched none of them (the site list is wrong)"
-            )
-        if totals["active_rows_read"] > 0 and totals["keys_listed"] == 0:
-            failures.append(
-                f"3: the swept sites have {totals['active_rows_read']} active rows but the bucket"
-                " listing returned no objects (wrong bucket, prefix or key template)"
-            )
-    if totals["prune"] * 2 > totals["active_rows_read"]:
-        failures.append(
-            f"4: {totals['prune']} planned prunes would drop more than half of the"
-            f" {totals['active_rows_read']} active rows read"
-        )
-    return failures
-
-
-def verdict_of(totals: dict[str, int], selfcheck: list[str]) -> tuple[str, bool]:
-    """(verdict, run fails) by the priority table of the module docstring."""
-    if selfcheck:
-        return "selfcheck", True
-    for name in DANGEROUS:
-        if totals[name] > 0:
-            return name, totals["unreadable"] > 0
-    if totals["unreadable"] > 0:
-        return "unreadable", True
-    if totals["reindex"] + totals["tombstone"] >= RECLAIMABLE_THRESHOLD:
-        return "reclaimable", False
-    return "clean", False
-
-
-# --- the report --------------------------------------------------------------------------------
-
-
-@dataclass
-class DriftReport:
-    run_id: int | None
-    as_of: datetime | None
-    complete: bool
-    skipped: bool = False
-    cursor: str = ""
-    batches: int = 0  # this invocation
-    sites_this_invocation: int = 0
-    totals: dict[str, int] = field(default_factory=dict)
-    active_rows_total: int | None = None
-    selfcheck: list[str] = field(default_factory=list)
-    verdict: str | None = None
-    failed: bool = False
-    sites: list[SiteResult] = field(default_factory=list)  # notable sites (complete runs)
-    note: str = ""
-    duration_s: float = 0.0  # this invocation
-
-    def metrics(self) -> dict[str, float]:
-        """EMF values for this invocation (§9.4.7): the heartbeat and progress always; the
-        tallies, per-class totals and the verdict when the sweep completed."""
-        values: dict[str, float] = {
-            "drift.heartbeat": 1,
-            "drift.invocation_sites": self.sites_this_invocation,
-            "drift.duration_s": round(self.duration_s, 3),
-        }
-        if self.complete and self.verdict is not None:
-            t = self.totals
-            values.update({f"drift.{key}": t.get(key, 0) for key in TOTAL_KEYS})
-            values.update({f"drift.verdict.{v}": int(v == self.verdict) for v in VERDICTS})
-        return values
-
-    @property
-    def operation(self) -> str | None:
-        return f"drift.{self.verdict}" if self.verdict else None
-
-    def summary(self) -> str:
-        t = self.totals
-        return ", ".join(f"{k}={t.get(k, 0)}" for k in TOTAL_KEYS)
-
-    def counts(self) -> dict[str, Any]:
-        """The invocation's `job_runs` counts (metrics read `verdict`)."""
-        counts: dict[str, Any] = {
-            "run_id": self.run_id,
-            "complete": self.complete,
-            "batches": self.batches,
-            "sites": self.sites_this_invocation,
-        }
-        if self.complete and self.verdict is not None:
-            counts.update(self.totals)
-            counts["active_rows_total"] = self.active_rows_total
-            counts["selfcheck_failures"] = len(self.selfcheck)
-            counts["verdict"] = self.verdict
-        return counts
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "as_of": self.as_of.isoformat() if self.as_of else None,
-            "complete": self.complete,
-            "skipped": self.skipped,
-            "cursor": self.cursor,
-            "batches": self.batches,
-            "sites_this_invocation": self.sites_this_invocation,
-            "verdict": self.verdict,
-            "operation": self.operation,
-            "failed": self.failed,
-            "selfcheck": self.selfcheck,
-            "totals": self.totals,
-            "active_rows_total": self.active_rows_total,
-            "sites": [s.to_json() for s in self.sites],
-            "note": self.note,
-            "duration_s": round(self.duration_s, 3),
-        }
-
-
 # --- the sweep's own bookkeeping (its only writes) ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunState:
-    id: int
-    origin: str
-    as_of: datetime
-    expires_at: datetime
-    cursor: str
-    batches: int
-    totals: dict[str, int]
-    active_rows_total: int | None
-    selfcheck: list[str]
-    verdict: str | None
-    finished_at: datetime | None
-
-
-_SELECT_RUN = (
-    "SELECT id, origin, as_of, expires_at, cursor, batches, totals, active_rows_total,"
-    " selfcheck, verdict, finished_at FROM drift_runs"
-)
-
-
 class _Ledger:
-    """`drift_runs` and `drift_site_results`. (These statements would live in artemis.db with
-    the other repositories; this module owns the tables they touch and nothing else.)"""
+    """The run's rows in `drift_runs`/`drift_site_results`, each call its own transaction on the
+    writable database (the domain reads go through the read-only views instead)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def _one(self, sql: str, params: list[Any]) -> RunState | None:
-        with self._db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(sql.encode(), params).fetchone()
-        return RunState(**row) if row else None
-
     def get(self, run_id: int) -> RunState | None:
-        return self._one(_SELECT_RUN + " WHERE id = %s", [run_id])
+        with self._db.transaction() as conn:
+            return drift_runs.get(conn, run_id)
 
     def open_scheduled(self) -> RunState | None:
-        return self._one(
-            _SELECT_RUN + " WHERE origin = 'schedule' AND finished_at IS NULL ORDER BY id LIMIT 1",
-            [],
-        )
+        with self._db.transaction() as conn:
+            return drift_runs.open_scheduled(conn)
 
     def latest_scheduled(self) -> RunState | None:
-        return self._one(
-            _SELECT_RUN + " WHERE origin = 'schedule' ORDER BY as_of DESC, id DESC LIMIT 1",
-            [],
-        )
+        with self._db.transaction() as conn:
+            return drift_runs.latest_scheduled(conn)
 
     def create(self, as_of: datetime, budget: timedelta, origin: str) -> RunState | None:
-        """A new run; None when a scheduled run is open already (the unique index)."""
+        """A new run; None when a scheduled run is open already."""
         with self._db.transaction() as conn:
-            conn.execute(
-                "DELETE FROM drift_runs WHERE finished_at < %s", [as_of - RESULT_RETENTION]
-            )
-        return self._one(
-            "INSERT INTO drift_runs (origin, as_of, expires_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT DO NOTHING"
-            " RETURNING id, origin, as_of, expires_at, cursor, batches, totals, active_rows_total,"
-            " selfcheck, verdict, finished_at",
-            [origin, as_of, as_of + budget],
-        )
+            drift_runs.delete_finished_before(conn, as_of - RESULT_RETENTION)
+        with self._db.transaction() as conn:
+            return drift_runs.create(conn, origin, as_of, as_of + budget)
 
     def commit_batch(
         self, run: RunState, cursor: str, results: list[SiteResult]
     ) -> RunState | None:
-        """Store a batch and advance the cursor, only if nobody advanced it meanwhile."""
-        totals = _merge(run.totals, totals_of(results))
-        with self._db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(
-                "UPDATE drift_runs SET cursor = %s, batches = batches + 1, totals = %s"
-                " WHERE id = %s AND cursor = %s AND finished_at IS NULL"
-                " RETURNING id, origin, as_of, expires_at, cursor, batches, totals,"
-                " active_rows_total, selfcheck, verdict, finished_at",
-                [cursor, Jsonb(totals), run.id, run.cursor],
-            ).fetchone()
-            if row is None:
-                return None  # another invocation swept this batch; the transaction is empty
-            notable = [r for r in results if r.notable]
-            if notable:
-                cur.executemany(
-                    "INSERT INTO drift_site_results (run_id, site, result) VALUES (%s, %s, %s)",
-                    [[run.id, r.site, Jsonb(r.to_json())] for r in notable],
-                )
-        return RunState(**row)
+        """Store a batch and advance the cursor in one transaction, only if nobody advanced it
+        meanwhile (None then: the transaction wrote nothing)."""
+        totals = merge_totals(run.totals, totals_of(results))
+        with self._db.transaction() as conn:
+            advanced = drift_runs.advance(conn, run, cursor, totals)
+            if advanced is not None:
+                notable = [(r.site, r.to_json()) for r in results if r.notable]
+                drift_runs.add_results(conn, run.id, notable)
+        return advanced
 
     def finish(
         self, run: RunState, verdict: str, active_rows_total: int, selfcheck: list[str]
     ) -> RunState | None:
-        return self._one(
-            "UPDATE drift_runs SET verdict = %s, active_rows_total = %s, selfcheck = %s,"
-            " finished_at = now()"
-            " WHERE id = %s AND cursor = %s AND finished_at IS NULL"
-            " RETURNING id, origin, as_of, expires_at, cursor, batches, totals, active_rows_total,"
-            " selfcheck, verdict, finished_at",
-            [verdict, active_rows_total, Jsonb(selfcheck), run.id, run.cursor],
-        )
+        with self._db.transaction() as conn:
+            return drift_runs.finish(conn, run, verdict, active_rows_total, selfcheck)
 
     def results(self, run_id: int) -> list[SiteResult]:
         with self._db.transaction() as conn:
-            rows = conn.execute(
-                "SELECT result FROM drift_site_results WHERE run_id = %s ORDER BY site", [run_id]
-            ).fetchall()
-        return [SiteResult.from_json(r[0]) for r in rows]
+            return [SiteResult.from_json(r) for r in drift_runs.results(conn, run_id)]
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -559,7 +269,7 @@ def _closed_report(ledger: _Ledger, run: RunState) -> DriftReport:
         run.as_of,
         complete=True,
         cursor=run.cursor,
-        totals=_merge(run.totals, {}),
+        totals=merge_totals(run.totals, {}),
         active_rows_total=run.active_rows_total,
         selfcheck=list(run.selfcheck),
         verdict=run.verdict,
@@ -600,7 +310,7 @@ def _sweep(
         report.sites_this_invocation += len(batch)
         report.cursor = run.cursor
     if pending and not expired:
-        report.totals = _merge(run.totals, {})
+        report.totals = merge_totals(run.totals, {})
         logger.info(
             "drift.batch.paused",
             extra={"run_id": run.id, "cursor": run.cursor, "remaining": len(pending)},
@@ -649,7 +359,7 @@ def _close(
 ) -> DriftReport:
     with ro_db.transaction() as conn:
         active_total = deploys_db.count_active(conn)
-    totals = _merge(run.totals, {})
+    totals = merge_totals(run.totals, {})
     failures = self_check(totals, active_total)
     verdict, failed = verdict_of(totals, failures)
     if ledger.finish(run, verdict, active_total, failures) is None:
@@ -665,70 +375,7 @@ def _close(
     return report
 
 
-# --- alerts (§9.4.5, DECISIONS Q7): structured events, never damped ------------------------------
-
-
 def _alert(report: DriftReport) -> None:
-    t = report.totals
-    base: dict[str, Any] = {
-        "operation": report.operation,
-        "run_id": report.run_id,
-        "totals": t,
-        "active_rows_total": report.active_rows_total,
-    }
-    unread = {s.site: s.fault or s.error for s in report.sites if s.unreadable}
-    if report.verdict == "selfcheck":
-        logger.error(
-            "drift.selfcheck",
-            extra={**base, "failures": report.selfcheck, "unread_sites": unread},
-        )
-    elif report.verdict in DANGEROUS:
-        # One event, named after the verdict (the highest-priority class found), listing
-        # every dangerous class found, so no finding hides behind another.
-        found = {
-            name: {
-                s.site: list(getattr(s.classification, name))
-                for s in report.sites
-                if getattr(s.classification, name)
-            }
-            for name in DANGEROUS
-        }
-        logger.error(
-            f"drift.{report.verdict}",
-            extra={**base, "count": t[report.verdict], "sites": found[report.verdict],
-                   "dangerous": {k: v for k, v in found.items() if v},
-                   "unread_sites": unread},
-        )  # fmt: skip
-    elif report.verdict == "unreadable":
-        logger.error(
-            "drift.unreadable",
-            extra={
-                **base,
-                "sites": unread,
-                "explanation": "an unread site is unknown drift, not an absence of drift",
-            },
-        )
-    elif report.verdict == "reclaimable":
-        ranked = sorted(
-            (s for s in report.sites if s.classification.reclaimable),
-            key=lambda s: (-s.classification.reclaimable, s.site),
-        )
-        logger.warning(
-            "drift.reclaimable",
-            extra={
-                **base,
-                "sites": [
-                    {
-                        "site": s.site,
-                        "slug": s.slug,
-                        "count": s.classification.reclaimable,
-                        "reindex": list(s.classification.reindex),
-                        "tombstone": list(s.classification.tombstone),
-                    }
-                    for s in ranked
-                ],
-                "action": "for each site: artemis-admin reconcile <site>, review, then --apply",
-            },
-        )
-    else:
-        logger.info("drift.clean", extra=base)
+    """Log the completed run's one alert: a structured event, never damped."""
+    alert = alert_of(report)
+    getattr(logger, alert.level)(alert.event, extra=alert.fields)

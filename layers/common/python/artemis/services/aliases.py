@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from artemis import bodies, rules
+from artemis import bodies, deploy_ids
 from artemis.db import aliases as aliases_db
 from artemis.db import deploys as deploys_db
 from artemis.db import outbox
@@ -27,7 +27,8 @@ from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member
-from artemis.services.context import Caller, RequestContext, utcnow
+from artemis.services.context import Caller, RequestContext
+from artemis.times import utcnow
 
 INDEX_WRITE_ATTEMPTS = 3
 
@@ -109,7 +110,7 @@ def promote(
     body = bodies.parse(bodies.PromoteBody, raw_body, required=False)
     deploy_id, expected = body.deploy_id.strip(), body.expected_current.strip()
     expect_none = body.expect_no_current
-    if deploy_id and not rules.is_deploy_id(deploy_id):
+    if deploy_id and not deploy_ids.is_deploy_id(deploy_id):
         raise BadRequest("deployId must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
     if not deploy_id and not expected and not expect_none:
         logger.warning(
@@ -122,7 +123,7 @@ def promote(
         target = deploy_id
         if not target:  # G-32: the legacy bare promote takes the preview alias
             target = rt.bucket.get_alias(layout.alias_key(site, "preview")) or ""
-            if not rules.is_deploy_id(target):  # G-8: a malformed preview body never goes live
+            if not deploy_ids.is_deploy_id(target):  # G-8: a malformed preview body never goes live
                 raise NoPreview()
         _check_deployable(rt, site, target)
         rt.bucket.put_alias(layout.alias_key(site, "production"), target)
@@ -138,7 +139,7 @@ def rollback(
     body = bodies.parse(bodies.RollbackBody, raw_body)
     to, expected = body.to.strip(), body.expected_current.strip()
     expect_none = body.expect_no_current
-    if not to or not rules.is_deploy_id(to):
+    if not to or not deploy_ids.is_deploy_id(to):
         raise BadRequest("to must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
     layout = rt.settings.key_layout
     site = layout.dirname(Slug(slug))

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from artemis import rules
 from artemis.db import audit as audit_db
 from artemis.errors import DependencyError, InvalidLimit, InvalidOffset, InvalidSince
 from artemis.observability import logger
 from artemis.runtime import Runtime
-from artemis.services.context import RequestContext, rfc3339
+from artemis.services.context import RequestContext
+from artemis.times import parse_rfc3339, rfc3339
 
 AUDIT_WRITE_TIMEOUT_MS = 5000
 DEFAULT_LIMIT = 100
@@ -64,7 +64,7 @@ class AuditQuery:
 def parse_query(params: Mapping[str, str]) -> AuditQuery:
     since = None
     if params.get("since"):
-        since = rules.parse_rfc3339(params["since"])
+        since = parse_rfc3339(params["since"])
         if since is None:
             raise InvalidSince()
     limit = _non_negative(params.get("limit"), InvalidLimit) or DEFAULT_LIMIT

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from artemis import rules, session
+from artemis import request_headers, session
 from artemis.errors import (
     JwtWrongDeploy,
     Misconfigured,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def authenticate(github: GitHubClient, authorization: str | None) -> Caller:
-    token = rules.bearer_token(authorization)
+    token = request_headers.bearer_token(authorization)
     if token is None:
         raise MissingBearer()
     return Caller(login=github.identity(token), token=token)
@@ -77,7 +77,7 @@ def sees_actors(rt: Runtime, caller: Caller) -> bool:
 def authenticate_session(
     rt: Runtime, authorization: str | None, deploy_id: str, *, now: float
 ) -> session.SessionClaims:
-    token = rules.bearer_token(authorization)
+    token = request_headers.bearer_token(authorization)
     if token is None:
         raise MissingBearer()
     claims = session.verify(token, rt.settings.jwt_signing_key.encode(), now=now)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 
 @dataclass(frozen=True)
@@ -18,17 +17,3 @@ class Caller:
 class RequestContext:
     request_id: str
     caller: Caller | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339_seconds(at: datetime) -> str:
-    """`2026-04-20T14:15:22Z`: second precision, UTC."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339(at: datetime) -> str:
-    """Full precision UTC with `Z` (registry and audit rows)."""
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from artemis import rules
+from artemis import deploy_ids, site_names
 from artemis.db import aliases as aliases_db
 from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
@@ -35,13 +35,14 @@ from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member, require_team
-from artemis.services.context import Caller, RequestContext, rfc3339_seconds, utcnow
+from artemis.services.context import Caller, RequestContext
 from artemis.storage.objects import MoveIncomplete, ObjectInfo
+from artemis.times import rfc3339_seconds, utcnow
 
 
 def _deploy_target(rt: Runtime, caller: Caller, slug: str, deploy_id: str) -> Dirname:
     require_site_member(rt, caller, slug)
-    if not rules.is_deploy_id(deploy_id):
+    if not deploy_ids.is_deploy_id(deploy_id):
         raise BadRequest("deployId must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
     return rt.settings.key_layout.dirname(Slug(slug))
 
@@ -254,7 +255,7 @@ def parse_purge(raw: str | None) -> bool:
 
 def _registry_slug(rt: Runtime, caller: Caller, slug: str) -> Slug:
     require_team(rt.github, caller, rt.settings.registry_authz_team)
-    if not rules.is_slug(slug, frozenset()):  # an existing reserved name may still be removed
+    if not site_names.is_slug(slug, frozenset()):  # an existing reserved name may still be removed
         raise InvalidSlug()
     return Slug(slug)
 

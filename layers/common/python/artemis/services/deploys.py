@@ -7,7 +7,15 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from artemis import bodies, rules, session
+from artemis import (
+    bodies,
+    content_types,
+    deploy_ids,
+    deploy_mode,
+    frameworks,
+    session,
+    upload_paths,
+)
 from artemis.db import audit as audit_db
 from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
@@ -32,7 +40,8 @@ from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.aliases import record_alias_move
 from artemis.services.auth import require_site_member
-from artemis.services.context import Caller, RequestContext, rfc3339_seconds, utcnow
+from artemis.services.context import Caller, RequestContext
+from artemis.times import rfc3339_seconds, utcnow
 
 MAX_ID_ATTEMPTS = 30  # G-13: advance the id by a second per collision, this many times at most
 MAX_PRESIGN_FILES = 1000
@@ -48,7 +57,7 @@ def _site(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
 def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
     body = bodies.parse(bodies.InitBody, raw_body, limit=bodies.MANIFEST_LIMIT)
     site, sha = body.site, body.sha
-    if not site or not sha or not rules.is_sha(sha):
+    if not site or not sha or not deploy_ids.is_sha(sha):
         raise BadRequest("site and sha are required; sha must match ^[A-Za-z0-9-]{1,64}$")
     team = require_site_member(rt, caller, site)
     slug, dirname = _site(rt, site)
@@ -66,9 +75,9 @@ def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> d
 
 def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> str:
     """G-13: the pending row claims the id; on a collision try the next second."""
-    candidate = rules.mint_deploy_id(now, sha)
+    candidate = deploy_ids.mint_deploy_id(now, sha)
     for attempt in range(MAX_ID_ATTEMPTS):
-        candidate = rules.mint_deploy_id(now + timedelta(seconds=attempt), sha)
+        candidate = deploy_ids.mint_deploy_id(now + timedelta(seconds=attempt), sha)
         try:
             with rt.db.transaction() as conn:
                 conn.execute("SET LOCAL statement_timeout = 5000")
@@ -107,7 +116,7 @@ def _refuse_closed_now(rt: Runtime, site: Dirname, deploy_id: str) -> None:
 def _check_path(path: str | None) -> str:
     if not path:
         raise BadRequest("the path query parameter is required")
-    problem = rules.upload_path_error(path)
+    problem = upload_paths.upload_path_error(path)
     if problem:
         raise BadRequest(f"invalid path: {problem}")
     return path
@@ -116,7 +125,9 @@ def _check_path(path: str | None) -> str:
 def _check_key(rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str) -> None:
     """Refuse, before any write, a path whose full key S3 would reject as too long."""
     _, site = _site(rt, claims.site)
-    problem = rules.key_length_error(rt.settings.key_layout.deploy_prefix(site, deploy_id), path)
+    problem = upload_paths.key_length_error(
+        rt.settings.key_layout.deploy_prefix(site, deploy_id), path
+    )
     if problem:
         raise BadRequest(f"invalid path: {problem}")
 
@@ -142,7 +153,7 @@ def upload(
     try:
         with rt.db.transaction() as conn:
             _refuse_closed(deploy_lock.share(conn, site, deploy_id))
-            rt.bucket.put(key, body, rules.content_type_for(path, content_type))
+            rt.bucket.put(key, body, content_types.content_type_for(path, content_type))
     except ArtemisError:
         raise
     except Exception as err:
@@ -172,7 +183,7 @@ def presign_uploads(
     prefix = rt.settings.key_layout.deploy_prefix(site, deploy_id)
     uploads = []
     for spec in files:
-        ctype = rules.content_type_for(spec.path, spec.content_type)
+        ctype = content_types.content_type_for(spec.path, spec.content_type)
         post = rt.bucket.presigned_post(
             prefix + spec.path, max_bytes=limit, expires_in=expires_in, content_type=ctype
         )
@@ -188,13 +199,17 @@ def finalize(
 ) -> dict[str, Any]:
     body = bodies.parse(bodies.FinalizeBody, raw_body, limit=bodies.MANIFEST_LIMIT)
     files = body.files
-    mode = rules.parse_mode(body.mode)
+    mode = deploy_mode.parse_mode(body.mode)
     if mode is None:
         raise BadRequest("mode must be preview or production")
     if not files:
         raise ManifestRequired()
     if "index.html" not in files:
-        hint = {"hint": rules.FRAMEWORK_HINT} if rules.looks_like_framework_build(files) else {}
+        hint = (
+            {"hint": frameworks.FRAMEWORK_HINT}
+            if frameworks.looks_like_framework_build(files)
+            else {}
+        )
         raise MissingIndex(detail=hint)
     for name in dict.fromkeys(files):
         _check_key(rt, claims, deploy_id, name)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from artemis import bodies, rules
+from artemis import bodies, site_names
 from artemis.db import sites as sites_db
 from artemis.db.connection import Database
 from artemis.db.lock import site_lock
@@ -41,7 +41,8 @@ from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
-from artemis.services.context import Caller, RequestContext, rfc3339
+from artemis.services.context import Caller, RequestContext
+from artemis.times import rfc3339
 
 SNAPSHOT_MAX_AGE_SECONDS = 60.0
 READ_THROUGH_QUIET_SECONDS = 1.0  # a slug read through this recently is answered from memory
@@ -76,7 +77,7 @@ class RegistrySnapshot:
         query. Within the quiet window after a read, or beyond the rate bound, the snapshot's
         teams are returned without a query."""
         cached = self.teams(slug)
-        if not rules.is_slug(slug, frozenset()):  # never registered: no query (nor a NUL sent)
+        if not site_names.is_slug(slug, frozenset()):  # never registered: no query (nor a NUL sent)
             return cached
         with self._lock:
             if self._recent(slug, self._clock()):
@@ -179,7 +180,7 @@ def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> dict[str, Any]:
 
 
 def _check_slug(rt: Runtime, slug: str) -> Slug:
-    if not rules.is_slug(slug, frozenset()):
+    if not site_names.is_slug(slug, frozenset()):
         raise InvalidSlug()
     if slug in rt.settings.reserved_slugs:  # it matches the pattern: say why it is refused
         raise InvalidSlug(f"slug {slug!r} is reserved (RESERVED_SLUGS)")
@@ -188,7 +189,7 @@ def _check_slug(rt: Runtime, slug: str) -> Slug:
 
 def _check_teams(teams: list[str]) -> list[str]:
     for team in teams:
-        if not rules.is_team(team):
+        if not site_names.is_team(team):
             raise InvalidTeam(f"invalid team {team!r}")
     return teams
 

@@ -19,7 +19,7 @@ from typing import Any
 from artemis import bodies
 from artemis.db import outbox
 from artemis.db import repo_requests as store
-from artemis.db.lock import site_lock
+from artemis.db.lock import LockKey, advisory_lock
 from artemis.errors import (
     AlreadyExists,
     AlreadyResolved,
@@ -34,12 +34,12 @@ from artemis.errors import (
     RepoCreateRetryable,
 )
 from artemis.github_app import GENERIC_FAILURE, RepoCreateError
-from artemis.keys import Dirname
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
-from artemis.services.context import Caller, RequestContext, rfc3339
+from artemis.services.context import Caller, RequestContext
+from artemis.times import rfc3339
 
 NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")
 TEXT_MAX = 350  # description and reject reason, in code points
@@ -204,7 +204,7 @@ def approve(
     # One approval of a request at a time (the G-37 fix): a concurrent approval waits here,
     # then finds the request resolved, so GitHub never sees two creations of one repository
     # and a created repository is never recorded as failed by the loser.
-    with site_lock(rt.settings.database_url, Dirname(f"repo-request:{request_id}")):
+    with advisory_lock(rt.settings.database_url, LockKey.repo_request(request_id)):
         resumed = False
         try:
             with rt.db.transaction() as conn:
@@ -286,7 +286,7 @@ def finish_approval(rt: Runtime, request_id: str, *, deadline: float) -> str:
     (nothing left to do), `active` or `failed`; raises RepoCreateRetryable when GitHub failed
     transiently (the worker retries the message after a backoff)."""
     ctx = RequestContext(request_id=f"repo-worker-{request_id}", caller=None)
-    with site_lock(rt.settings.database_url, Dirname(f"repo-request:{request_id}")):
+    with advisory_lock(rt.settings.database_url, LockKey.repo_request(request_id)):
         with rt.db.transaction() as conn:
             row = store.get(conn, request_id)
         if row is None or row.status != "approved":

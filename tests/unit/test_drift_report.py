@@ -1,0 +1,68 @@
+"""The drift verdict, report and alert, decided without any I/O (artemis.drift_report)."""
+
+from datetime import UTC, datetime
+
+from artemis.drift_report import (
+    DriftReport,
+    SiteResult,
+    alert_of,
+    merge_totals,
+    self_check,
+    totals_of,
+    verdict_of,
+)
+from artemis.reconcile_plan import Classification
+
+
+def _completed(results: list[SiteResult], active_rows_total: int) -> DriftReport:
+    totals = totals_of(results)
+    failures = self_check(totals, active_rows_total)
+    verdict, failed = verdict_of(totals, failures)
+    return DriftReport(
+        1,
+        datetime(2026, 4, 20, 4, tzinfo=UTC),
+        complete=True,
+        totals=totals,
+        active_rows_total=active_rows_total,
+        selfcheck=failures,
+        verdict=verdict,
+        failed=failed,
+        sites=[r for r in results if r.notable],
+    )
+
+
+def test_the_alert_is_named_after_the_verdict_and_lists_every_dangerous_class() -> None:
+    a = SiteResult(
+        "a.example", "a", Classification(aliased_missing=("20260101-000000-aaaaaaa",)),
+        keys_listed=3, active_rows=2,
+    )  # fmt: skip
+    b = SiteResult(
+        "b.example", "b", Classification(aliased_tombstoned=("20260102-000000-bbbbbbb",)),
+        keys_listed=3, active_rows=2,
+    )  # fmt: skip
+    report = _completed([a, b], active_rows_total=4)
+    alert = alert_of(report)
+    assert (alert.level, alert.event) == ("error", "drift.aliased_missing")
+    assert alert.fields["count"] == 1
+    assert alert.fields["dangerous"] == {
+        "aliased_missing": {"a.example": ["20260101-000000-aaaaaaa"]},
+        "aliased_tombstoned": {"b.example": ["20260102-000000-bbbbbbb"]},
+    }
+    assert report.failed is False  # every site was read
+
+
+def test_a_clean_sweep_logs_info_and_an_unread_site_fails_the_run() -> None:
+    clean = SiteResult("a.example", "a", keys_listed=3, active_rows=2)
+    assert alert_of(_completed([clean], active_rows_total=2)).event == "drift.clean"
+    assert alert_of(_completed([clean], active_rows_total=2)).level == "info"
+    unread = SiteResult("b.example", "b", error="ConnectionError: gone")
+    report = _completed([clean, unread], active_rows_total=2)
+    alert = alert_of(report)
+    assert (alert.level, alert.event, report.failed) == ("error", "drift.unreadable", True)
+    assert alert.fields["sites"] == {"b.example": "ConnectionError: gone"}
+
+
+def test_merged_totals_add_key_by_key() -> None:
+    one = totals_of([SiteResult("a.example", keys_listed=3, active_rows=2)])
+    assert merge_totals(one, one)["keys_listed"] == 6
+    assert merge_totals(one, {})["sites_swept"] == 1
