@@ -16,12 +16,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
+from artemis.config import JobSettings
 from artemis.jobs.common import Deadline, system_clock
 from artemis.jobs.drift import DriftFailed, DriftReport, run_drift
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
-runtime.current()
+runtime.current(JobSettings)
 
 
 def _run_id(event: Any) -> int | None:
@@ -38,7 +39,7 @@ def _run_id(event: Any) -> int | None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         report = run_drift(
-            runtime.current(),
+            runtime.current(JobSettings),
             now=system_clock(),
             deadline=Deadline.from_lambda(context, reserve_seconds=15.0),
             run_id=_run_id(event),

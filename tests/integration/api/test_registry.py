@@ -21,10 +21,10 @@ import pytest
 from artemis import runtime
 from artemis.db import lock as lock_module
 from artemis.db.connection import Database
+from artemis.db.registry_snapshot import RegistrySnapshot
 from artemis.errors import DependencyError
 from artemis.keys import Dirname
 from artemis.rules import DEFAULT_RESERVED_SLUGS
-from artemis.services.registry import RegistrySnapshot
 from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api, Reply
 
 STAFF_LOGIN = "local-staff"

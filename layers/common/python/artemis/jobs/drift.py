@@ -81,6 +81,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from artemis.config import JobSettings
 from artemis.db import deploys as deploys_db
 from artemis.db.connection import Database
 from artemis.jobs.common import Deadline, job_run
@@ -497,7 +498,7 @@ class _Ledger:
 
 
 def run_drift(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     *,
     now: datetime,
     deadline: Deadline,
@@ -568,7 +569,12 @@ def _closed_report(ledger: _Ledger, run: RunState) -> DriftReport:
 
 
 def _sweep(
-    rt: Runtime, ledger: _Ledger, run: RunState, now: datetime, deadline: Deadline, shard: Shard
+    rt: Runtime[JobSettings],
+    ledger: _Ledger,
+    run: RunState,
+    now: datetime,
+    deadline: Deadline,
+    shard: Shard,
 ) -> DriftReport:
     layout = rt.settings.key_layout
     grace = timedelta(seconds=rt.settings.cleanup_grace)
