@@ -98,7 +98,8 @@ test-compat:
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common/python local functions tests bench cli
+	$(VENV)/bin/mypy layers/common/python local ops functions tests bench cli
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
 

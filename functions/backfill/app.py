@@ -13,12 +13,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
+from artemis.config import JobSettings
 from artemis.jobs.backfill import run_backfill
 from artemis.jobs.common import Deadline, system_clock
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
-runtime.current()
+runtime.current(JobSettings)
 
 
 @metrics.log_metrics
@@ -28,7 +29,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if start_after is not None and not isinstance(start_after, str):
         raise ValueError('"start_after" must be a dirname')
     result = run_backfill(
-        runtime.current(),
+        runtime.current(JobSettings),
         now=system_clock(),
         deadline=Deadline.from_lambda(context, reserve_seconds=15.0),
         start_after=start_after or None,

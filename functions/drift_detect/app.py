@@ -16,13 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
+from artemis.config import JobSettings
 from artemis.drift_report import DriftReport
 from artemis.jobs.common import Deadline, system_clock
 from artemis.jobs.drift import DriftFailed, run_drift
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
-runtime.current()
+runtime.current(JobSettings)
 
 
 def _run_id(event: Any) -> int | None:
@@ -39,7 +40,7 @@ def _run_id(event: Any) -> int | None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         report = run_drift(
-            runtime.current(),
+            runtime.current(JobSettings),
             now=system_clock(),
             deadline=Deadline.from_lambda(context, reserve_seconds=15.0),
             run_id=_run_id(event),

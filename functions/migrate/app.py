@@ -14,18 +14,19 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
+from artemis.config import DatabaseSettings
 from artemis.db.migrate import migrate
 from artemis.observability import logger
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
-runtime.current()
+runtime.current(DatabaseSettings)
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = runtime.current().settings
+    settings = runtime.current(DatabaseSettings).settings
     report = migrate(settings.database_url, SQL_DIR, retry_window=settings.pg_connect_retry_window)
     logger.info("migrate.done", extra={"applied": report.applied, "skipped": report.skipped})
     return {"applied": report.applied, "skipped": report.skipped}

@@ -15,12 +15,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import invocation, runtime
+from artemis.config import JobSettings
 from artemis.jobs.common import Deadline, system_clock
 from artemis.jobs.reconcile import ReconcileError, run_reconcile
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
-runtime.current()
+runtime.current(JobSettings)
 
 
 def parse_event(event: Any) -> tuple[str, bool]:
@@ -41,7 +42,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         with invocation.running(context):  # the repair's site-lock waits end in time
             report = run_reconcile(
-                runtime.current(),
+                runtime.current(JobSettings),
                 site,
                 apply=apply,
                 now=system_clock(),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from artemis import runtime
+from artemis.config import JobSettings
 from artemis.db import outbox
 from artemis.jobs.common import Deadline
 from artemis.jobs.relay import PASS_RESERVE_SECONDS, RelayFailed, RelayResult, drain
@@ -28,7 +29,7 @@ INTERVAL_SECONDS = 5.0
 RESERVE_SECONDS = 10.0
 
 
-def publisher_for(rt: runtime.Runtime) -> SqsPublisher:
+def publisher_for(rt: runtime.Runtime[JobSettings]) -> SqsPublisher:
     url = rt.settings.site_events_queue_url
     if not url:
         raise RuntimeError("SITE_EVENTS_QUEUE_URL is not set: the relay has nowhere to publish")
@@ -36,7 +37,7 @@ def publisher_for(rt: runtime.Runtime) -> SqsPublisher:
 
 
 def run(
-    rt: runtime.Runtime,
+    rt: runtime.Runtime[JobSettings],
     context: Any,
     *,
     publisher: Publisher | None = None,
@@ -89,4 +90,4 @@ def _add(total: RelayResult, got: RelayResult) -> None:
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return run(runtime.current(), context)
+    return run(runtime.current(JobSettings), context)

@@ -12,12 +12,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import invocation, runtime
+from artemis.config import JobSettings
 from artemis.jobs.common import Deadline, system_clock
 from artemis.jobs.purge import NightlyFailed, run_nightly
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
-runtime.current()
+runtime.current(JobSettings)
 
 
 @metrics.log_metrics
@@ -29,7 +30,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     )
     try:
         with invocation.running(context):  # the per-site lock waits end in time
-            result = run_nightly(runtime.current(), now=system_clock(), deadline=deadline)
+            result = run_nightly(
+                runtime.current(JobSettings), now=system_clock(), deadline=deadline
+            )
     except NightlyFailed as failed:
         logger.error("tombstone_purge.failed", extra={"summary": failed.result.to_json()})
         raise

@@ -6,6 +6,7 @@ The template is read with a loader that turns CloudFormation short-form tags (!R
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -19,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from artemis.config import Settings, load_settings
+from artemis import config
+from artemis.config import DatabaseSettings, Settings, load_settings, secret_variables
 from artemis_local.template import load_template, resources_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -314,15 +316,69 @@ def effective_env(template: dict[str, Any], props: dict[str, Any]) -> dict[str, 
     return env
 
 
+def settings_model(props: dict[str, Any], root: Path = ROOT) -> type[DatabaseSettings]:
+    """The settings model a function's handler asks `runtime.current()` for (read from its
+    source: the API's Settings when it names none)."""
+    source = root / str(props.get("CodeUri", "")) / "app.py"
+    named = set()
+    for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "current"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "runtime"
+        ):
+            arg = node.args[0] if node.args else None
+            named.add(arg.id if isinstance(arg, ast.Name) else "Settings")
+    assert len(named) <= 1, f"{source}: runtime.current() with several models {sorted(named)}"
+    model: type[DatabaseSettings] = getattr(config, next(iter(named), "Settings"))
+    return model
+
+
+def ssm_readable(template: dict[str, Any], props: dict[str, Any]) -> set[str]:
+    """The template parameters whose SSM parameter the function's policies let it read."""
+    managed = resources_of(template, "AWS::IAM::ManagedPolicy")
+    policies = list(props.get("Policies", []))
+    attached = refs_in(policies) & set(managed)
+    policies += [managed[m]["Properties"]["PolicyDocument"] for m in attached]
+    ssm_resources = [
+        statement.get("Resource")
+        for statement in statements_of(policies)
+        if "ssm:GetParameter" in statement.get("Action", [])
+    ]
+    return refs_in(ssm_resources) & set(template.get("Parameters", {}))
+
+
+def check_secret_scope(template: dict[str, Any]) -> list[str]:
+    """Each function gets the `<VAR>_PARAM` of a secret only when its settings model reads the
+    secret, and its policies read only the secret parameters its environment names."""
+    problems = []
+    glob_vars = env_blocks(template)["Globals"]
+    for name, props in functions(template).items():
+        model = settings_model(props)
+        mine = {f"{var}_PARAM" for var in secret_variables(model)}
+        variables = {**glob_vars, **props.get("Environment", {}).get("Variables", {})}
+        given = {var: value for var, value in variables.items() if var.endswith("_PARAM")}
+        for var in sorted(set(given) - mine):
+            problems.append(f"{name}: {var} is set, but {model.__name__} never reads it")
+        wired = {env_parameter(template, value) for value in given.values()}
+        for param in sorted(ssm_readable(template, props) - wired):
+            problems.append(f"{name}: may read {param}, which its environment does not name")
+    return problems
+
+
 def check_env_reads(template: dict[str, Any]) -> list[str]:
-    """Every variable the code reads is set for the functions that read it: the settings load
-    from each function's environment, and the per-function reads are present."""
+    """Every variable the code reads is set for the functions that read it: each function's
+    settings model loads from its environment, and the per-function reads are present."""
     problems = []
     for name, props in functions(template).items():
         env = effective_env(template, props)
         try:
             load_settings(
-                env, lambda param: REQUIRED_SECRETS_BY_PARAM.get(param.split("/")[-1], "x" * 40)
+                env,
+                lambda param: REQUIRED_SECRETS_BY_PARAM.get(param.split("/")[-1], "x" * 40),
+                settings_model(props),
             )
         except Exception as err:
             problems.append(f"{name}: settings do not load from its environment: {err}")
@@ -411,6 +467,7 @@ RULES = {
     "env_reads": check_env_reads,
     "schedules": check_schedules,
     "policies": check_policies,
+    "secret_scope": check_secret_scope,
 }
 
 
@@ -528,6 +585,24 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
                     }
                 ]
             }
+        ),
+    ),
+    "relay given the session key": (
+        "secret_scope",
+        lambda t: fn_props(t, "RelayFunction")["Environment"]["Variables"].update(
+            JWT_SIGNING_KEY_PARAM={"Ref": "JwtSigningKeyParam"}
+        ),
+    ),
+    "the session key back in Globals": (
+        "secret_scope",
+        lambda t: t["Globals"]["Function"]["Environment"]["Variables"].update(
+            JWT_SIGNING_KEY_PARAM={"Ref": "JwtSigningKeyParam"}
+        ),
+    ),
+    "migrate may read the API's secrets": (
+        "secret_scope",
+        lambda t: fn_props(t, "MigrateFunction")["Policies"].append(
+            {"Ref": "ReadApiSecretsPolicy"}
         ),
     ),
     "wildcard resource": (
@@ -715,6 +790,27 @@ def test_secret_params_are_readable_by_every_function(template: dict[str, Any]) 
             if var.endswith("_PARAM"):
                 param = env_parameter(template, value)
                 assert param in readable, f"{name}: no ssm:GetParameter on {var} ({param})"
+
+
+def test_functions_that_never_read_the_session_key_get_neither_it_nor_its_policy(
+    template: dict[str, Any],
+) -> None:
+    """migrate and the background jobs load a settings model without JWT_SIGNING_KEY, so a cold
+    start fetches only the database URL: no variable naming the key, no policy reading it."""
+    glob_vars = env_blocks(template)["Globals"]
+    without_key = set()
+    for name, props in functions(template).items():
+        model = settings_model(props)
+        if "JWT_SIGNING_KEY" in secret_variables(model):
+            continue
+        without_key.add(Path(props["CodeUri"]).name)
+        variables = {**glob_vars, **props.get("Environment", {}).get("Variables", {})}
+        assert "JWT_SIGNING_KEY_PARAM" not in variables, f"{name} is given the session key"
+        assert "JwtSigningKeyParam" not in ssm_readable(template, props), (
+            f"{name} may read the session key"
+        )
+    expected = {"migrate", "relay", "drift_detect", "tombstone_purge", "reconcile", "backfill"}
+    assert expected <= without_key
 
 
 def test_ssm_parameter_names_must_start_with_a_slash(template: dict[str, Any]) -> None:

@@ -21,9 +21,9 @@ import pytest
 from artemis import runtime
 from artemis.db import lock as lock_module
 from artemis.db.connection import Database
+from artemis.db.registry_snapshot import RegistrySnapshot
 from artemis.errors import DependencyError
 from artemis.keys import Dirname
-from artemis.services.registry import RegistrySnapshot
 from artemis.site_names import DEFAULT_RESERVED_SLUGS
 from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api, Reply
 

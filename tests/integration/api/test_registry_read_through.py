@@ -15,16 +15,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from artemis.runtime import Runtime
-from artemis.services import deploys, registry
-from artemis.services.context import Caller, RequestContext
-from artemis.services.registry import (
+from artemis.db.registry_snapshot import (
     READ_THROUGH_BURST,
     READ_THROUGH_PER_SECOND,
     READ_THROUGH_QUIET_SECONDS,
     SNAPSHOT_MAX_AGE_SECONDS,
     RegistrySnapshot,
 )
+from artemis.runtime import Runtime
+from artemis.services import deploys, registry
+from artemis.services.context import Caller, RequestContext
 from tests.integration.api.conftest import DEV, STAFF, Api, Reply
 
 STAFF_CALLER = Caller("local-staff", STAFF)

@@ -1,8 +1,8 @@
-"""The one settings model: every environment variable, validated once at start.
+"""The settings models: the environment variables, validated once at start.
 
-A bad value stops start-up with one line naming the variable and the rule it broke
-(spec/api.md §16, adapted to AWS: S3 replaces R2, Redis replaces Valkey and is optional,
-Postgres is required). Secret values never appear in a message.
+A bad value stops start-up with one line naming the variable and the rule it broke; secret
+values never appear in a message. Each function loads the model of what its code reads (see
+the table above `DatabaseSettings`), so it neither validates nor fetches anything else.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from ipaddress import ip_address
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self, TypeVar, overload
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -102,62 +102,37 @@ def _field(default: Any, env: str, *, secret: bool = False) -> Any:
     return Field(default=default, alias=env, json_schema_extra={"secret": secret})
 
 
-class Settings(BaseModel):
-    """Validated configuration. Build it with `load_settings()`, never from raw input."""
+# --- the settings models -------------------------------------------------------------------
+#
+# One model per kind of function, each a subclass of the one below it, so a function loads,
+# validates and fetches (for `<VAR>_PARAM`) only what its code reads:
+#
+#   DatabaseSettings   migrate                 the database
+#   JobSettings        relay, tombstone_purge, + the bucket and its key layout, retention,
+#                      drift_detect, reconcile, the site-events queues
+#                      backfill
+#   Settings           api, site_worker (and   + GitHub, Redis and the repo-request App
+#                      the local runtime,        (a section of its own, _GitHubSettings), the
+#                      preflight)                deploy session key, the registry and audit
+#                                                teams, upload limits
+#
+# The site worker finishes approved repo requests through the API's repo service, which reads
+# API settings (the audit team decides actor visibility), so it loads Settings too.
+# A larger model is-a smaller one, so code written for JobSettings runs with Settings.
+
+
+class DatabaseSettings(BaseModel):
+    """What every function needs: the database, logging, the environment's name."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    # Core, bucket, HTTP
-    port: int = _field(8080, "PORT")
-    bucket_name: str = _field("artemis-sites", "BUCKET_NAME")
-    aws_endpoint_url: str | None = _field(None, "AWS_ENDPOINT_URL")
-    upload_max_bytes: int = _field(104_857_600, "UPLOAD_MAX_BYTES")
+    port: int = _field(8080, "PORT")  # the local runtime's HTTP port
     log_level: LogLevel = _field("info", "LOG_LEVEL")
     environment: str = _field("", "ENVIRONMENT")
-    # GitHub identity and the registry
-    gh_client_id: str = _field("", "GH_CLIENT_ID")
-    gh_org: str = _field("freeCodeCamp", "GH_ORG")
-    gh_api_base: str = _field("https://api.github.com", "GH_API_BASE")
-    gh_membership_cache_ttl: int = _field(300, "GH_MEMBERSHIP_CACHE_TTL")
-    redis_url: str | None = _field(None, "REDIS_URL", secret=True)
-    registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
-    # Deploy session and key layout
-    jwt_signing_key: str = _field(..., "JWT_SIGNING_KEY", secret=True)
-    jwt_ttl_seconds: int = _field(900, "JWT_TTL_SECONDS")
-    deploy_prefix_format: str = _field("<site>/deploys/<ts>-<sha>/", "DEPLOY_PREFIX_FORMAT")
-    alias_production_key_format: str = _field("<site>/production", "ALIAS_PRODUCTION_KEY_FORMAT")
-    alias_preview_key_format: str = _field("<site>/preview", "ALIAS_PREVIEW_KEY_FORMAT")
-    public_url_production_format: str = _field(
-        "https://<site>.freecode.camp", "PUBLIC_URL_PRODUCTION_FORMAT"
-    )
-    public_url_preview_format: str = _field(
-        "https://<site>.preview.freecode.camp", "PUBLIC_URL_PREVIEW_FORMAT"
-    )
-    # Repo creation, audit
-    gh_repo_org: str = _field("freeCodeCamp-Universe", "GH_REPO_ORG")
-    repo_create_authz_team: str = _field("staff", "REPO_CREATE_AUTHZ_TEAM")
-    repo_approve_authz_team: str = _field("none", "REPO_APPROVE_AUTHZ_TEAM")
-    audit_read_authz_team: str = _field("staff", "AUDIT_READ_AUTHZ_TEAM")
-    gh_app_id: str = _field("", "GH_APP_ID")
-    gh_app_installation_id: str = _field("", "GH_APP_INSTALLATION_ID")
-    gh_app_private_key: str = _field("", "GH_APP_PRIVATE_KEY", secret=True)
-    # Postgres, queues, background work, retention
     database_url: str = _field(..., "DATABASE_URL", secret=True)
     pg_connect_retry_window: float = _field(45.0, "PG_CONNECT_RETRY_WINDOW")
-    site_events_queue_url: str | None = _field(None, "SITE_EVENTS_QUEUE_URL")
-    site_events_dlq_url: str | None = _field(None, "SITE_EVENTS_DLQ_URL")
-    cleanup_retention_days: int = _field(7, "CLEANUP_RETENTION_DAYS")
-    cleanup_recent_keep: int = _field(3, "CLEANUP_RECENT_KEEP")
-    cleanup_grace: float = _field(72 * 3600.0, "CLEANUP_GRACE")
-    cleanup_blast_cap: int = _field(10, "CLEANUP_BLAST_CAP")
-    cleanup_trash_prefix: str = _field("_trash/", "CLEANUP_TRASH_PREFIX")
-    cleanup_recovery_days: int = _field(7, "CLEANUP_RECOVERY_DAYS")
-    cleanup_outbox_retention_days: int = _field(30, "CLEANUP_OUTBOX_RETENTION_DAYS")
-    cleanup_dry_run: bool = _field(False, "CLEANUP_DRY_RUN")
-    serve_cache_ttl: float = _field(15.0, "SERVE_CACHE_TTL")
-    reserved_slugs: frozenset[str] = _field(DEFAULT_RESERVED_SLUGS, "RESERVED_SLUGS")
 
-    # Variables whose empty value means "use the default" (spec §16: "empty → default").
+    # Variables whose empty value means "use the default" (a template parameter left empty).
     _EMPTY_IS_DEFAULT: ClassVar[frozenset[str]] = frozenset(
         {
             "bucket_name",
@@ -182,41 +157,10 @@ class Settings(BaseModel):
         }
     )
 
-    # --- per-variable rules --------------------------------------------------------------
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, v: Any) -> Any:
         return _integer(v, minimum=1, maximum=65535) if isinstance(v, str) else v
-
-    @field_validator("bucket_name")
-    @classmethod
-    def _bucket(cls, v: str) -> str:
-        if not _BUCKET.fullmatch(v) or ".." in v:
-            raise ValueError("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)")
-        return v
-
-    @field_validator("aws_endpoint_url")
-    @classmethod
-    def _endpoint(cls, v: str | None) -> str | None:
-        return None if v is None else _http_url(v, loopback_http_only=False)
-
-    @field_validator(
-        "upload_max_bytes",
-        "gh_membership_cache_ttl",
-        "jwt_ttl_seconds",
-        "cleanup_retention_days",
-        "cleanup_recovery_days",
-        "cleanup_outbox_retention_days",
-        mode="before",
-    )
-    @classmethod
-    def _positive_int(cls, v: Any) -> Any:
-        return _integer(v, minimum=1) if isinstance(v, str) else v
-
-    @field_validator("cleanup_recent_keep", "cleanup_blast_cap", mode="before")
-    @classmethod
-    def _non_negative_int(cls, v: Any) -> Any:
-        return _integer(v, minimum=0) if isinstance(v, str) else v
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -226,63 +170,6 @@ class Settings(BaseModel):
             if lowered not in ("debug", "info", "warn", "error"):
                 raise ValueError("must be one of debug, info, warn, error")
             return lowered
-        return v
-
-    @field_validator(
-        "gh_org",
-        "gh_repo_org",
-        "registry_authz_team",
-        "repo_create_authz_team",
-        "repo_approve_authz_team",
-        "audit_read_authz_team",
-    )
-    @classmethod
-    def _names(cls, v: str) -> str:
-        return _not_blank(v)
-
-    @field_validator("gh_api_base")
-    @classmethod
-    def _gh_api_base(cls, v: str) -> str:
-        return _http_url(v, loopback_http_only=True)
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_url(cls, v: str | None) -> str | None:
-        if v is not None and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return v
-
-    @field_validator("jwt_signing_key")
-    @classmethod
-    def _jwt_key(cls, v: str) -> str:
-        if len(v.encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
-        return v
-
-    @field_validator("deploy_prefix_format")
-    @classmethod
-    def _deploy_prefix(cls, v: str) -> str:
-        check_deploy_prefix_format(v)
-        return v
-
-    @field_validator("public_url_production_format", "public_url_preview_format")
-    @classmethod
-    def _url_format(cls, v: str) -> str:
-        check_url_format("", v)
-        return v
-
-    @field_validator("gh_app_id", "gh_app_installation_id")
-    @classmethod
-    def _digits(cls, v: str) -> str:
-        if v and not _DIGITS.fullmatch(v):
-            raise ValueError("must be digits only")
-        return v
-
-    @field_validator("gh_app_private_key")
-    @classmethod
-    def _pem(cls, v: str) -> str:
-        if v and not any(v.strip().startswith(h) for h in _PEM_HEADERS):
-            raise ValueError("must be a PEM RSA private key (PKCS#1 or PKCS#8)")
         return v
 
     @field_validator("database_url")
@@ -299,6 +186,77 @@ class Settings(BaseModel):
     def _retry_window(cls, v: Any) -> Any:
         return _duration(v, positive=False) if isinstance(v, str) else v
 
+
+class JobSettings(DatabaseSettings):
+    """The background jobs': the bucket, its key layout, retention and the site-events queues.
+    No secret beyond the database URL."""
+
+    bucket_name: str = _field("artemis-sites", "BUCKET_NAME")
+    aws_endpoint_url: str | None = _field(None, "AWS_ENDPOINT_URL")
+    deploy_prefix_format: str = _field("<site>/deploys/<ts>-<sha>/", "DEPLOY_PREFIX_FORMAT")
+    alias_production_key_format: str = _field("<site>/production", "ALIAS_PRODUCTION_KEY_FORMAT")
+    alias_preview_key_format: str = _field("<site>/preview", "ALIAS_PREVIEW_KEY_FORMAT")
+    public_url_production_format: str = _field(
+        "https://<site>.freecode.camp", "PUBLIC_URL_PRODUCTION_FORMAT"
+    )
+    public_url_preview_format: str = _field(
+        "https://<site>.preview.freecode.camp", "PUBLIC_URL_PREVIEW_FORMAT"
+    )
+    # Retention keeps a deploy for at least a session's lifetime and a serve cache's TTL, so
+    # both are read here, without the session's key.
+    jwt_ttl_seconds: int = _field(900, "JWT_TTL_SECONDS")
+    site_events_queue_url: str | None = _field(None, "SITE_EVENTS_QUEUE_URL")
+    site_events_dlq_url: str | None = _field(None, "SITE_EVENTS_DLQ_URL")
+    cleanup_retention_days: int = _field(7, "CLEANUP_RETENTION_DAYS")
+    cleanup_recent_keep: int = _field(3, "CLEANUP_RECENT_KEEP")
+    cleanup_grace: float = _field(72 * 3600.0, "CLEANUP_GRACE")
+    cleanup_blast_cap: int = _field(10, "CLEANUP_BLAST_CAP")
+    cleanup_trash_prefix: str = _field("_trash/", "CLEANUP_TRASH_PREFIX")
+    cleanup_recovery_days: int = _field(7, "CLEANUP_RECOVERY_DAYS")
+    cleanup_outbox_retention_days: int = _field(30, "CLEANUP_OUTBOX_RETENTION_DAYS")
+    cleanup_dry_run: bool = _field(False, "CLEANUP_DRY_RUN")
+    serve_cache_ttl: float = _field(15.0, "SERVE_CACHE_TTL")
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not _BUCKET.fullmatch(v) or ".." in v:
+            raise ValueError("must be a valid S3 bucket name (3-63 of a-z 0-9 . -)")
+        return v
+
+    @field_validator("aws_endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        return None if v is None else _http_url(v, loopback_http_only=False)
+
+    @field_validator(
+        "jwt_ttl_seconds",
+        "cleanup_retention_days",
+        "cleanup_recovery_days",
+        "cleanup_outbox_retention_days",
+        mode="before",
+    )
+    @classmethod
+    def _job_positive_int(cls, v: Any) -> Any:
+        return _integer(v, minimum=1) if isinstance(v, str) else v
+
+    @field_validator("cleanup_recent_keep", "cleanup_blast_cap", mode="before")
+    @classmethod
+    def _non_negative_int(cls, v: Any) -> Any:
+        return _integer(v, minimum=0) if isinstance(v, str) else v
+
+    @field_validator("deploy_prefix_format")
+    @classmethod
+    def _deploy_prefix(cls, v: str) -> str:
+        check_deploy_prefix_format(v)
+        return v
+
+    @field_validator("public_url_production_format", "public_url_preview_format")
+    @classmethod
+    def _url_format(cls, v: str) -> str:
+        check_url_format("", v)
+        return v
+
     @field_validator("cleanup_grace", "serve_cache_ttl", mode="before")
     @classmethod
     def _positive_duration(cls, v: Any) -> Any:
@@ -311,32 +269,17 @@ class Settings(BaseModel):
             raise ValueError("must be the URL of a FIFO queue (ending in .fifo)")
         return v
 
-    @field_validator("reserved_slugs", mode="before")
-    @classmethod
-    def _reserved(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return frozenset(name.strip().lower() for name in v.split(",") if name.strip())
-        return v
-
     @field_validator("cleanup_dry_run", mode="before")
     @classmethod
     def _bool(cls, v: Any) -> Any:
         return _boolean(v) if isinstance(v, str) else v
 
-    # --- rules across variables ---------------------------------------------------------
     @model_validator(mode="after")
-    def _cross_checks(self) -> Settings:
+    def _job_checks(self) -> Self:
         try:
             _ = self.key_layout
         except KeyLayoutError as err:
             raise _Invalid(err.variable, err.rule) from None
-        app = (self.gh_app_id, self.gh_app_installation_id, self.gh_app_private_key)
-        if any(app) and not all(app):
-            raise _Invalid(
-                "GH_APP_ID", "GH_APP_ID, GH_APP_INSTALLATION_ID and GH_APP_PRIVATE_KEY go together"
-            )
-        if all(app):
-            self._check_repo_feature()
         if self.cleanup_grace < self.jwt_ttl_seconds:
             raise _Invalid("CLEANUP_GRACE", "must be >= JWT_TTL_SECONDS")
         if self.cleanup_grace < self.serve_cache_ttl:
@@ -346,9 +289,83 @@ class Settings(BaseModel):
             )
         return self
 
+    @cached_property
+    def key_layout(self) -> KeyLayout:
+        return KeyLayout(
+            deploy_prefix_format=self.deploy_prefix_format,
+            alias_production_format=self.alias_production_key_format,
+            alias_preview_format=self.alias_preview_key_format,
+            public_url_production_format=self.public_url_production_format,
+            public_url_preview_format=self.public_url_preview_format,
+            trash_prefix=self.cleanup_trash_prefix,
+        )
+
+
+class _GitHubSettings(JobSettings):
+    """A section of Settings: GitHub, Redis and the repo-request App, validated together."""
+
+    gh_org: str = _field("freeCodeCamp", "GH_ORG")
+    gh_api_base: str = _field("https://api.github.com", "GH_API_BASE")
+    gh_membership_cache_ttl: int = _field(300, "GH_MEMBERSHIP_CACHE_TTL")
+    redis_url: str | None = _field(None, "REDIS_URL", secret=True)
+    gh_repo_org: str = _field("freeCodeCamp-Universe", "GH_REPO_ORG")
+    repo_create_authz_team: str = _field("staff", "REPO_CREATE_AUTHZ_TEAM")
+    repo_approve_authz_team: str = _field("none", "REPO_APPROVE_AUTHZ_TEAM")
+    gh_app_id: str = _field("", "GH_APP_ID")
+    gh_app_installation_id: str = _field("", "GH_APP_INSTALLATION_ID")
+    gh_app_private_key: str = _field("", "GH_APP_PRIVATE_KEY", secret=True)
+
+    @field_validator("gh_membership_cache_ttl", mode="before")
+    @classmethod
+    def _worker_positive_int(cls, v: Any) -> Any:
+        return _integer(v, minimum=1) if isinstance(v, str) else v
+
+    @field_validator("gh_org", "gh_repo_org", "repo_create_authz_team", "repo_approve_authz_team")
+    @classmethod
+    def _worker_names(cls, v: str) -> str:
+        return _not_blank(v)
+
+    @field_validator("gh_api_base")
+    @classmethod
+    def _gh_api_base(cls, v: str) -> str:
+        return _http_url(v, loopback_http_only=True)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is not None and urlsplit(v).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return v
+
+    @field_validator("gh_app_id", "gh_app_installation_id")
+    @classmethod
+    def _digits(cls, v: str) -> str:
+        if v and not _DIGITS.fullmatch(v):
+            raise ValueError("must be digits only")
+        return v
+
+    @field_validator("gh_app_private_key")
+    @classmethod
+    def _pem(cls, v: str) -> str:
+        if v and not any(v.strip().startswith(h) for h in _PEM_HEADERS):
+            raise ValueError("must be a PEM RSA private key (PKCS#1 or PKCS#8)")
+        return v
+
+    @model_validator(mode="after")
+    def _worker_checks(self) -> Self:
+        app = (self.gh_app_id, self.gh_app_installation_id, self.gh_app_private_key)
+        if any(app) and not all(app):
+            raise _Invalid(
+                "GH_APP_ID", "GH_APP_ID, GH_APP_INSTALLATION_ID and GH_APP_PRIVATE_KEY go together"
+            )
+        if all(app):
+            self._check_repo_feature()
+        return self
+
     def _check_repo_feature(self) -> None:
-        """The repo-request feature is on: it needs a real approver team (DECISIONS 7) and a
-        key that really is an RSA private key (read now, not at the first approval)."""
+        """The repo-request feature is on: it needs a real approvers' team (the default "none"
+        is a placeholder that would let nobody approve) and a key that really is an RSA private
+        key (read now, not at the first approval)."""
         if self.repo_approve_authz_team.strip().lower() == "none":
             raise _Invalid(
                 "REPO_APPROVE_AUTHZ_TEAM",
@@ -363,17 +380,6 @@ class Settings(BaseModel):
             ) from None
 
     @cached_property
-    def key_layout(self) -> KeyLayout:
-        return KeyLayout(
-            deploy_prefix_format=self.deploy_prefix_format,
-            alias_production_format=self.alias_production_key_format,
-            alias_preview_format=self.alias_preview_key_format,
-            public_url_production_format=self.public_url_production_format,
-            public_url_preview_format=self.public_url_preview_format,
-            trash_prefix=self.cleanup_trash_prefix,
-        )
-
-    @cached_property
     def gh_app_key(self) -> Any:
         """The App's RSA private key, read once (start-up checks it; the App client signs
         with it). ValueError if it is not one."""
@@ -386,46 +392,110 @@ class Settings(BaseModel):
         return bool(self.gh_app_id)
 
 
-def _env_name(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].alias
+class Settings(_GitHubSettings):
+    """The API's settings, which is every variable: the jobs', GitHub's, plus the deploy session's
+    signing key, the registry and audit teams and the upload limits. Build it (or any model
+    here) with `load_settings()`, never from raw input."""
+
+    upload_max_bytes: int = _field(104_857_600, "UPLOAD_MAX_BYTES")
+    gh_client_id: str = _field("", "GH_CLIENT_ID")
+    registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
+    jwt_signing_key: str = _field(..., "JWT_SIGNING_KEY", secret=True)
+    audit_read_authz_team: str = _field("staff", "AUDIT_READ_AUTHZ_TEAM")
+    reserved_slugs: frozenset[str] = _field(DEFAULT_RESERVED_SLUGS, "RESERVED_SLUGS")
+
+    @field_validator("upload_max_bytes", mode="before")
+    @classmethod
+    def _api_positive_int(cls, v: Any) -> Any:
+        return _integer(v, minimum=1) if isinstance(v, str) else v
+
+    @field_validator("registry_authz_team", "audit_read_authz_team")
+    @classmethod
+    def _api_names(cls, v: str) -> str:
+        return _not_blank(v)
+
+    @field_validator("jwt_signing_key")
+    @classmethod
+    def _jwt_key(cls, v: str) -> str:
+        if len(v.encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return v
+
+    @field_validator("reserved_slugs", mode="before")
+    @classmethod
+    def _reserved(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return frozenset(name.strip().lower() for name in v.split(",") if name.strip())
+        return v
+
+
+M = TypeVar("M", bound=DatabaseSettings)
+
+
+def secret_variables(model: type[DatabaseSettings]) -> frozenset[str]:
+    """The variables of `model` that hold secrets (each may be given as `<VAR>_PARAM`)."""
+    return frozenset(
+        _env_name(model, name)
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+    )
+
+
+def variables(model: type[DatabaseSettings]) -> frozenset[str]:
+    """Every variable `model` reads."""
+    return frozenset(_env_name(model, name) for name in model.model_fields)
+
+
+def _env_name(model: type[DatabaseSettings], field_name: str) -> str:
+    alias = model.model_fields[field_name].alias
     return alias or field_name.upper()
 
 
+@overload
+def load_settings(
+    environ: Mapping[str, str], resolve_parameter: Callable[[str], str] | None = None
+) -> Settings: ...
+@overload
+def load_settings(
+    environ: Mapping[str, str], resolve_parameter: Callable[[str], str] | None, model: type[M]
+) -> M: ...
 def load_settings(
     environ: Mapping[str, str],
     resolve_parameter: Callable[[str], str] | None = None,
-) -> Settings:
-    """Validate `environ` into Settings, or raise ConfigError for the first bad variable.
+    model: type[DatabaseSettings] = Settings,
+) -> DatabaseSettings:
+    """Validate `environ` into `model` (the API's Settings unless a function names its own),
+    or raise ConfigError for the first bad variable. Variables the model does not read are
+    ignored, however they are set.
 
     A secret may instead be named by `<VAR>_PARAM` (an SSM/Secrets Manager name); it is
-    fetched through `resolve_parameter` before validation.
+    fetched through `resolve_parameter` before validation — only the model's own secrets, so a
+    function never fetches a secret it does not use.
     """
     values = dict(environ)
-    for name in Settings._EMPTY_IS_DEFAULT:
-        if values.get(_env_name(name)) == "":
-            del values[_env_name(name)]
-    for name, field in Settings.model_fields.items():
-        env = _env_name(name)
+    for name in model._EMPTY_IS_DEFAULT & set(model.model_fields):
+        if values.get(_env_name(model, name)) == "":
+            del values[_env_name(model, name)]
+    for env in sorted(secret_variables(model)):
         param = values.get(f"{env}_PARAM")
-        extra = field.json_schema_extra
-        if param and isinstance(extra, dict) and extra.get("secret") and env not in values:
+        if param and env not in values:
             if resolve_parameter is None:
                 raise ConfigError(f"{env}_PARAM", "no parameter resolver in this process")
             values[env] = resolve_parameter(param)
     try:
-        return Settings.model_validate(values)
+        return model.model_validate(values)
     except ValidationError as exc:
-        raise _first_error(exc) from None
+        raise _first_error(model, exc) from None
 
 
-def _first_error(exc: ValidationError) -> ConfigError:
+def _first_error(model: type[DatabaseSettings], exc: ValidationError) -> ConfigError:
     error = exc.errors()[0]
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, _Invalid):
         return ConfigError(cause.variable, cause.rule)
     variable = str(error["loc"][0]) if error["loc"] else "configuration"
-    if variable in Settings.model_fields:
-        variable = _env_name(variable)
+    if variable in model.model_fields:
+        variable = _env_name(model, variable)
     if error["type"] == "missing":
         return ConfigError(variable, "required, not set")
     if isinstance(cause, ValueError):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from artemis.config import Settings
+    from artemis.config import JobSettings
 
 T = TypeVar("T")
 
@@ -55,7 +55,7 @@ class Policy:
     cap: int
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
+    def from_settings(cls, settings: JobSettings) -> Policy:
         return cls(
             keep_n=settings.cleanup_recent_keep,
             grace=timedelta(seconds=settings.cleanup_grace),

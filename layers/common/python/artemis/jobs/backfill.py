@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import deploys as deploys_db
 from artemis.jobs.common import Deadline, job_run
@@ -80,7 +81,7 @@ class BackfillResult:
 
 
 def run_backfill(
-    rt: Runtime, *, now: datetime, deadline: Deadline, start_after: str | None = None
+    rt: Runtime[JobSettings], *, now: datetime, deadline: Deadline, start_after: str | None = None
 ) -> BackfillResult:
     started = time.monotonic()
     result = BackfillResult()
@@ -109,7 +110,9 @@ def run_backfill(
     return result
 
 
-def _backfill_site(rt: Runtime, site: Dirname, now: datetime, result: BackfillResult) -> None:
+def _backfill_site(
+    rt: Runtime[JobSettings], site: Dirname, now: datetime, result: BackfillResult
+) -> None:
     layout = rt.settings.key_layout
     deploys, keys = list_site(rt.bucket, layout, site, now)
     targets = {name: rt.bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES}

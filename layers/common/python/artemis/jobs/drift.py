@@ -54,6 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from artemis.config import JobSettings
 from artemis.db import deploys as deploys_db
 from artemis.db import drift_runs
 from artemis.db.connection import Database
@@ -207,7 +208,7 @@ class _Ledger:
 
 
 def run_drift(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     *,
     now: datetime,
     deadline: Deadline,
@@ -278,7 +279,12 @@ def _closed_report(ledger: _Ledger, run: RunState) -> DriftReport:
 
 
 def _sweep(
-    rt: Runtime, ledger: _Ledger, run: RunState, now: datetime, deadline: Deadline, shard: Shard
+    rt: Runtime[JobSettings],
+    ledger: _Ledger,
+    run: RunState,
+    now: datetime,
+    deadline: Deadline,
+    shard: Shard,
 ) -> DriftReport:
     layout = rt.settings.key_layout
     grace = timedelta(seconds=rt.settings.cleanup_grace)

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from artemis import retention
+from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import deploys as deploys_db
 from artemis.db import tombstones as tombstones_db
@@ -111,13 +112,13 @@ def emit(name: str, value: float, unit: str = "Count") -> None:
         logger.debug("metric dropped", extra={"metric": name})
 
 
-def system_audit(rt: Runtime, action: str, site: Dirname, deploy_id: str) -> None:
+def system_audit(rt: Runtime[JobSettings], action: str, site: Dirname, deploy_id: str) -> None:
     """A `system:gc` audit row (spec §9.0); best effort."""
     entry = system_audit_entry(rt.settings.key_layout, GC_ACTOR, action, site, deploy_id)
     write_audit(rt.db, entry)
 
 
-def read_alias_objects(rt: Runtime, site: Dirname) -> frozenset[str]:
+def read_alias_objects(rt: Runtime[JobSettings], site: Dirname) -> frozenset[str]:
     return alias_objects(rt.bucket, rt.settings.key_layout, site)
 
 
@@ -125,7 +126,7 @@ def read_alias_objects(rt: Runtime, site: Dirname) -> frozenset[str]:
 
 
 def run_gc_site(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     site: Dirname,
     *,
     now: datetime,
@@ -152,7 +153,7 @@ def run_gc_site(
 
 
 def _run(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     site: Dirname,
     now: datetime,
     deadline: Deadline,
@@ -205,7 +206,7 @@ def _run(
         logger.info("gc.site.done", extra={"site": site, **result.counts()})
 
 
-def plan_for(rt: Runtime, site: Dirname, now: datetime, policy: Policy) -> Plan:
+def plan_for(rt: Runtime[JobSettings], site: Dirname, now: datetime, policy: Policy) -> Plan:
     """Read the site's active rows, alias rows and expired pending rows and build the pure
     plan (spec §8.2-8.7). Autocommit reads: under READ COMMITTED each statement takes its own
     snapshot anyway, so a transaction around them would only add two round trips."""
@@ -218,7 +219,7 @@ FLEET_BATCH = 200  # sites per read round trip in plan_fleet
 
 
 def plan_fleet(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     sites: Sequence[Dirname],
     now: datetime,
     policy: Policy,
@@ -237,7 +238,7 @@ def plan_fleet(
 
 
 def _redrive(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     site: Dirname,
     ids: list[str],
     session: SiteLockSession,
@@ -286,7 +287,7 @@ def _redrive(
 
 
 def _collect(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     site: Dirname,
     deploy_id: str,
     plan: Plan,

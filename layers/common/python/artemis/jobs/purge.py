@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from artemis.config import JobSettings
 from artemis.db import deploys as deploys_db
 from artemis.db import job_runs
 from artemis.db import outbox as outbox_db
@@ -133,7 +134,7 @@ class NightlyFailed(Exception):
 
 
 def run_tombstone_purge(
-    rt: Runtime, *, now: datetime, deadline: Deadline, dry_run: bool | None = None
+    rt: Runtime[JobSettings], *, now: datetime, deadline: Deadline, dry_run: bool | None = None
 ) -> PurgeResult:
     """Hard-delete the trash of tombstones older than the recovery window (≤ cap per run,
     the most overdue first). Raises PurgeFailed after processing all others when any failed."""
@@ -158,7 +159,7 @@ def run_tombstone_purge(
 
 
 def _purge(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     cutoff: datetime,
     deadline: Deadline,
     result: PurgeResult,
@@ -209,7 +210,9 @@ def _purge(
             )
 
 
-def _purge_one(rt: Runtime, row: TombstoneRow, cutoff: datetime, result: PurgeResult) -> None:
+def _purge_one(
+    rt: Runtime[JobSettings], row: TombstoneRow, cutoff: datetime, result: PurgeResult
+) -> None:
     site = Dirname(row.site)
     key = tombstone_key(row)
     layout = rt.settings.key_layout
@@ -253,7 +256,7 @@ def _purge_one(rt: Runtime, row: TombstoneRow, cutoff: datetime, result: PurgeRe
 
 
 def run_outbox_purge(
-    rt: Runtime, *, dry_run: bool | None = None, limit: int = outbox_db.PURGE_LIMIT
+    rt: Runtime[JobSettings], *, dry_run: bool | None = None, limit: int = outbox_db.PURGE_LIMIT
 ) -> int:
     """Delete (dry: count) up to `limit` published rows older than the outbox retention.
     Unpublished rows are never touched. Returns the number of rows."""
@@ -287,7 +290,9 @@ def run_outbox_purge(
 # --- gc-site backstop (DECISIONS Q4) -------------------------------------------------------
 
 
-def run_backstop(rt: Runtime, *, now: datetime, limit: int = BACKSTOP_LIMIT) -> list[Dirname]:
+def run_backstop(
+    rt: Runtime[JobSettings], *, now: datetime, limit: int = BACKSTOP_LIMIT
+) -> list[Dirname]:
     """Enqueue one `site.changed` per site with an incomplete tombstone move or an expired
     pending deploy, at most `limit` per run, in one transaction; the relay publishes them and
     gc-site does the work. Beyond the limit a daily rotation reaches every site in turn."""
@@ -322,7 +327,7 @@ def _rotation(sites: list[Dirname], limit: int, now: datetime) -> list[Dirname]:
 
 
 def run_nightly(
-    rt: Runtime, *, now: datetime, deadline: Deadline, dry_run: bool | None = None
+    rt: Runtime[JobSettings], *, now: datetime, deadline: Deadline, dry_run: bool | None = None
 ) -> NightlyResult:
     """Tombstone purge, then outbox purge (even if the purge failed), then the backstop.
     Raises NightlyFailed (carrying the result) when any part failed."""

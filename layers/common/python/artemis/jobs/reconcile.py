@@ -52,6 +52,7 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
+from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import audit as audit_db
 from artemis.db import deploys as deploys_db
@@ -347,7 +348,7 @@ class ReconcileReport:
 
 
 def run_reconcile(
-    rt: Runtime, name: str, *, apply: bool, now: datetime, deadline: Deadline
+    rt: Runtime[JobSettings], name: str, *, apply: bool, now: datetime, deadline: Deadline
 ) -> ReconcileReport:
     """Reconcile one site (module docstring). Raises UnknownSite, EmptyListingFault or
     ReconcileFailed (each carrying the report so far) after recording the failed run."""
@@ -377,7 +378,7 @@ def run_reconcile(
 
 
 def _plan_and_repair(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     report: ReconcileReport,
     bucket: ReadOnlyBucket,
     db: ReadOnlyDatabase,
@@ -438,7 +439,7 @@ def _log_plan(site: Dirname, snap: SiteSnapshot, plan: RepairPlan) -> None:
 
 
 def _repair(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     snap: SiteSnapshot,
     plan: RepairPlan,
     report: ReconcileReport,
@@ -481,7 +482,7 @@ class _Repairer:
     """The three repairs, each run under the site lock with its own second read."""
 
     def __init__(
-        self, rt: Runtime, snap: SiteSnapshot, report: ReconcileReport, now: datetime
+        self, rt: Runtime[JobSettings], snap: SiteSnapshot, report: ReconcileReport, now: datetime
     ) -> None:
         self.rt, self.snap, self.report, self.now = rt, snap, report, now
         self.site = snap.site

@@ -41,6 +41,7 @@ from artemis.observability import logger
 from artemis.queue import ClaimedMessage, Publisher
 
 if TYPE_CHECKING:
+    from artemis.config import JobSettings
     from artemis.runtime import Runtime
 
 JOB = "relay"
@@ -83,7 +84,7 @@ class RelayFailed(Exception):
 
 
 def drain(
-    rt: Runtime,
+    rt: Runtime[JobSettings],
     publisher: Publisher,
     *,
     deadline: Deadline,
@@ -193,7 +194,7 @@ def _claim(conn: psycopg.Connection, limit: int, ttl: float) -> list[ClaimedMess
     return [ClaimedMessage(m.id, m.topic, m.payload, claimed_at) for m in rows]
 
 
-def _signals(rt: Runtime, result: RelayResult) -> None:
+def _signals(rt: Runtime[JobSettings], result: RelayResult) -> None:
     """§7.7: published count, failures, and the backlog (count and oldest age)."""
     if result.pass_ms:  # one EMF line per drain: the values array holds every pass
         _metric("outbox.pass_ms", result.pass_ms[0], "Milliseconds", more=result.pass_ms[1:])
