@@ -1,4 +1,5 @@
-"""artemis.session against spec/api.md §3.11, §17.1, G-2 and G-33."""
+"""artemis.session: the deploy-session token's layout, its claims (the granting team included;
+every claim required and typed), the algorithm pin, expiry, and every refusal."""
 
 import base64
 import hashlib
