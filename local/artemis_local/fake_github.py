@@ -95,6 +95,7 @@ class FakeGitHub:
         self.directory = directory or Directory.load()
         self.requests: list[tuple[str, str]] = []  # (method, target), for tests that count calls
         self.request_headers: list[dict[str, str]] = []  # per request, names lower-cased
+        self.connections = 0  # TCP connections accepted, for tests of connection reuse
         # (team, login), lower-cased → membership state answered with 200 (e.g. "pending")
         self.membership_states: dict[tuple[str, str], str] = {}
         self._faults: list[Fault] = []
@@ -104,7 +105,12 @@ class FakeGitHub:
         fake = self
 
         class RequestHandler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many requests
+
+            def setup(self) -> None:
+                super().setup()
+                with fake._lock:
+                    fake.connections += 1
 
             def do_GET(self) -> None:
                 self._serve("GET")
@@ -143,14 +149,18 @@ class FakeGitHub:
                             {"message": _reason(status), "documentation_url": _DOCS}
                         ).encode()
                     )
+                bodiless = status in (204, 304)  # HTTP forbids a body: the next answer would
+                # start inside it on a kept-alive connection
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json; charset=utf-8")
-                    self.send_header("Content-Length", str(len(raw)))
+                    if not bodiless:
+                        self.send_header("Content-Length", str(len(raw)))
                     for name, value in headers.items():
                         self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(raw)
+                    if not bodiless:
+                        self.wfile.write(raw)
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True  # the client gave up (a timeout test)
 
@@ -304,7 +314,7 @@ def _reason(status: int) -> str:
         return "Error"
 
 
-# --- the GitHub App endpoints (the repo-request feature, spec/api.md §12.4) -------------------
+# --- the GitHub App endpoints (the repo-request feature) -----------------------------------
 
 _APP_ROUTES = re.compile(r"^/(app/installations/|repos/|orgs/[^/]+/repos)")
 
@@ -361,8 +371,8 @@ class FakeApp:
             return self._repo_route(method, parts, query, sent)
 
     def _mint(self, method: str, installation: str, authorization: str) -> tuple[int, Any]:
-        scheme, _, jwt = authorization.partition(" ")
-        if method != "POST" or scheme != "Bearer" or not self._valid_jwt(jwt.strip()):
+        scheme, _, app_token = authorization.partition(" ")
+        if method != "POST" or scheme != "Bearer" or not self._valid_jwt(app_token.strip()):
             return 401, {"message": "A JSON web token could not be decoded",
                          "documentation_url": _DOCS}  # fmt: skip
         if installation != self.installation_id:
@@ -373,26 +383,17 @@ class FakeApp:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))
         return 201, {"token": token, "expires_at": stamp}
 
-    def _valid_jwt(self, jwt: str) -> bool:
-        import base64
-
-        from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding
-
-        def unb64(text: str) -> bytes:
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    def _valid_jwt(self, token: str) -> bool:
+        import jwt
 
         try:
-            header, payload, signature = jwt.split(".")
-            if json.loads(unb64(header)).get("alg") != "RS256":
-                return False
-            self._public_key.verify(
-                unb64(signature), f"{header}.{payload}".encode(), padding.PKCS1v15(),
-                hashes.SHA256(),
+            # RS256 only; times are judged below on the fake's own clock, not the wall clock
+            claims = jwt.decode(
+                token, self._public_key, algorithms=["RS256"],
+                options={"require": ["iss", "iat", "exp"], "verify_exp": False,
+                         "verify_iat": False, "verify_nbf": False},
             )  # fmt: skip
-            claims = json.loads(unb64(payload))
-        except (ValueError, InvalidSignature):
+        except (jwt.PyJWTError, ValueError):
             return False
         now = self._clock()
         return bool(

@@ -1,4 +1,5 @@
-"""artemis.session against spec/api.md §3.11, §17.1, G-2 and G-33."""
+"""artemis.session: the deploy-session token's layout, its claims (the granting team included;
+every claim required and typed), the algorithm pin, expiry, and every refusal."""
 
 import base64
 import hashlib
@@ -12,6 +13,9 @@ from hypothesis import strategies as st
 
 from artemis import errors
 from artemis.session import ISSUER, SessionClaims, issue, verify
+
+# Some tests sign with deliberately short keys (the configuration refuses keys under 32 bytes).
+pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 KEY = b"k" * 32
 OTHER_KEY = b"j" * 32
@@ -487,3 +491,42 @@ def test_fuzz_mutating_one_character_of_a_valid_token(data: st.DataObject) -> No
     if mutated == token:
         return
     assert_invalid(mutated)
+
+
+# --- PyJWT ------------------------------------------------------------------------------------
+
+
+def test_a_session_token_is_a_standard_hs256_jwt() -> None:
+    import jwt
+
+    token, _ = mint()
+    decoded = jwt.decode(
+        token, KEY, algorithms=["HS256"], issuer=ISSUER, options={"verify_exp": False}
+    )
+    assert decoded == claims_json()
+    assert jwt.get_unverified_header(token) == HEADER
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        b"-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n",
+        b"ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 someone@example",
+    ],
+)
+def test_a_key_that_looks_like_a_public_key_signs_nothing_and_verifies_nothing(key: bytes) -> None:
+    """PyJWT refuses such an HMAC key (a public key must never verify an HS256 token):
+    issuing is a 500, verifying a 403."""
+    with pytest.raises(errors.JwtSignFailed):
+        mint(key=key)
+    assert_invalid(forge(claims_json(), key=key), key=key)
+
+
+def test_importing_the_module_does_not_import_pyjwt() -> None:
+    """The API imports session at every cold start; PyJWT (and cryptography's X.509 modules)
+    load on the first issue or verify."""
+    import subprocess
+    import sys
+
+    code = "import sys, artemis.session; sys.exit('jwt' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,16 +1,18 @@
-"""GitHub REST client for one org: identity, team membership, team listing (spec/api.md §3.3-3.7).
+"""GitHub REST client for one org: identity, team membership, team listing.
 
 Answers are cached in three bounded in-process maps (identity by token hash, membership by
 (login, team), team list by token hash) and, when a `SharedCache` is given, in a cache shared by
 every Lambda environment (Redis). Cache keys never hold a token, only `token_hash(token)`.
 
-Classification follows the spec with the G-4 fix: a transport error, timeout or unexpected answer
-is `UpstreamUnavailable` (503), never `Unauthenticated`; a GitHub 401 is `Unauthenticated`
-everywhere (and drops the cached identity of that token); a non-throttle 403 on a membership
-probe or team listing is `InsufficientScope`. Negative membership answers are cached for at most
-30 s, like negative identity answers (G-23). A shared-cache error is a miss (G-22).
+Classification: a transport error, timeout or unexpected answer is `UpstreamUnavailable` (503),
+never `Unauthenticated` (GitHub being down must not look like a bad token); a GitHub 401 is
+`Unauthenticated` everywhere (and drops the cached identity of that token); a non-throttle 403 on
+a membership probe or team listing is `InsufficientScope`. Negative membership answers are cached
+for at most 30 s, like negative identity answers, so a member just added is let in soon. A
+shared-cache error is a miss: Redis is an optimisation, never a dependency.
 
-Stdlib HTTP only, and cheap to import: the logger and `redis` are imported when first needed.
+Cheap to import: the HTTP pool (`artemis.github_transport`, shared with the App client), the
+logger and `redis` are loaded when first needed.
 """
 
 from __future__ import annotations
@@ -20,20 +22,15 @@ import hashlib
 import json
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
-from http.client import HTTPException
-from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from artemis.errors import InsufficientScope, RateLimited, Unauthenticated, UpstreamUnavailable
+from artemis.github_transport import GitHubTransport, Response, TransportError, shared_transport
+from artemis.github_transport import quote as _quote
 
 if TYPE_CHECKING:
-    from email.message import Message
-    from http.client import HTTPMessage
-
     import redis
 
 __all__ = [
@@ -43,12 +40,9 @@ __all__ = [
     "token_hash",
 ]
 
-NEGATIVE_TTL_CAP = 30  # seconds: negative identity (§3.3) and membership (G-23) answers
+NEGATIVE_TTL_CAP = 30  # seconds: negative identity and membership answers
 PAGE_SIZE = 100  # /user/teams page size (GitHub's maximum)
 MAX_TEAM_PAGES = 100  # 10,000 teams: a guard against a server that never ends a listing
-MAX_BODY_BYTES = 8 * 1024 * 1024
-API_VERSION = "2022-11-28"
-USER_AGENT = "artemis-deploy-proxy"
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -250,79 +244,6 @@ def _copy_error(error: BaseException) -> BaseException:
         return error
 
 
-# --- HTTP --------------------------------------------------------------------------------------
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Never follow a redirect: it would carry the caller's token to wherever it points."""
-
-    def redirect_request(
-        self,
-        req: urllib.request.Request,
-        fp: IO[bytes],
-        code: int,
-        msg: str,
-        headers: HTTPMessage,
-        newurl: str,
-    ) -> urllib.request.Request | None:
-        return None
-
-
-@dataclass(frozen=True)
-class _Response:
-    status: int
-    headers: Mapping[str, str]  # names lower-cased
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        value = self.headers.get(name.lower())
-        return None if value is None else value.strip()
-
-    @property
-    def throttled(self) -> bool:
-        """429; or `X-RateLimit-Remaining: 0` with any status; or 403 with `Retry-After`."""
-        if self.status == 429 or self.header("X-RateLimit-Remaining") == "0":
-            return True
-        return self.status == 403 and self.header("Retry-After") is not None
-
-    def json(self) -> Any:
-        """The parsed body; ValueError if it is not JSON."""
-        return json.loads(self.body)
-
-
-def _quote(segment: str) -> str:
-    return urllib.parse.quote(segment, safe="")
-
-
-TRANSPORT_ERRORS = (OSError, HTTPException, ValueError)  # URLError and timeouts are OSError
-
-
-def _exchange(
-    opener: urllib.request.OpenerDirector, method: str, url: str, authorization: str,
-    timeout: float, body: Any = None,
-) -> _Response:  # fmt: skip
-    """One GitHub REST call (JSON `body`, if any). Non-2xx answers are returned, not raised;
-    a transport failure, a timeout or an over-long body raises one of TRANSPORT_ERRORS."""
-    headers = {
-        "Authorization": authorization,
-        "Accept": "application/vnd.github+json",
-        "X-GitHub-Api-Version": API_VERSION,
-        "User-Agent": USER_AGENT,
-    }
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    # The base URL's scheme is checked where the client is configured.
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
-    try:
-        with opener.open(request, timeout=timeout) as raw:
-            return _Response(raw.status, _headers(raw.headers), _read_capped(raw))
-    except urllib.error.HTTPError as err:
-        with err:
-            return _Response(err.code, _headers(err.headers), _read_capped(err))
-
-
 # --- the client ----------------------------------------------------------------------------------
 
 
@@ -330,8 +251,10 @@ class GitHubClient:
     """GitHub identity, membership and team listing for `org`, with in-process and shared caches.
 
     One client is made per org and reused across invocations; it is thread-safe. The shared
-    `ghteams:<login>` key names the login, not the org (the reference's key layout): when clients
-    of two orgs share one cache, call `teams()` on one of them only (whoami uses GH_ORG's).
+    `ghteams:<login>` key names the login, not the org (a fixed key layout, which other readers
+    of the cache expect): when clients of two orgs share one cache, call `teams()` on one of them
+    only (whoami uses GH_ORG's). Calls go through `transport`, by default the process's shared
+    pool of keep-alive connections.
     """
 
     def __init__(
@@ -344,6 +267,7 @@ class GitHubClient:
         timeout: float = 10.0,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
+        transport: GitHubTransport | None = None,
     ) -> None:
         scheme = urllib.parse.urlsplit(base_url).scheme
         if scheme not in ("http", "https"):
@@ -354,14 +278,15 @@ class GitHubClient:
         self.negative_ttl = min(self.ttl, NEGATIVE_TTL_CAP)
         self.timeout = timeout
         self._shared = shared
-        self._opener = urllib.request.build_opener(_NoRedirect())
+        # One pool of keep-alive connections per process, unless the caller brings its own.
+        self._transport = transport or shared_transport()
         # identity: login, or "" for a negative (not authenticated) answer
         self._identities: _TTLCache[str, str] = _TTLCache(max_entries, clock)
         self._memberships: _TTLCache[tuple[str, str], bool] = _TTLCache(max_entries, clock)
         self._team_lists: _TTLCache[str, tuple[str, ...]] = _TTLCache(max_entries, clock)
         self._flight = _SingleFlight()
 
-    # --- identity (§3.3) --------------------------------------------------------------------
+    # --- identity ------------------------------------------------------------------------------
 
     def identity(self, token: str) -> str:
         """The token owner's login. Unauthenticated, RateLimited or UpstreamUnavailable."""
@@ -395,7 +320,7 @@ class GitHubClient:
             return self._negative_identity(key, resp)
         raise self._failure(UpstreamUnavailable, "identity", resp)
 
-    def _login_of(self, resp: _Response) -> str:
+    def _login_of(self, resp: Response) -> str:
         try:
             body = resp.json()
         except ValueError:
@@ -405,7 +330,7 @@ class GitHubClient:
             raise self._failure(UpstreamUnavailable, "identity", resp, "no login in body")
         return login
 
-    def _negative_identity(self, key: str, resp: _Response) -> str:
+    def _negative_identity(self, key: str, resp: Response) -> str:
         self._identities.set(key, "", self.negative_ttl)
         _log().info("GitHub refused the token", extra={"github_status": resp.status})
         return ""
@@ -420,7 +345,7 @@ class GitHubClient:
         # SharedCache has no delete: overwrite the login with a tombstone that reads as a miss.
         self._shared_set(f"ghid:{key}", "", self.ttl)
 
-    # --- membership (§3.4) ------------------------------------------------------------------
+    # --- membership --------------------------------------------------------------------------
 
     def is_member(self, login: str, team: str, token: str) -> bool:
         """Whether `login` is an active member of `team` in the org, probed with the caller's
@@ -472,7 +397,7 @@ class GitHubClient:
                 return team
         return None
 
-    # --- team listing (§3.5) ----------------------------------------------------------------
+    # --- team listing ------------------------------------------------------------------------
 
     def teams(self, token: str) -> list[str]:
         """The caller's team slugs in the org (all orgs if `org` is empty), for whoami.
@@ -533,8 +458,8 @@ class GitHubClient:
 
     # --- shared plumbing ----------------------------------------------------------------------
 
-    def _probe_failure(self, what: str, resp: _Response, token: str) -> Exception:
-        """Classify a failed membership probe or listing page (G-4). A 401 is never a throttle,
+    def _probe_failure(self, what: str, resp: Response, token: str) -> Exception:
+        """Classify a failed membership probe or listing page. A 401 is never a throttle,
         as for identity (a revoked token must not look like a rate limit)."""
         if resp.status == 401:
             self.forget_token(token)
@@ -547,7 +472,7 @@ class GitHubClient:
 
     @staticmethod
     def _failure(
-        error: Callable[[], Exception], what: str, resp: _Response, reason: str = ""
+        error: Callable[[], Exception], what: str, resp: Response, reason: str = ""
     ) -> Exception:
         _log().warning(
             "GitHub %s failed",
@@ -560,17 +485,17 @@ class GitHubClient:
         )
         return error()
 
-    def _get(self, path: str, token: str) -> _Response:
+    def _get(self, path: str, token: str) -> Response:
         """GET base_url + path; any transport failure (including a timeout or an over-long body)
         is UpstreamUnavailable. Non-2xx answers are returned, not raised."""
         try:
-            return _exchange(
-                self._opener, "GET", self.base_url + path, f"Bearer {token}", self.timeout
+            return self._transport.request(
+                "GET", self.base_url + path, f"Bearer {token}", self.timeout
             )
-        except TRANSPORT_ERRORS as exc:
+        except TransportError as exc:
             _log().warning(
                 "GitHub request failed",
-                extra={"github_path": path.split("?", 1)[0], "error": type(exc).__name__},
+                extra={"github_path": path.split("?", 1)[0], "error": exc.kind},
             )
             raise UpstreamUnavailable() from exc
 
@@ -579,7 +504,7 @@ class GitHubClient:
             return None
         try:
             return self._shared.get(key)
-        except Exception as exc:  # G-22: a read error is a miss
+        except Exception as exc:  # a read error is a miss
             _log().warning(
                 "shared cache read failed; treating it as a miss",
                 extra={"cache_key": key, "error": type(exc).__name__},
@@ -596,17 +521,6 @@ class GitHubClient:
                 "shared cache write failed; ignored",
                 extra={"cache_key": key, "error": type(exc).__name__},
             )
-
-
-def _headers(message: Message) -> dict[str, str]:
-    return {name.lower(): value for name, value in message.items()}
-
-
-def _read_capped(stream: Any) -> bytes:
-    body: bytes = stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise ValueError("GitHub answer exceeds the body limit")
-    return body
 
 
 def _parse_slugs(raw: str | None) -> tuple[str, ...] | None:

@@ -1,33 +1,32 @@
-"""The GitHub App client of the repo-request queue (spec/api.md §12.4).
+"""The GitHub App client of the repo-request queue: it creates the repositories users request.
 
-An RS256 App JWT (iss = GH_APP_ID, iat = now - 60 s, exp = iat + 600 s) buys an installation
+An RS256 App JWT (PyJWT) (iss = GH_APP_ID, iat = now - 60 s, exp = iat + 600 s) buys an installation
 token, cached until 60 s before it expires, in process and, when configured, in the shared
 cache (Redis) so every Lambda environment reuses one token. Every other call uses that token.
 
 Failures carry two texts: `user_message`, which may reach the client, and the internal detail,
 which is only logged. Token minting, the existence check, transport and parse errors are
-internal; a 5xx (or a transport failure) is transient.
+internal; a 5xx (or a transport failure) is transient. Calls share the REST client's pool of
+keep-alive connections (`artemis.github_transport`) and its rules: no redirect is followed,
+bodies are capped, every call is bounded by a timeout.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from artemis.github import (
-    TRANSPORT_ERRORS,
-    SharedCache,
-    _exchange,
-    _NoRedirect,
-    _quote,
-    _Response,
+from artemis.github import SharedCache
+from artemis.github_transport import (
+    GitHubTransport,
+    Response,
+    TransportError,
+    quote,
+    shared_transport,
 )
 
 TIMEOUT_SECONDS = 15.0
@@ -70,28 +69,20 @@ def load_private_key(pem: str) -> Any:
     return key
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def app_jwt(app_id: str, key: Any, now: float) -> str:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
+    """The App's RS256 JWT: issued a minute in the past (GitHub's clock may be behind ours),
+    valid for ten minutes, GitHub's longest."""
+    import jwt  # imported with the feature only: PyJWT loads cryptography's X.509 modules
 
     iat = int(now) - 60
-    header = _b64(json.dumps({"alg": "RS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = {"iss": app_id, "iat": iat, "exp": iat + 600}
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode()
-    signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
-    return f"{header}.{payload}.{_b64(signature)}"
+    return jwt.encode({"iss": app_id, "iat": iat, "exp": iat + 600}, key, algorithm="RS256")
 
 
 class GitHubApp:
     def __init__(
         self, base_url: str, app_id: str, installation_id: str, private_key: Any, org: str,
         *, shared: SharedCache | None = None, timeout: float = TIMEOUT_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, transport: GitHubTransport | None = None,
     ) -> None:  # fmt: skip
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
@@ -101,7 +92,7 @@ class GitHubApp:
         self._shared = shared
         self._timeout = timeout
         self._clock = clock
-        self._opener = urllib.request.build_opener(_NoRedirect)
+        self._transport = transport or shared_transport()
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None  # (token, use until)
         self._templates: tuple[list[str], float] | None = None
@@ -120,7 +111,7 @@ class GitHubApp:
         if shared is not None:
             return shared
         resp = self._send(
-            "POST", f"/app/installations/{_quote(self.installation_id)}/access_tokens",
+            "POST", f"/app/installations/{quote(self.installation_id)}/access_tokens",
             auth=f"Bearer {app_jwt(self.app_id, self._key, now)}", deadline=deadline,
         )  # fmt: skip
         if resp.status not in (200, 201):
@@ -163,7 +154,7 @@ class GitHubApp:
     def repo_url(self, name: str, deadline: float | None = None) -> str | None:
         """The repo's html_url if it exists, None if GitHub answers 404; RepoCreateError
         (internal) for anything else."""
-        resp = self._call("GET", f"/repos/{_quote(self.org)}/{_quote(name)}", deadline=deadline)
+        resp = self._call("GET", f"/repos/{quote(self.org)}/{quote(name)}", deadline=deadline)
         if resp.status == 404:
             return None
         if resp.status != 200:
@@ -188,13 +179,13 @@ class GitHubApp:
                                   existing_url=existing)  # fmt: skip
         if template:
             resp = self._call(
-                "POST", f"/repos/{_quote(self.org)}/{_quote(template)}/generate",
+                "POST", f"/repos/{quote(self.org)}/{quote(template)}/generate",
                 {"owner": self.org, "name": name, "description": description, "private": private,
                  "include_all_branches": False}, deadline=deadline,
             )  # fmt: skip
         else:
             resp = self._call(
-                "POST", f"/orgs/{_quote(self.org)}/repos",
+                "POST", f"/orgs/{quote(self.org)}/repos",
                 {"name": name, "description": description, "private": private,
                  "auto_init": False, "has_issues": True, "has_projects": False,
                  "has_wiki": False, "delete_branch_on_merge": True}, deadline=deadline,
@@ -212,7 +203,7 @@ class GitHubApp:
 
     def _disable_actions(self, name: str, deadline: float | None) -> None:
         try:
-            path = f"/repos/{_quote(self.org)}/{_quote(name)}/actions/permissions"
+            path = f"/repos/{quote(self.org)}/{quote(name)}/actions/permissions"
             resp = self._call("PUT", path, {"enabled": False}, deadline=deadline)
             ok = resp.status in (200, 204)
         except RepoCreateError:
@@ -241,7 +232,7 @@ class GitHubApp:
         found: list[str] = []
         for page in range(1, TEMPLATE_MAX_PAGES + 1):
             resp = self._call(
-                "GET", f"/orgs/{_quote(self.org)}/repos?type=all&per_page=100&page={page}"
+                "GET", f"/orgs/{quote(self.org)}/repos?type=all&per_page=100&page={page}"
             )
             if resp.status != 200:
                 raise RepoCreateError(GENERIC_FAILURE, f"template list: HTTP {resp.status}")
@@ -249,24 +240,24 @@ class GitHubApp:
             found += [str(r["name"]) for r in repos if r.get("is_template")]
             if len(repos) < 100:
                 break
-        org = _quote(self.org)
+        org = quote(self.org)
         readable = [
             name for name in found
-            if 200 <= self._call("GET", f"/repos/{org}/{_quote(name)}/contents/").status < 300
+            if 200 <= self._call("GET", f"/repos/{org}/{quote(name)}/contents/").status < 300
         ]  # fmt: skip
         return sorted(readable)
 
     # --- HTTP -----------------------------------------------------------------------------
     def _call(
         self, method: str, path: str, body: Any = None, *, deadline: float | None = None
-    ) -> _Response:
+    ) -> Response:
         token = self.installation_token(deadline)
         return self._send(method, path, auth=f"token {token}", body=body, deadline=deadline)
 
     def _send(
         self, method: str, path: str, *, auth: str, body: Any = None,
         deadline: float | None = None,
-    ) -> _Response:  # fmt: skip
+    ) -> Response:  # fmt: skip
         timeout = self._timeout
         if deadline is not None:
             timeout = min(timeout, deadline - time.monotonic())
@@ -275,16 +266,17 @@ class GitHubApp:
                                       "the time budget is spent", transient=True,
                                       internal=True)  # fmt: skip
         try:
-            return _exchange(self._opener, method, self.base_url + path, auth, timeout, body)
-        except TRANSPORT_ERRORS as exc:
+            return self._transport.request(method, self.base_url + path, auth, timeout, body)
+        except TransportError as exc:
             raise RepoCreateError(
                 "GitHub is temporarily unavailable, retry", f"{method} {path}: {exc}",
                 transient=True, internal=True,
             ) from exc  # fmt: skip
 
 
-def _creation_failure(resp: _Response, from_template: bool) -> RepoCreateError:
-    """§12.4's user-facing messages for a non-201 creation answer."""
+def _creation_failure(resp: Response, from_template: bool) -> RepoCreateError:
+    """The user-facing message for a non-201 creation answer: what the user or an admin can act
+    on (an unreadable template, a missing permission), else GitHub's own message."""
     try:
         message = str(resp.json().get("message") or "")
     except (ValueError, AttributeError):

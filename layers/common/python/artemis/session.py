@@ -1,38 +1,58 @@
-"""The deploy-session token (spec/api.md §3.11): an HS256 JWT built on hmac, no JWT library.
+"""The deploy-session token: an HS256 JWT (PyJWT) that init returns and the session routes
+(upload, presign, finalize) present instead of a GitHub token.
 
-Pure: no I/O, stdlib only. `issue` mints the token init returns; `verify` is the JWT
-middleware's check. Verification raises only `errors.JwtExpired` (401: a token this key signed,
-otherwise valid, whose `exp` has passed) or `errors.JwtInvalid` (403: everything else), for
-any input string.
+Pure: no I/O. `issue` mints the token; `verify` is the JWT middleware's check. Verification
+raises only `errors.JwtExpired` (401: a token this key signed, otherwise valid, whose `exp` has
+passed) or `errors.JwtInvalid` (403: everything else), for any input string.
 
 Claims: `sub` (GitHub login), `site` (registry slug), `deployId`, `team` (the registry team
-whose membership granted the session, G-2), `iss` = "artemis", `iat`, `exp` = iat + ttl. All
-of `sub`, `site`, `deployId`, `team`, `iat` and `exp` are required (G-33).
+whose membership granted the session, so the session ends with that grant), `iss` =
+"artemis", `iat`, `exp` = iat + ttl. All of them are required, each of the right type: a token
+missing one is refused rather than guessed at.
+
+PyJWT is imported on the first `issue` or `verify`, not with this module: the API imports this
+module at every cold start, and `import jwt` loads cryptography's X.509 modules (~50-100 ms).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artemis import errors
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 ISSUER = "artemis"
 ALGORITHM = "HS256"
 MAX_TOKEN_LENGTH = 8192
 """Longer strings are refused before any decoding (a real token is a few hundred chars)."""
 
-_HEADER_JSON = b'{"alg":"HS256","typ":"JWT"}'
-_SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]*", re.ASCII)
+# Three segments of unpadded base64url: padding, whitespace and any other character are refused
+# before PyJWT sees the token (PyJWT tolerates `=` padding), so one token has one spelling.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*", re.ASCII)
 _STRING_CLAIMS = ("sub", "site", "deployId", "team")
 _INT_CLAIMS = ("iat", "exp")
+_REQUIRED_CLAIMS = [*_STRING_CLAIMS, "iss", *_INT_CLAIMS]
+# PyJWT checks the signature (HS256 only), the issuer and that every claim is present. It does
+# not judge time: it would read the wall clock, not the caller's `now`, and judge expiry before
+# the issuer, where expiry must be the last check (see `verify`). Claims this token does not
+# use (aud, nbf, jti) are ignored, as they always were.
+_DECODE_OPTIONS: Options = {
+    "require": _REQUIRED_CLAIMS,
+    "verify_signature": True,
+    "verify_iss": True,
+    "verify_exp": False,
+    "verify_iat": False,
+    "verify_nbf": False,
+    "verify_aud": False,
+    "verify_sub": False,
+    "verify_jti": False,
+}
 
 
 @dataclass(frozen=True)
@@ -43,36 +63,6 @@ class SessionClaims:
     team: str
     iat: int
     exp: int
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(segment: str) -> bytes:
-    """Strict unpadded base64url: alphabet only, and the canonical encoding of its bytes (no
-    stray trailing bits), so one token has exactly one spelling. ValueError otherwise."""
-    if _SEGMENT_RE.fullmatch(segment) is None or len(segment) % 4 == 1:
-        raise ValueError("not base64url")
-    data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    if _b64encode(data) != segment:
-        raise ValueError("non-canonical base64url")
-    return data
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_object(data: bytes) -> dict[str, Any]:
-    value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return value
-
-
-def _sign(signing_input: bytes, key: bytes) -> bytes:
-    return hmac.new(key, signing_input, hashlib.sha256).digest()
 
 
 def issue(
@@ -102,20 +92,22 @@ def issue(
     iat = math.floor(now)
     exp = iat + ttl_seconds
     payload = {**values, "iss": ISSUER, "iat": iat, "exp": exp}
-    signing_input = (
-        _b64encode(_HEADER_JSON)
-        + "."
-        + _b64encode(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
-    )
-    signature = _b64encode(_sign(signing_input.encode("ascii"), key))
+    # The payload's bytes are ours (compact, UTF-8 as is) so a token's spelling does not depend
+    # on the library's JSON settings; PyJWT adds the header {"alg":"HS256","typ":"JWT"} and signs.
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    import jwt
+
+    try:
+        token = jwt.PyJWS().encode(body, key, algorithm=ALGORITHM)
+    except jwt.InvalidKeyError as exc:  # a key that looks like a PEM, SSH or DER public key
+        raise errors.JwtSignFailed("the signing key is not usable for HS256") from exc
     claims = SessionClaims(sub=login, site=site, deploy_id=deploy_id, team=team, iat=iat, exp=exp)
-    return signing_input + "." + signature, claims
+    return token, claims
 
 
 def _claims(payload: dict[str, Any]) -> SessionClaims:
-    """The claims of a payload whose signature verified; ValueError if any is wrong (G-33)."""
-    if payload.get("iss") != ISSUER:
-        raise ValueError("wrong issuer")
+    """The claims of a payload whose signature and issuer verified; ValueError if any claim is
+    empty or of the wrong type (a float or a boolean is not a time)."""
     for name in _STRING_CLAIMS:
         value = payload.get(name)
         if not isinstance(value, str) or not value:
@@ -135,30 +127,30 @@ def _claims(payload: dict[str, Any]) -> SessionClaims:
 
 
 def verify(token: str, key: bytes, *, now: float) -> SessionClaims:
-    """§3.11 step 2, §17.1: the claims of a valid, unexpired token.
+    """The claims of a valid, unexpired token.
 
     Order: shape → header (alg exactly HS256) → signature (constant-time) → claims → expiry.
     Expiry (`exp <= now`, no leeway) is judged only for a token that passed every other
     check, so JwtExpired (401) means "a genuine session that ran out"; every other failure
-    is JwtInvalid (403).
+    is JwtInvalid (403). Every PyJWT refusal (DecodeError, InvalidSignatureError,
+    InvalidAlgorithmError, MissingRequiredClaimError, InvalidIssuerError, InvalidKeyError …)
+    is JwtInvalid.
     """
+    if (
+        not key
+        or not isinstance(token, str)
+        or len(token) > MAX_TOKEN_LENGTH
+        or _TOKEN_SHAPE.fullmatch(token) is None
+    ):
+        raise errors.JwtInvalid()
+    import jwt
+
     try:
-        if not key or not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
-            raise ValueError("unusable token or key")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise ValueError("a JWT has three segments")
-        header_segment, payload_segment, signature_segment = parts
-        header = _json_object(_b64decode(header_segment))
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg != ALGORITHM:
-            raise ValueError("algorithm must be HS256")
-        signature = _b64decode(signature_segment)
-        expected = _sign(f"{header_segment}.{payload_segment}".encode("ascii"), key)
-        if not hmac.compare_digest(signature, expected):
-            raise ValueError("bad signature")
-        claims = _claims(_json_object(_b64decode(payload_segment)))
-    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
+        payload = jwt.decode(
+            token, key, algorithms=[ALGORITHM], issuer=ISSUER, options=_DECODE_OPTIONS
+        )
+        claims = _claims(payload)
+    except (jwt.PyJWTError, ValueError, TypeError, RecursionError) as exc:
         raise errors.JwtInvalid() from exc
     if not claims.exp > now:  # also refuses a NaN clock
         raise errors.JwtExpired()
