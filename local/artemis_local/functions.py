@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,6 +19,52 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 def function_names() -> list[str]:
     return sorted(p.parent.name for p in FUNCTIONS_DIR.glob("*/app.py"))
+
+
+class _RouterState(threading.local):
+    current_event: Any = None
+    lambda_context: Any = None
+
+
+_router_state = _RouterState()
+
+
+class _PerThread:
+    """A class attribute whose value is the calling thread's own."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return getattr(_router_state, self.name)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        setattr(_router_state, self.name, value)
+
+
+def invocations_apart() -> None:
+    """Give each thread its own Powertools routing state.
+
+    Powertools' resolvers keep the event being resolved on a class attribute
+    (`BaseRouter.current_event`, and `lambda_context`), which is safe on Lambda, where an
+    execution environment runs one invocation at a time. The local gateway invokes the API
+    function from a thread per connection, so two concurrent requests would read each other's
+    event (route, path parameters, body). Here both attributes become per-thread: reads
+    through an instance see the class-level descriptor, and assignments to the class go
+    through the metaclass, which forwards to the same per-thread value. Idempotent.
+    """
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+    if isinstance(BaseRouter.__dict__.get("current_event"), _PerThread):
+        return
+    names = ("current_event", "lambda_context")
+    meta = type(BaseRouter)
+    per_thread = type(
+        f"PerThread{meta.__name__}", (meta,), {name: _PerThread(name) for name in names}
+    )
+    for name in names:
+        setattr(BaseRouter, name, _PerThread(name))  # instance reads
+    setattr(BaseRouter, "__class__", per_thread)  # noqa: B010  (class-level assignments)
 
 
 def load_handler(name: str) -> Handler:

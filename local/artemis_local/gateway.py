@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
-from artemis_local.functions import Handler, LocalContext
+from artemis_local.functions import Handler, LocalContext, invocations_apart
 
 # API Gateway HTTP APIs accept payloads up to 10 MB.
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -385,6 +385,7 @@ class Gateway:
         Timeout in template.yaml, so a handler's time runs out locally when it would on AWS."""
         from artemis_local.template import function_timeout_ms
 
+        invocations_apart()  # a thread per connection: concurrent invocations of one handler
         self.timeout_ms = function_timeout_ms(function_name) if timeout_ms is None else timeout_ms
         self.handler = handler
         self.function_name = function_name

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -369,3 +370,30 @@ def test_each_request_gets_a_context_counting_down_from_the_template_timeout() -
     for first, later in seen:
         assert 28_000 < first <= 29_000
         assert 150 <= first - later < 2_000
+
+
+def test_concurrent_invocations_never_see_each_others_event() -> None:
+    """Powertools keeps the event being resolved on a class attribute, safe on Lambda where an
+    environment runs one invocation at a time. The local gateway invokes its handler from a
+    thread per connection: both requests are inside their route at once (a barrier), and each
+    still reads its own path."""
+    import threading
+
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+    app = APIGatewayHttpResolver()
+    both_inside = threading.Barrier(2, timeout=10)
+
+    @app.get("/echo/<name>")
+    def echo(name: str) -> dict[str, str]:
+        both_inside.wait()
+        return {"param": name, "path": app.current_event.path}
+
+    gw = Gateway(lambda event, context: app.resolve(event, context), port=0).start()
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            replies = list(pool.map(lambda n: request(gw, "GET", f"/echo/{n}"), ["a", "b"]))
+    finally:
+        gw.stop()
+    bodies = [json.loads(r.read()) for r in replies]
+    assert bodies == [{"param": "a", "path": "/echo/a"}, {"param": "b", "path": "/echo/b"}]

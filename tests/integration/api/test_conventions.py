@@ -2,6 +2,8 @@
 unknown routes and methods, bearer parsing, and GitHub outcomes mapped to statuses."""
 
 import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -172,3 +174,18 @@ def test_a_file_over_upload_max_bytes_names_the_presigned_route(api: Api) -> Non
     )
     assert (reply.status, reply.code) == (413, "too_large")
     assert "POST /api/deploy/{id}/uploads" in reply.body["error"]["hint"]
+
+
+def test_concurrent_requests_each_get_their_own_answer(api: Api) -> None:
+    """The local gateway invokes the API function concurrently, as Lambda does, in separate
+    execution environments: the resolver of one request never sees another's event."""
+    api.register("www", ["web"])
+    session = api.init("www")
+
+    def upload_all(worker: int) -> list[tuple[str, Any]]:
+        paths = [f"w{worker}/{n}.js" for n in range(40)]
+        return [(p, api.upload(session, p, p.encode(), "text/javascript").body) for p in paths]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = [a for done in pool.map(upload_all, range(4)) for a in done]
+    assert [body["received"] for _, body in answers] == [path for path, _ in answers]
