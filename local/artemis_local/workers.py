@@ -30,9 +30,10 @@ from artemis import runtime
 from artemis.jobs.common import Deadline
 from artemis.jobs.relay import drain
 from artemis.observability import logger
-from artemis.queue import Poller, SqsPublisher
+from artemis.queue import SqsPublisher
 from artemis.times import rfc3339_seconds, utcnow
 from artemis_local.functions import REPO_ROOT, Handler, LocalContext, load_handler
+from artemis_local.sqs_source import Poller
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

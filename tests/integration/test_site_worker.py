@@ -22,11 +22,13 @@ from artemis.db.connection import Database
 from artemis.db.outbox import OutboxMessage
 from artemis.errors import SiteLocked, StorageError
 from artemis.jobs.common import Deadline
+from artemis.jobs.site_worker import backoff_seconds, is_transient
 from artemis.keys import Dirname
-from artemis.queue import SqsPublisher, backoff_seconds, lambda_event, poll_once, queue_arn
+from artemis.queue import SqsPublisher
 from artemis.runtime import Runtime
 from artemis_local.functions import LocalContext
-from functions.site_worker.app import is_transient, make_handler
+from artemis_local.sqs_source import lambda_event, poll_once, queue_arn
+from functions.site_worker.app import make_handler
 from tests.conftest import REPO_ROOT, base_env, sqs_client
 
 CONTEXT = LocalContext("site_worker", timeout_ms=120_000)
@@ -291,16 +293,19 @@ def test_a_domain_error_is_retried_once_then_dead_lettered(rt: Runtime, queues: 
     assert run.calls == ["www", "docs", "www"]
 
 
-def test_the_dlq_defaults_to_the_queues_redrive_target(
+def test_without_a_configured_dlq_a_permanent_failure_is_reported_not_acknowledged(
     database_url: str, moto_url: str, queues: Queues
 ) -> None:
+    """The DLQ is a setting, never looked up from the queue's redrive policy: without it the
+    record is reported failed (never acknowledged without a copy), and the queue's own
+    redrive policy moves it once its receives are spent."""
     runtime = runtime_for(database_url, moto_url, queues, SITE_EVENTS_DLQ_URL="")
     assert runtime.settings.site_events_dlq_url is None
-    queues.send_raw("{", group="www")
+    bad = queues.send_raw("{", group="www")
     response = make_handler(rt=runtime, run=Recorder())(queues.event(queues.receive()), CONTEXT)
     runtime.close()
-    assert failures(response) == []
-    assert [m["Body"] for m in dlq_messages(queues)] == ["{"]
+    assert failures(response) == [bad]
+    assert dlq_messages(queues) == []
 
 
 # --- transient failures -----------------------------------------------------------------------

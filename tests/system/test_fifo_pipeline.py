@@ -2,7 +2,7 @@
 → site worker. LocalStack, not moto: FIFO exclusivity under concurrent receivers and dedup after
 delete are what these tests prove, and moto gets both wrong (NOTES.md).
 
-Lambda cannot run here, so `artemis.queue.poll_once` / `Poller` play the event source mapping:
+Lambda cannot run here, so `artemis_local.sqs_source.poll_once` / `Poller` play the event source mapping:
 receive (AttributeNames=All), call the real handler with a real SQS event, delete what it
 acknowledged."""
 
@@ -26,10 +26,11 @@ from artemis.db.connection import Database
 from artemis.jobs.common import Deadline
 from artemis.jobs.relay import drain
 from artemis.keys import Dirname
-from artemis.queue import Poller, SqsPublisher, poll_once, queue_arn
+from artemis.queue import SqsPublisher
 from artemis.runtime import Runtime
 from artemis_local.aws import site_events_queues
 from artemis_local.functions import LocalContext
+from artemis_local.sqs_source import Poller, poll_once, queue_arn
 from functions.relay import app as relay_app
 from functions.site_worker.app import make_handler
 from tests.conftest import base_env

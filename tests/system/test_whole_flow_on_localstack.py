@@ -38,9 +38,9 @@ import pytest
 
 from artemis.db import outbox
 from artemis.keys import Dirname, KeyLayout, Slug
-from artemis.queue import poll_once
 from artemis_local.functions import LocalContext
 from artemis_local.runner import LocalSystem
+from artemis_local.sqs_source import poll_once
 from artemis_local.template import load_template, resources_of, stack_names
 from artemis_local.workers import STOP_TIMEOUT_SECONDS, Dispatch, ScheduleTicks, Workers
 from functions.site_worker.app import make_handler

@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from artemis import runtime
 from artemis.jobs.common import Deadline
 from artemis.jobs.relay import drain
-from artemis.queue import SqsPublisher, poll_once
+from artemis.queue import SqsPublisher
 from artemis_local.fake_github import FakeApp, Identity
 from artemis_local.functions import LocalContext
 from artemis_local.runner import LocalSystem
+from artemis_local.sqs_source import poll_once
 from functions.site_worker.app import make_handler
 from tests.conftest import base_env
 from tests.integration.api.conftest import STAFF, Api, Reply, local_api_system

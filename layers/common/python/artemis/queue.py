@@ -1,23 +1,26 @@
-"""The SQS side of the site-events pipeline (spec/durable.md §7.4, §11.2-§11.4).
+"""The SQS side of the site-events pipeline: the relay publishes outbox rows to a FIFO queue,
+the site worker consumes them and dead-letters what it cannot process.
 
 * `SiteEvent`: the message body the relay sends and the site worker reads.
 * `Publisher` / `SqsPublisher`: the relay's port and its FIFO adapter. Group id = the payload's
   site (one run per site at a time), deduplication id = the outbox id (a relay re-publish inside
-  five minutes is dropped by SQS; later duplicates are harmless because every consumer is
-  level-triggered, E1). Content-based deduplication must stay off (§11.3 item 6).
-* `send_to_dlq`, `change_visibility`: what the worker does with a failed message.
-* `lambda_event`, `poll_once`, `Poller`: an SQS event source mapping in miniature (receive,
-  call the handler with a real Lambda SQS event, delete what it acknowledged), used by the local
-  runtime and the system tests, since Lambda itself does not run here.
+  five minutes is dropped by SQS; later duplicates are harmless because every consumer reads
+  the current state rather than the message). Content-based deduplication must stay off, or
+  two announcements of the same site with equal bodies would be merged.
+* `SiteEventsQueue`: the queue and its dead-letter queue at the URLs the settings name (the
+  template gives both to every function that uses them, so nothing is looked up at run time):
+  the relay's publisher, the worker's visibility changes and DLQ copies.
+
+The event source mapping the local runtime uses in Lambda's place is in
+`artemis_local.sqs_source`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -32,9 +35,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.type_defs import (
         MessageAttributeValueTypeDef,
-        MessageTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
+
+    from artemis.config import JobSettings
+    from artemis.runtime import Runtime
 
 TOPICS = frozenset({SITE_CHANGED, REPO_APPROVED})
 _REQUEST_ID = re.compile(r"req_[0-9a-f]{20}")
@@ -56,7 +61,8 @@ class MalformedEvent(ValueError):
 class SiteEvent:
     """`{"topic": "site.changed", "payload": {"site": "<dirname>"}, "outbox_id": 7,
     "claimed_at": "<RFC 3339>"}`. `claimed_at` is the database clock read right after the
-    claim statement (spec §9.1.3 step 1): later than the commit of every row the claim saw."""
+    claim statement: later than the commit of every row the claim saw, so a worker run that
+    starts after it sees every change the message announces."""
 
     topic: str
     payload: dict[str, Any]
@@ -154,7 +160,7 @@ class ClaimedMessage(OutboxMessage):
 @dataclass
 class PublishOutcome:
     """What one `publish` call did. Rows in neither list were not attempted: a transport
-    failure stops the batch (`stopped`), like spec §7.4 step 2."""
+    failure stops the batch (`stopped`): the rows after it are left for the next pass."""
 
     published: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
@@ -192,7 +198,7 @@ class SqsPublisher:
       with `SenderFault`): that row fails — it is never sent and never dropped; it stays in the
       outbox, unpublished, and keeps being reported — while the other rows go on. Stopping here
       would let one bad row block every later event of every site forever, and nothing relies on
-      cross-event order (spec §7.4, third bullet);
+      cross-event order;
     * a **transport fault** (the call fails, SQS reports a server-side entry failure, or the batch
       budget is spent): the batch stops at the first one; rows after it are not attempted.
     Entries SQS reports as Successful are published, even when they follow a failed entry of
@@ -261,11 +267,6 @@ def _event_for(message: OutboxMessage) -> SiteEvent:
 # --- what the worker does with a failed message ------------------------------------------------
 
 
-def backoff_seconds(receive_count: int) -> int:
-    """Visibility backoff after a transient failure: 30 s x receive count, at most 5 min."""
-    return min(30 * max(1, receive_count), 300)
-
-
 def change_visibility(client: SQSClient, queue_url: str, receipt_handle: str, seconds: int) -> None:
     client.change_message_visibility(
         QueueUrl=queue_url,
@@ -312,151 +313,37 @@ def send_to_dlq(
     return reply["MessageId"]
 
 
-# --- a small event source mapping ----------------------------------------------------------------
-
-SqsHandler = Callable[[dict[str, Any], Any], Any]
+# --- the configured queues -------------------------------------------------------------------
 
 
-def queue_arn(client: SQSClient, queue_url: str) -> str:
-    attrs = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    return attrs["Attributes"]["QueueArn"]
+@dataclass(frozen=True)
+class SiteEventsQueue:
+    """The site-events FIFO queue and its DLQ (`SITE_EVENTS_QUEUE_URL`, `SITE_EVENTS_DLQ_URL`).
+    A missing URL is an error where it is needed, never looked up from SQS."""
 
+    client: SQSClient
+    url: str | None
+    dlq_url: str | None
 
-def lambda_record(message: MessageTypeDef, source_arn: str, region: str) -> dict[str, Any]:
-    """One received message in the shape Lambda's SQS event source gives a function."""
-    attributes: dict[str, str] = {str(k): v for k, v in (message.get("Attributes") or {}).items()}
-    message_attributes = {
-        name: {
-            "stringValue": value.get("StringValue"),
-            "binaryValue": value.get("BinaryValue"),
-            "stringListValues": list(value.get("StringListValues") or []),
-            "binaryListValues": list(value.get("BinaryListValues") or []),
-            "dataType": value["DataType"],
-        }
-        for name, value in (message.get("MessageAttributes") or {}).items()
-    }
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message.get("Body", ""),
-        "attributes": attributes,
-        "messageAttributes": message_attributes,
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": source_arn,
-        "awsRegion": region,
-    }
+    @classmethod
+    def of(cls, rt: Runtime[JobSettings]) -> SiteEventsQueue:
+        return cls(rt.sqs, rt.settings.site_events_queue_url, rt.settings.site_events_dlq_url)
 
+    def require_url(self) -> str:
+        if not self.url:
+            raise RuntimeError("SITE_EVENTS_QUEUE_URL is not set: there is no site-events queue")
+        return self.url
 
-def lambda_event(messages: Sequence[MessageTypeDef], source_arn: str) -> dict[str, Any]:
-    region = source_arn.split(":")[3] if source_arn.count(":") >= 5 else "us-east-1"
-    return {"Records": [lambda_record(m, source_arn, region) for m in messages]}
+    def publisher(self) -> SqsPublisher:
+        return SqsPublisher(self.client, self.require_url())
 
+    def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        change_visibility(self.client, self.require_url(), receipt_handle, seconds)
 
-@dataclass
-class PollResult:
-    received: int = 0
-    acknowledged: int = 0
-    failed: int = 0
-    handler_error: str | None = None
-
-
-def poll_once(
-    client: SQSClient,
-    queue_url: str,
-    handler: SqsHandler,
-    context: Any,
-    *,
-    source_arn: str | None = None,
-    max_messages: int = 10,
-    wait_seconds: int = 1,
-) -> PollResult:
-    """Receive up to `max_messages`, call `handler` with a Lambda SQS event, and delete every
-    message it did not report in `batchItemFailures` (the event source mapping's contract with
-    `ReportBatchItemFailures`). If the handler raises, nothing is deleted: the messages come back
-    after their visibility timeout, as with a failed invocation."""
-    reply = client.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=max_messages,
-        WaitTimeSeconds=wait_seconds,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    )
-    messages = reply.get("Messages", [])
-    result = PollResult(received=len(messages))
-    if not messages:
-        return result
-    arn = source_arn or queue_arn(client, queue_url)
-    try:
-        response = handler(lambda_event(messages, arn), context)
-    except Exception as err:
-        logger.exception("poller.handler_failed", extra={"queue_url": queue_url})
-        result.failed = len(messages)
-        result.handler_error = f"{type(err).__name__}: {err}"
-        return result
-    failures = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
-    done = [m for m in messages if m["MessageId"] not in failures]
-    for start in range(0, len(done), SEND_BATCH_MAX):
-        chunk = done[start : start + SEND_BATCH_MAX]
-        client.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)
-            ],
-        )
-    result.acknowledged = len(done)
-    result.failed = len(messages) - len(done)
-    return result
-
-
-class Poller:
-    """A thread that keeps calling `poll_once` until `stop()` (the local runtime's worker)."""
-
-    def __init__(
-        self,
-        client: SQSClient,
-        queue_url: str,
-        handler: SqsHandler,
-        context_factory: Callable[[], Any],
-        *,
-        max_messages: int = 10,
-        wait_seconds: int = 1,
-        name: str = "sqs-poller",
-    ) -> None:
-        self.client = client
-        self.queue_url = queue_url
-        self.handler = handler
-        self.context_factory = context_factory
-        self.max_messages = max_messages
-        self.wait_seconds = wait_seconds
-        self.totals = PollResult()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> Poller:
-        self._thread.start()
-        return self
-
-    def signal_stop(self) -> None:
-        self._stop.set()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        arn = queue_arn(self.client, self.queue_url)
-        while not self._stop.is_set():
-            try:
-                got = poll_once(
-                    self.client, self.queue_url, self.handler, self.context_factory(),
-                    source_arn=arn, max_messages=self.max_messages,
-                    wait_seconds=self.wait_seconds,
-                )  # fmt: skip
-            except (ClientError, BotoCoreError):
-                logger.exception("poller.receive_failed", extra={"queue_url": self.queue_url})
-                self._stop.wait(1.0)
-                continue
-            self.totals.received += got.received
-            self.totals.acknowledged += got.acknowledged
-            self.totals.failed += got.failed
+    def dead_letter(
+        self, record: Mapping[str, Any], error: BaseException | str, receive_count: int
+    ) -> str:
+        """Copy `record` to the DLQ (see `send_to_dlq`); the copy's message id."""
+        if not self.dlq_url:
+            raise RuntimeError("SITE_EVENTS_DLQ_URL is not set: there is no dead-letter queue")
+        return send_to_dlq(self.client, self.dlq_url, record, error, receive_count)

@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 # Server-side keepalives so a killed invocation's connection (and any lock it held) is
-# noticed and released quickly (spec/durable.md §11.6).
+# noticed and released quickly.
 KEEPALIVE_KWARGS: dict[str, Any] = {
     "keepalives": 1,
     "keepalives_idle": 30,
@@ -46,6 +46,13 @@ def connect_with_retry(
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for a Postgres failure a later attempt can get past: connection loss, a pool
+    that handed out no connection in time, a lock or statement timeout (psycopg raises all
+    of these as OperationalError). Only `err` itself is looked at, not its causes."""
+    return isinstance(err, psycopg.OperationalError)
 
 
 class Database:

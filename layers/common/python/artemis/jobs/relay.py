@@ -1,17 +1,18 @@
-"""The outbox relay (spec/durable.md §7.3-§7.5, §7.7): claim → publish → mark, repeated.
+"""The outbox relay: claim → publish → mark, repeated.
 
 One `drain` is one tick of the relay loop and writes one `job_runs` row (`relay`). It keeps
-claiming passes of up to `limit` rows (§7.5 **Fix**) until a pass returns fewer than `limit`
-rows, a pass stops on a transport failure, a pass publishes nothing, or the deadline is near.
+claiming passes of up to `limit` rows (so a backlog clears within one tick, not at `limit`
+rows per tick) until a pass returns fewer than `limit` rows, a pass stops on a transport
+failure, a pass publishes nothing, or the deadline is near.
 
 Each pass:
-1. claims with one autocommit statement, committed before anything is sent (§7.3); the
-   statement returns `clock_timestamp()`, which every message of the pass carries as
-   `claimed_at` (a later instant than the commit of every claimed row, §9.1.3 step 1);
+1. claims with one autocommit statement, committed before anything is sent; the statement
+   returns `clock_timestamp()`, which every message of the pass carries as `claimed_at` (a
+   later instant than the commit of every claimed row);
 2. publishes the rows in id order (see `SqsPublisher` for which failures stop the batch);
-3. marks exactly the published ids with the relay clock read at the start of the pass
-   (§7.4 step 3) and releases the claim of every other row of the batch at once (D-4 fix),
-   so a failed row is retried on the next pass or tick instead of after the 5-minute lease.
+3. marks exactly the published ids with the relay clock read at the start of the pass and
+   releases the claim of every other row of the batch at once, so a failed row is retried
+   on the next pass or tick instead of after the 5-minute lease.
 
 The drain holds one autocommit connection for all its passes (two round trips per pass)
 under `outbox.RELAY_SESSION`: a 10 s statement timeout, no wait for the WAL flush, and an
@@ -23,21 +24,28 @@ raise; they are in the `RelayResult` (`ok` is false), the `job_runs` row is fini
 as failed so alarms fire. `drain` raises only when nothing could be done: the `job_runs` row
 could not be started or the first claim failed (the database is unreachable). Rows published
 but not marked (a mark failure, a crash) stay claimed and are published again after the lease
-(at-least-once, E5b); the FIFO deduplication id makes a re-publish within 5 minutes a no-op
-and later duplicates are harmless (E1).
+(at-least-once); the FIFO deduplication id makes a re-publish within 5 minutes a no-op and
+later duplicates are harmless (the worker reads the site's current state, not the message).
+
+`run_relay` is one scheduled invocation: a `drain` at least every `interval_seconds` (5 s)
+until the deadline, so a row committed during the invocation waits seconds, not a minute. A
+drain that raised is logged (`relay.drain_raised`) and the loop goes on; at the end the
+invocation raises `RelayFailed` if any drain had a failure, so the function's Errors metric
+and its alarm fire. The schedule's own retries stay off: the next tick is the retry.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
 from artemis.db import outbox
 from artemis.jobs.common import Clock, Deadline, job_run, system_clock
-from artemis.observability import logger
+from artemis.observability import emit_metric, logger
 from artemis.queue import ClaimedMessage, Publisher
 
 if TYPE_CHECKING:
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
 
 JOB = "relay"
 PASS_RESERVE_SECONDS = 2.0  # a pass is not started with less time than this left
+INTERVAL_SECONDS = 5.0  # one drain at least this often within an invocation
 
 
 @dataclass
@@ -64,6 +73,15 @@ class RelayResult:
     def ok(self) -> bool:
         return not self.errors and self.failed == 0
 
+    def add(self, other: RelayResult) -> None:
+        """Fold another drain's counts and errors into these totals."""
+        self.passes += other.passes
+        self.claimed += other.claimed
+        self.published += other.published
+        self.failed += other.failed
+        self.released += other.released
+        self.errors.extend(other.errors)
+
     def counts(self) -> dict[str, int]:
         return {
             "passes": self.passes,
@@ -81,6 +99,43 @@ class RelayFailed(Exception):
         first = result.errors[0] if result.errors else f"{result.failed} rows failed to publish"
         super().__init__(f"{first} ({result.counts()})")
         self.result = result
+
+
+def run_relay(
+    rt: Runtime[JobSettings],
+    publisher: Publisher,
+    *,
+    deadline: Deadline,
+    interval_seconds: float = INTERVAL_SECONDS,
+    min_drain_seconds: float = PASS_RESERVE_SECONDS,
+    limit: int = outbox.CLAIM_LIMIT,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Drain every `interval_seconds` until `deadline`; see the module docstring. Returns the
+    totals, or raises RelayFailed at the end if any drain failed."""
+    total = RelayResult()
+    drains = 0
+    while True:
+        tick = time.monotonic()
+        drains += 1
+        try:
+            got = drain(
+                rt, publisher, deadline=deadline, limit=limit,
+                pass_reserve_seconds=min_drain_seconds,
+            )  # fmt: skip
+        except Exception as err:  # e.g. the database is unreachable; the next tick retries
+            logger.exception("relay.drain_raised", extra={"op": "relay.run"})
+            got = RelayResult(errors=[f"{type(err).__name__}: {err}"], stopped_by="error")
+        total.add(got)
+        wait = max(0.0, tick + interval_seconds - time.monotonic())
+        if got.stopped_by == "budget" or deadline.remaining() < wait + min_drain_seconds:
+            break
+        sleep(wait)
+    summary = {"drains": drains, **total.counts(), "errors": total.errors[:10]}
+    logger.info("relay.invocation", extra=summary)
+    if not total.ok:
+        raise RelayFailed(total)
+    return summary
 
 
 def drain(
@@ -195,31 +250,17 @@ def _claim(conn: psycopg.Connection, limit: int, ttl: float) -> list[ClaimedMess
 
 
 def _signals(rt: Runtime[JobSettings], result: RelayResult) -> None:
-    """§7.7: published count, failures, and the backlog (count and oldest age)."""
+    """The relay's signals: published count, failures, and the backlog (count and oldest
+    age), which the alarms watch."""
     if result.pass_ms:  # one EMF line per drain: the values array holds every pass
-        _metric("outbox.pass_ms", result.pass_ms[0], "Milliseconds", more=result.pass_ms[1:])
-    _metric("outbox.published", result.published)
-    _metric("outbox.publish_failures", result.failed)
+        emit_metric("outbox.pass_ms", result.pass_ms[0], "Milliseconds", more=result.pass_ms[1:])
+    emit_metric("outbox.published", result.published)
+    emit_metric("outbox.publish_failures", result.failed)
     try:
         with rt.db.transaction() as conn:
             backlog = outbox.backlog(conn)
     except Exception:
         logger.exception("relay.backlog_failed")
         return
-    _metric("outbox.unpublished_count", backlog.unpublished)
-    _metric("outbox.oldest_unpublished_age_s", backlog.oldest_age_seconds, "Seconds")
-
-
-def _metric(name: str, value: float, unit: str = "Count", more: list[float] | None = None) -> None:
-    """One EMF line per metric (its values array holds `value` and `more`) from a metric set
-    of its own: nothing shared to flush, nothing leaks between invocations or threads, and
-    nothing breaks outside Lambda."""
-    try:
-        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
-        metrics = EphemeralMetrics(namespace="Artemis", service="artemis")
-        for each in (value, *(more or ())):
-            metrics.add_metric(name=name, unit=MetricUnit(unit), value=each)
-        metrics.flush_metrics()
-    except Exception:  # a metric must never fail the relay
-        logger.exception("metric.failed", extra={"metric": name})
+    emit_metric("outbox.unpublished_count", backlog.unpublished)
+    emit_metric("outbox.oldest_unpublished_age_s", backlog.oldest_age_seconds, "Seconds")

@@ -1,4 +1,4 @@
-"""The bucket: every S3 call Artemis makes (spec/durable.md §5).
+"""The bucket: every S3 call Artemis makes.
 
 Each failure surfaces as a StorageError whose code names the primitive (`r2_put_failed`,
 `r2_list_failed` … — the reference's spelling, kept for client compatibility).
@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from artemis.errors import StorageError
 from artemis.keys import READYZ_PROBE_PREFIX, Dirname
@@ -39,6 +40,40 @@ def make_s3_client(endpoint_url: str | None = None, region: str | None = None) -
         read_timeout=30,
     )
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+# Throttling and server-side error codes of S3 (and other AWS services) worth a retry.
+TRANSIENT_AWS_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "ServiceUnavailable",
+        "503",
+        "500",
+    }
+)
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for an AWS failure a later attempt can get past: throttling, a 5xx or 429 answer,
+    an unreachable endpoint, a dropped connection or a read timeout. Only `err` itself is
+    looked at; a StorageError carries the botocore error as its cause."""
+    if isinstance(err, (BotoConnectionError, HTTPClientError)):
+        return True
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error.get("Code") in TRANSIENT_AWS_CODES or status >= 500 or status == 429
+    return False
 
 
 def _is_not_found(err: Exception) -> bool:
