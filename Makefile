@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt cli/pyproject.
 	$(PY) -m pip install --quiet -e cli  # the client: .venv/bin/artemis
 	touch $@
 
-# LocalStack lives in its own virtualenv: its pins would clash with the project's (NOTES.md).
+# LocalStack lives in its own virtualenv: its pins would clash with the project's.
 $(LOCALSTACK_VENV)/.installed:
 	test -x $(LOCALSTACK_VENV)/bin/python || $(PYTHON) -m venv $(LOCALSTACK_VENV)
 	$(LOCALSTACK_VENV)/bin/python -m pip --version >/dev/null 2>&1 || $(LOCALSTACK_VENV)/bin/python -m ensurepip
@@ -125,7 +125,7 @@ bench-coldstart: $(VENV)/.installed
 bench-deploy: $(VENV)/.installed
 	$(PY) bench/deploy.py
 
-# The reference's load stages (spec/durable.md §12); LOCALSTACK_URL adds the real-SQS relay.
+# The reference's load stages (docs/performance.md); LOCALSTACK_URL adds the real-SQS relay.
 bench-durable: $(VENV)/.installed
 	$(PY) bench/durable.py --workers 16 $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))
 

@@ -1,4 +1,4 @@
-"""The reference's load stages (spec/durable.md §12) against real Postgres, printing JSON.
+"""The reference's load stages against real Postgres, printing JSON.
 
     .venv/bin/python bench/durable.py [--workers 16] [--sites 500] [--deploys 40]
         [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--localstack URL]
@@ -43,7 +43,7 @@ from artemis.queue import PublishOutcome, SqsPublisher
 from artemis.retention import Policy
 from artemis.runtime import Runtime
 
-REFERENCE = {  # default pool (10 connections, 16 workers), spec/durable.md §12.2
+REFERENCE = {  # the reference's figures: default pool (10 connections, 16 workers)
     "register": 3895,
     "deploy_upsert": 5760,
     "outbox_enqueue": 4232,

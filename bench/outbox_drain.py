@@ -1,5 +1,5 @@
 """Outbox drain rate on real Postgres: N relays claim (SKIP LOCKED, lease) and mark batches of
-100 until the table is drained. Prints rows/s; NOTES.md's limit on these machines is ≈71k
+100 until the table is drained. Prints rows/s; the bare SQL cycle's limit on these machines is ≈71k
 rows/s (claim+mark, 100 per cycle, partial index).
 
     .venv/bin/python bench/outbox_drain.py [postgres-url] [rows] [relays]

@@ -1,6 +1,7 @@
 """Move throughput of Bucket.move_prefix (16 parallel copies, batched deletes) against an S3
 API: AWS_ENDPOINT_URL (e.g. LocalStack), else an in-process moto server. Prints objects/s for
-the move and the calls it made. NOTES.md: CopyObject on the emulators ≈340-440/s (16 threads).
+the move and the calls it made. For scale: CopyObject alone on the emulators ≈340-440/s
+(16 threads).
 
     .venv/bin/python bench/s3_move.py [objects]
 """

@@ -1,5 +1,5 @@
 -- The deploy index, alias mirror, tombstones and the transactional outbox
--- (spec/durable.md §6.2 with the §6.7 fixes). Site columns hold the storage dirname.
+-- (the API and the background jobs share them). Site columns hold the storage dirname.
 
 CREATE TABLE deploys (
     site              text        NOT NULL,
@@ -23,7 +23,8 @@ CREATE TABLE aliases (
 );
 
 -- id '' marks a whole-site purge. move_state turns 'moved' only once the byte move completed,
--- so a later run can re-drive a move that failed after the row landed (D-10).
+-- so a later run can re-drive a move that failed after the row landed,
+-- instead of stranding the rest of the deploy at its live prefix.
 CREATE TABLE tombstones (
     site       text        NOT NULL,
     id         text        NOT NULL,

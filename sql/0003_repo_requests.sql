@@ -1,4 +1,4 @@
--- The repo-creation queue (spec/api.md §12). Unused by cleanup.
+-- The repo-creation queue (the /api/repo routes). Unused by cleanup.
 CREATE TABLE repo_requests (
     id            text        PRIMARY KEY,
     name          text        NOT NULL,

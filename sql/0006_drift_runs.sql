@@ -1,4 +1,4 @@
--- Resumable, sharded drift sweeps (spec/durable.md §9.4, §11.5; artemis.jobs.drift).
+-- Resumable, sharded drift sweeps (artemis.jobs.drift), so a sweep fits Lambda's time limit.
 -- A sweep visits sites in sorted order, one batch per transaction: each batch stores its
 -- per-site results and advances `cursor` (the last dirname swept) with a compare-and-set, so an
 -- invocation cut off by its deadline loses nothing and the next one resumes after `cursor`.
@@ -7,7 +7,7 @@ CREATE TABLE drift_runs (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     origin      text        NOT NULL DEFAULT 'schedule' CHECK (origin IN ('schedule', 'operator')),
     started_at  timestamptz NOT NULL DEFAULT now(),
-    as_of       timestamptz NOT NULL,   -- the one instant every batch classifies against (V9)
+    as_of       timestamptz NOT NULL,   -- the one instant every batch classifies against
     expires_at  timestamptz NOT NULL,   -- sites not swept by then count as unreadable
     cursor      text        NOT NULL DEFAULT '',
     batches     integer     NOT NULL DEFAULT 0,

@@ -227,11 +227,11 @@ def site_delete(slug: str) -> Response[str]:
 @route("GET", "/api/audit")
 def audit_list() -> Response[str]:
     rt, _, caller = _caller()
-    auth.require_team(rt.repo_github, caller, rt.settings.audit_read_authz_team)  # G-26: first
+    auth.require_team(rt.repo_github, caller, rt.settings.audit_read_authz_team)  # before the query
     return ok(audit.read(rt, audit.parse_query(query(_event()))))
 
 
-# --- the repo-request queue (spec/api.md §12): routes exist only when the App is configured
+# --- the repo-request queue: routes exist only when the App is configured
 if runtime.current().settings.repo_feature_enabled:
     from artemis.services import repos  # imported only when the feature is on
 

@@ -1,4 +1,4 @@
-"""The local preview serve plane (ARCHITECTURE.md §5): what the public URLs answer in
+"""The local preview serve plane: what the public URLs answer in
 production, done here so a deploy can be opened in a browser.
 
 * `http://<site>.localhost:$PORT/<path>` serves the site's production alias,

@@ -1,4 +1,4 @@
-"""Request bodies: pydantic models and the one parser (spec/api.md §2.2).
+"""Request bodies: pydantic models and the one parser.
 
 JSON is decoded without looking at Content-Type, only the first JSON value is read (trailing
 bytes are ignored, as the reference does), unknown fields are ignored, and wrong types answer
@@ -44,7 +44,8 @@ class _Body(BaseModel):
 class InitBody(_Body):
     site: str = ""
     sha: str = ""
-    files: list[str] | None = None  # accepted and ignored (G-34): the manifest comes at finalize
+    # Accepted and ignored, since clients may send it: the manifest comes at finalize.
+    files: list[str] | None = None
 
 
 class FinalizeBody(_Body):
@@ -55,7 +56,7 @@ class FinalizeBody(_Body):
 class PromoteBody(_Body):
     deploy_id: str = Field("", alias="deployId")
     expected_current: str = Field("", alias="expectedCurrent")
-    expect_no_current: bool = Field(False, alias="expectNoCurrent")  # G-35
+    expect_no_current: bool = Field(False, alias="expectNoCurrent")  # no production alias yet
 
 
 class RollbackBody(_Body):

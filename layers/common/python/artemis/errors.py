@@ -1,5 +1,5 @@
 """Domain errors. Each carries the HTTP status and the machine-readable code of the error
-envelope (spec/api.md §2.4, §2.9); the API maps them to responses in exactly one place
+envelope; the API maps them to responses in exactly one place
 (artemis.http). `extra` adds fields beside `error` (alias_drift, deploy_aliased); `detail`
 adds fields inside it (verify_failed's `missing`, missing_index's `hint`)."""
 
@@ -79,7 +79,7 @@ NoAlias = _error(404, "no_alias", "no such alias")
 DeployNotFound = _error(404, "deploy_not_found", "no such deploy")
 AlreadyExists = _error(409, "already_exists", "already exists")
 
-# --- the repo-request queue (spec/api.md §12) ------------------------------------------------
+# --- the repo-request queue -----------------------------------------------------------------
 InvalidName = _error(400, "invalid_name", "name must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
 InvalidVisibility = _error(400, "invalid_visibility", "visibility must be public or private")
 InvalidTemplate = _error(400, "invalid_template", "template must be a repository name")

@@ -1,5 +1,5 @@
-"""Liveness and readiness (spec/api.md §14, adapted: Postgres and Redis degrade, the bucket
-decides). Probes run concurrently, each bounded by its own timeout."""
+"""Liveness and readiness (Postgres and Redis degrade, the bucket decides: without it nothing
+can be served). Probes run concurrently, each bounded by its own timeout."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The HTTP edge of the API function: request ids (G-5), raw bodies, form-decoded queries,
-the error envelope, and the one mapping from domain exceptions to responses (spec/api.md §2)."""
+"""The HTTP edge of the API function: request ids, raw bodies, form-decoded queries, the error
+envelope, and the one mapping from domain exceptions to responses."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ current_request_id: ContextVar[str] = ContextVar("current_request_id", default="
 
 
 def begin_request(event: dict[str, Any]) -> str:
-    """Accept the caller's X-Request-ID only if it is well-formed, else mint one (G-5)."""
+    """Accept the caller's X-Request-ID only if it is well-formed, else mint one: the id is
+    echoed, logged and stored in audit rows, so a caller must not choose arbitrary text."""
     headers = event.get("headers") or {}
     inbound = next((v for k, v in headers.items() if k.lower() == "x-request-id"), None)
     request_id = request_headers.request_id(inbound)

@@ -1,6 +1,6 @@
 """Bucket key rendering: slug ↔ dirname, deploy prefixes, alias, marker and trash keys, URLs.
 
-The one renderer for every key (spec/durable.md §3, spec/api.md §4). Pure: no I/O.
+The one renderer for every key. Pure: no I/O.
 Slug (the registry's name) and Dirname (the bucket's first key segment) are distinct types
 so that a handler cannot pass one where the other belongs.
 """
@@ -38,7 +38,8 @@ def _first_segment(template: str) -> str:
 
 
 def check_deploy_prefix_format(template: str) -> None:
-    """Apply spec/api.md §4.2 plus G-18: one `<site>`, alone in the first segment, then `/`."""
+    """One `<site>`, alone in the first segment, then `/`: otherwise sites could share one
+    dirname, and with it one lock and one purge prefix. Checked at start-up in every mode."""
     var = "DEPLOY_PREFIX_FORMAT"
     if SITE not in template or DEPLOY_ID not in template:
         raise KeyLayoutError(var, f"must contain {SITE} and {DEPLOY_ID}")
@@ -56,7 +57,8 @@ def check_deploy_prefix_format(template: str) -> None:
 
 
 def check_alias_format(variable: str, alias_format: str, deploy_prefix_format: str) -> None:
-    """Apply spec/api.md §4.5 in every mode (G-18)."""
+    """An alias format names `<site>` in the deploy template's first segment and nowhere
+    after it, so an alias key always maps back to its site's dirname. Checked in every mode."""
     if SITE not in alias_format or "/" not in alias_format:
         raise KeyLayoutError(variable, f"must contain {SITE} and a /")
     if _first_segment(alias_format) != _first_segment(deploy_prefix_format):
@@ -129,7 +131,7 @@ class KeyLayout:
         return Dirname(self._site_segment.replace(SITE, slug))
 
     def slug_for(self, dirname: str) -> Slug | None:
-        """The slug a dirname was rendered from, or None when it matches no slug (§4.4)."""
+        """The slug a dirname was rendered from, or None when it matches no slug."""
         before, after = self._site_segment.split(SITE, 1)
         if len(dirname) <= len(before) + len(after):
             return None

@@ -1,6 +1,6 @@
 """The API's OpenAPI 3.1 description: every route of functions/api/app.py, its credential,
 request body (the pydantic models in artemis.bodies), query parameters, success shape and
-every error code it can answer (spec/api.md §2, §6 to §14 as built, with DECISIONS).
+every error code it can answer, as built.
 
 `document()` builds the dict once per process and caches it. Importing this module has no
 side effects and pulls in neither boto3 nor psycopg: only pydantic and pure artemis modules
@@ -112,8 +112,8 @@ UPLOAD_PATH_SCHEMA: dict[str, Any] = {
 # --- error codes ----------------------------------------------------------------------------
 
 DEPENDENCY_CODES: dict[str, tuple[int, str]] = {
-    # DependencyError / StorageError codes name the failed operation (spec/api.md §2.9); the
-    # bucket codes keep the reference's `r2_` spelling for client compatibility (DECISIONS).
+    # DependencyError / StorageError codes name the failed operation; the bucket codes keep
+    # the reference's `r2_` spelling (its store was R2) so existing clients keep matching them.
     "r2_put_failed": (502, "a bucket write (file, marker, alias) or a presigned POST failed"),
     "r2_get_failed": (502, "reading an alias object failed (other than not found)"),
     "r2_head_failed": (502, "the root index.html or completion-marker check failed"),
@@ -196,7 +196,7 @@ class Readiness(_Shape):
 class Whoami(_Shape):
     login: str = Field(description="the caller's GitHub login")
     authorizedSites: list[str] = Field(
-        description="registered sites one of the caller's teams owns, sorted; advisory (G-24)"
+        description="registered sites one of the caller's teams owns, sorted; advisory"
     )
 
 
@@ -411,7 +411,7 @@ BODY_NOTES: dict[str, dict[str, str]] = {
     "PromoteBody": {
         "deployId": "the deploy to promote; default: the one the preview alias names",
         "expectedCurrent": "compare-and-swap guard: the deploy production must name now",
-        "expectNoCurrent": "guard: production must not name any deploy yet (G-35)",
+        "expectNoCurrent": "guard: production must not name any deploy yet",
     },
     "RollbackBody": {
         "to": "the past deploy production should name",
@@ -521,11 +521,11 @@ class Route:
 _UPLOAD_PATH_RULES = (
     "relative (no leading `/`), already canonical (no `//`, `.` or `..` segments, no trailing"
     " `/`), no control characters (0x00 to 0x1F, 0x7F) or backslashes, and not the reserved"
-    " completion-marker name `_artemis_meta.json` (G-6); non-ASCII UTF-8 is fine. The whole"
-    " object key (the deploy's prefix, e.g. `<site>/deploys/<deploy id>/`, then the path) must"
-    " fit in S3's 1,024 bytes of UTF-8, else `400 bad_request` before anything is written. A"
-    " `;` must be sent as `%3B` (a pair holding a raw `;` is dropped, so `path` reads as"
-    " missing)"
+    " completion-marker name `_artemis_meta.json` (only finalize writes it: it is the proof of"
+    " a finished deploy); non-ASCII UTF-8 is fine. The whole object key (the deploy's prefix,"
+    " e.g. `<site>/deploys/<deploy id>/`, then the path) must fit in S3's 1,024 bytes of"
+    " UTF-8, else `400 bad_request` before anything is written. A `;` must be sent as `%3B`"
+    " (a pair holding a raw `;` is dropped, so `path` reads as missing)"
 )
 
 UPLOAD_DESCRIPTION = f"""\
@@ -535,12 +535,12 @@ file's raw bytes (not multipart). The stored object's content type is the reques
 
 `path` must be {_UPLOAD_PATH_RULES}.
 
-Once the deploy is finalized it is immutable: uploads answer `409 deploy_finalized`
-(DECISIONS 5, G-7); start a new deploy instead. A deleted deploy takes no more files, even
-with a session that has not expired: `410 deploy_deleted`. While a finalize or delete of the
-same deploy runs, uploads answer `409 deploy_busy` at once (retry: the answer then says how it
-ended); an upload that was already writing finishes first, and nothing this route writes lands
-after a finalize answered.
+Once the deploy is finalized it is immutable: uploads answer `409 deploy_finalized` (so a live
+deploy never changes under its visitors); start a new deploy instead. A deleted deploy
+takes no more files, even with a session that has not expired: `410 deploy_deleted`. While a
+finalize or delete of the same deploy runs, uploads answer `409 deploy_busy` at once (retry: the
+answer then says how it ended); an upload that was already writing finishes first, and nothing
+this route writes lands after a finalize answered.
 
 **Body ceiling: use `POST /api/deploy/{{deploy_id}}/uploads` for files above ~4 MB.** This
 route can take only what one API Gateway request and one synchronous Lambda event carry:
@@ -613,21 +613,21 @@ ROLLBACK_DESCRIPTION = """\
 Moves the **production** alias to a named past deploy. Under the site lock, in order: the
 deploy prefix holds objects (`422 deploy_missing`), its root `index.html`
 (`422 missing_index`), its completion marker (`422 deploy_incomplete`), then the guard
-(`409 alias_drift`) — after the existence checks, unlike promote (spec §8.5) — then the alias
+(`409 alias_drift`) — after the existence checks, unlike promote — then the alias
 write and the index transaction (`502 index_write_failed` means the alias already moved).
 """
 
 DELETE_DEPLOY_DESCRIPTION = f"""\
 Moves a deploy into trash. `deploy_id` must match `{DEPLOY_ID_PATTERN}` (`400 bad_request`).
 Under the site lock: refused with `409 deploy_aliased` (with `site`, `deployId` and `alias`
-beside `error`) while production or preview names the deploy; `404 deploy_not_found` when it
-has neither objects nor a tombstone (G-11). First the deploy's lock is taken (uploads of it
-that are writing finish; `409 deploy_busy` after 30 s): once the tombstone is written, the
-deploy's sessions can upload, presign and finalize no more (`410 deploy_deleted`). The
-tombstone is written before any byte moves; the move copies in parallel and deletes in
+beside `error`) while production or preview names the deploy; `404 deploy_not_found` when it has
+neither objects nor a tombstone (nothing is written then). First the deploy's lock is taken
+(uploads of it that are writing finish; `409 deploy_busy` after 30 s): once the tombstone is
+written, the deploy's sessions can upload, presign and finalize no more (`410 deploy_deleted`).
+The tombstone is written before any byte moves; the move copies in parallel and deletes in
 batches. Repeating the call resumes a partial move (`moved` counts this call's objects, 0 once
-complete) and keeps the original recovery clock.
-Restorable for `CLEANUP_RECOVERY_DAYS` (default {RECOVERY_DAYS_DEFAULT} days).
+complete) and keeps the original recovery clock. Restorable for `CLEANUP_RECOVERY_DAYS` (default
+{RECOVERY_DAYS_DEFAULT} days).
 """
 
 RESTORE_DESCRIPTION = f"""\
@@ -643,13 +643,13 @@ answers from the live bytes: `200` with `moved: 0` when the deploy is in place,
 
 SITE_DELETE_DESCRIPTION = f"""\
 Registry gate first; then `purge` must be absent, `true` or `false` in any case
-(`400 bad_request` otherwise, G-17); then the slug rule `{SLUG_PATTERN}` (`400 invalid_slug`;
+(`400 bad_request` otherwise); then the slug rule `{SLUG_PATTERN}` (`400 invalid_slug`;
 reserved names are allowed here, so an existing reserved site can be removed).
 
 **Bare delete** (no `purge`, or `purge=false`) answers `204`. Under the site lock it moves both
 alias objects into trash, so the site stops serving within the serve cache TTL, then removes the
 alias rows and the registry row (`404 not_found` for an unregistered slug). Deploy bytes stay:
-registering the slug again and promoting brings the site back (DECISIONS 2).
+registering the slug again and promoting brings the site back.
 
 **Purge** (`purge=true`) answers `200`. Under the site lock it records a site-wide tombstone,
 unpublishes the aliases, moves the whole site prefix into trash, verifies nothing is left, and
@@ -692,10 +692,10 @@ REPO_APPROVE_DESCRIPTION = (
 
 AUDIT_DESCRIPTION = f"""\
 The cross-site audit trail, newest first (`occurredAt`, then `id`, descending). The caller must
-be a member of `AUDIT_READ_AUTHZ_TEAM` in `GH_REPO_ORG`, checked before the query is parsed
-(G-26). Filters are exact matches except `since`; `limit` 0 or absent means
-{AUDIT_DEFAULT_LIMIT} and values above {AUDIT_MAX_LIMIT} are clamped. `site`, `deployId`,
-`requestId` and `detail` are omitted when empty.
+be a member of `AUDIT_READ_AUTHZ_TEAM` in `GH_REPO_ORG`, checked before the query is parsed, so
+nothing about the log or its configuration reaches anyone else. Filters are exact matches except
+`since`; `limit` 0 or absent means {AUDIT_DEFAULT_LIMIT} and values above {AUDIT_MAX_LIMIT} are
+clamped. `site`, `deployId`, `requestId` and `detail` are omitted when empty.
 """
 
 _EMPTY = {"type": "string", "maxLength": 0}  # an empty query value counts as absent
@@ -739,7 +739,7 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/api/whoami", "whoami", "Identity",
         "The caller's login and the sites their teams own",
         "Lists the caller's teams in `GH_ORG` (cached) and returns every registered site that "
-        "has one of them. `authorizedSites` is advisory (G-24): it counts any listed "
+        "has one of them. `authorizedSites` is advisory: it counts any listed "
         "membership, while the per-site gate probes for an active one, and it covers per-site "
         "rights only, not the registry or audit gates.",
         "github", "any GitHub user", 200, Whoami,
@@ -810,8 +810,8 @@ ROUTES: tuple[Route, ...] = (
         "Deploy ids found in the bucket under the site's prefix (one delimited listing, so the "
         "cost follows the number of deploys, not of files), oldest first. Includes unfinalized "
         "and in-progress deploys; excludes trashed ones. `actor` is the latest finalizer's "
-        "login (from the audit log, shown to the site's members, G-25); it is omitted when "
-        "unknown, and for every row when the lookup fails.",
+        "login (from the audit log, shown to members of the site's teams and of the audit "
+        "team); it is omitted when unknown, and for every row when the lookup fails.",
         "github", "per-site", 200, DeployRow,
         [{"deployId": "20260419-110000-old1234"},
          {"deployId": "20260420-141522-abc1234", "actor": "octocat"}],
@@ -886,7 +886,7 @@ ROUTES: tuple[Route, ...] = (
         "GET", "/api/sites", "sitesList", "Registry", "List registered sites",
         "Reads the registry itself (not the 60 s snapshot), sorted by slug. Members of "
         "`REGISTRY_AUTHZ_TEAM` see every site; other callers only sites with a team they "
-        "belong to (G-3). `createdBy` is shown to members of the site's teams and of "
+        "belong to. `createdBy` is shown to members of the site's teams and of "
         "`AUDIT_READ_AUTHZ_TEAM`, and is `\"\"` for everyone else (a failed visibility probe "
         "blanks it, never fails the list).",
         "github", "any GitHub user (rows filtered by team)", 200, SiteRow,

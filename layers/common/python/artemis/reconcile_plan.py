@@ -1,9 +1,9 @@
-"""The reconciler's decision table and blast cap (spec/durable.md §9.5.3, §9.5.4). Pure: no I/O.
+"""The reconciler's decision table and blast cap. Pure: no I/O.
 
 Inputs are one site's snapshot — the deploy ids the bucket listing found (with marker flags
 and id-parsed times), the active index rows, and the alias set (the union of alias rows and
 alias objects) — plus one injected `now` and the grace period. The same inputs always give
-the same, sorted output (V9), whatever order they arrive in.
+the same, sorted output, whatever order they arrive in.
 
 | In bucket | Active row | Aliased | Marker | Age vs grace | Class           |
 | --------- | ---------- | ------- | ------ | ------------ | --------------- |
@@ -205,7 +205,7 @@ def classify(
 
 
 def listing_fault(listed_ids: int, indexed_rows: int, prefix: str) -> str | None:
-    """The empty-listing fault (§9.5.2): no deploy ids under the prefix while the index has
+    """The empty-listing fault: no deploy ids under the prefix while the index has
     active rows is indistinguishable from total drift (a wrong bucket, prefix or keyspace),
     so nothing may act on it. None when the snapshot is usable."""
     if listed_ids == 0 and indexed_rows > 0:
@@ -227,13 +227,14 @@ class CapDecision:
 
 
 def _oldest(ids: tuple[str, ...], n: int) -> tuple[str, ...]:
-    # Ids sort lexicographically in time order (§8.7: reconcile's "older" = smaller id).
+    # Ids sort lexicographically in time order, so reconcile's "older" is the smaller id.
     return tuple(oldest_n(ids, n, key=lambda deploy_id: deploy_id))
 
 
 def apply_cap(classification: Classification, cap: int) -> CapDecision:
-    """§9.5.4: reindex is never capped; tombstones take the oldest `cap` slots and prunes the
-    remaining budget, oldest first; a cap ≤ 0 refuses every destructive repair."""
+    """Reindex is never capped (it removes nothing); tombstones take the oldest `cap` slots
+    and prunes the remaining budget, oldest first; a cap ≤ 0 refuses every destructive
+    repair."""
     tombstone, prune = classification.tombstone, classification.prune
     destructive = len(tombstone) + len(prune)
     if destructive == 0 or (cap > 0 and destructive <= cap):
@@ -259,7 +260,7 @@ class RepairPlan:
     `classification` is always the full plan. A live run executes `reindex`, then the capped
     `tombstone`, then the capped `prune`. A dry run's report lists the full plan: the cap is
     applied to a copy only to set `capped`/`reason` as a warning (a ceiling must never turn a
-    dry run into a false all-clear, finding 17).
+    dry run into a false all-clear).
     """
 
     classification: Classification

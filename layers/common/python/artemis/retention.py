@@ -1,10 +1,11 @@
-"""The retention rules (spec/durable.md §8): keep predicate, plan builder, blast cap, the one
+"""The retention rules: keep predicate, plan builder, blast cap, the one
 "oldest N" selection, and the execution-time re-check. Pure: no I/O, `now` is an input, and
-input order never matters (V9) because every path sorts before it ranks or selects.
+input order never matters (same state and `now`, same plan in the same order) because every
+path sorts before it ranks or selects.
 
-Ranking follows DECISIONS Q2, which changes durable §8.3/D-17: the keep-newest-N floor ranks
-only finalized (marked) deploys. An aliased deploy is kept whatever its rank and, when marked,
-still takes one of the N slots; an unmarked or pending deploy never takes a slot.
+Ranking: the keep-newest-N floor ranks only finalized (marked) deploys, so unfinished uploads
+cannot push finished deploys out of it. An aliased deploy is kept whatever its rank and, when
+marked, still takes one of the N slots; an unmarked or pending deploy never takes a slot.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ T = TypeVar("T")
 
 # Why a deploy is a delete candidate.
 CandidateReason = Literal["retention_expired", "unfinalized_past_grace", "expired_pending"]
-# Why a deploy is kept (the first keep condition of §8.4 that holds), or why a re-check skips.
+# Why a deploy is kept (the first keep condition that holds), or why a re-check skips.
 KeepReason = Literal["aliased", "recent", "released", "grace", "retention", "gone", "not_expired"]
 
 CAP_ZERO_REASON = "cap 0 refuses every delete"
@@ -46,7 +47,7 @@ class DeployLike(Protocol):
 
 @dataclass(frozen=True)
 class Policy:
-    """Retention settings (§8.1) as durations."""
+    """Retention settings as durations."""
 
     keep_n: int
     grace: timedelta
@@ -74,7 +75,7 @@ class Policy:
         }
 
 
-# --- the one selection function (§8.7) ---------------------------------------------------
+# --- the one selection function ----------------------------------------------------------
 
 
 def oldest_n(items: Sequence[T], n: int, key: Callable[[T], Any]) -> list[T]:
@@ -95,7 +96,7 @@ def deploy_age_key(row: DeployLike | PlannedDeploy) -> tuple[datetime, str]:
     return (row.mtime, row.id)
 
 
-# --- ranking and the keep predicate (§8.3, §8.4, DECISIONS Q2) ---------------------------
+# --- ranking and the keep predicate ------------------------------------------------------
 
 
 def _newest_first(rows: Iterable[T], key: Callable[[T], tuple[datetime, str]]) -> list[T]:
@@ -126,7 +127,7 @@ def _full_key(row: DeployLike) -> tuple[Any, ...]:
 def ranks(active: Iterable[DeployLike]) -> dict[str, int]:
     """Rank (0 = newest) of every finalized active deploy: mtime desc, tie → id desc.
 
-    Unmarked rows are not ranked: they never take a keep-N slot (Q2)."""
+    Unmarked rows are not ranked: they never take a keep-N slot."""
     marked = [r for r in _unique_by_id(active) if r.has_marker and r.state != "pending"]
     return {row.id: i for i, row in enumerate(_newest_first(marked, deploy_age_key))}
 
@@ -134,23 +135,23 @@ def ranks(active: Iterable[DeployLike]) -> dict[str, int]:
 def keep_reason(
     row: DeployLike, rank: int | None, aliased: bool, now: datetime, policy: Policy
 ) -> KeepReason | None:
-    """The first keep condition of §8.4 that holds for an active deploy, or None (collect)."""
+    """The first keep condition that holds for an active deploy, or None (collect)."""
     if aliased:
-        return "aliased"  # 1 (V1)
+        return "aliased"  # 1: a deploy an alias names is never collected
     if rank is not None and rank < policy.keep_n:
-        return "recent"  # 2 (V2)
+        return "recent"  # 2: the newest keep-N, whatever their age
     released = row.alias_released_at
     if released is not None and now - released < policy.serve_cache_ttl:
-        return "released"  # 3 (V11)
+        return "released"  # 3: caches may still serve it
     if now - row.mtime < policy.grace:
-        return "grace"  # 4 (V3, V4)
+        return "grace"  # 4: it may still be uploading (grace >= session TTL)
     if row.has_marker and now - row.mtime < policy.retention:
         return "retention"  # 5
     return None
 
 
 def is_expired_pending(row: DeployLike, now: datetime, policy: Policy) -> bool:
-    """A never-finalized deploy past grace (the SQL cutoff: mtime < now - grace, §8.5)."""
+    """A never-finalized deploy past grace (the SQL cutoff: mtime < now - grace)."""
     return row.state == "pending" and row.mtime < now - policy.grace
 
 
@@ -160,7 +161,7 @@ def _candidate_reason(row: DeployLike) -> CandidateReason:
     return "retention_expired" if row.has_marker else "unfinalized_past_grace"
 
 
-# --- the plan (§8.6) ---------------------------------------------------------------------
+# --- the plan ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,7 @@ class Plan:
         return next((p.bytes for p in self.planned if p.id == deploy_id), 0)
 
     def to_json(self) -> dict[str, Any]:
-        """The plan as recorded in the run's `job_runs` row (DECISIONS Q3)."""
+        """The plan as recorded in the run's `job_runs` row before the run executes it."""
         return {
             "now": self.now.isoformat(),
             "policy": self.policy.to_json(),
@@ -231,8 +232,9 @@ def build_plan(
         if keep_reason(row, rank.get(row.id), row.id in aliased, now, policy) is None
     ]
     seen = {r.id for r in active}
-    # §8.5 with the Fix (D-16): expired pending rows are filtered against the alias set too;
-    # re-checking the expiry keeps a stale or wrong input from ever reaching the plan (V3/V4).
+    # Expired pending rows are filtered against the alias set too (a pending deploy can be
+    # promoted by id); re-checking the expiry keeps a stale or wrong input from ever reaching
+    # the plan, so nothing still within grace is collected.
     stale = [
         _planned(row)
         for row in sorted(_unique_by_id(expired), key=deploy_age_key)
@@ -261,7 +263,7 @@ def build_plan(
     )
 
 
-# --- the execution-time re-check (§8.8, Fix D-15) ----------------------------------------
+# --- the execution-time re-check ---------------------------------------------------------
 
 
 @dataclass(frozen=True)

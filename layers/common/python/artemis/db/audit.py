@@ -84,7 +84,7 @@ def query(conn: Connection, flt: AuditFilter) -> list[AuditRow]:
 
 
 def deploy_actors(conn: Connection, site: str, deploy_ids: list[str]) -> dict[str, str]:
-    """The most recent successful finalizer of each deploy (spec/api.md §13.5), in one query
+    """The most recent successful finalizer of each deploy, in one query
     for the whole list, never one per deploy."""
     if not deploy_ids:
         return {}

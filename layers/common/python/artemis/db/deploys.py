@@ -1,4 +1,4 @@
-"""The deploy index (`deploys`), keyed by dirname (spec/durable.md §6.3)."""
+"""The deploy index (`deploys`), keyed by dirname."""
 
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ BackfillOutcome = Literal["inserted", "updated", "unchanged", "tombstoned"]
 def backfill_guarded(
     conn: Connection, site: Dirname, deploy_id: str, mtime: datetime, has_marker: bool, size: int
 ) -> BackfillOutcome:
-    """Backfill with the guarded reindex semantics (spec/durable.md §9.6.3 Fix, D-20).
+    """Backfill with the guarded reindex semantics.
 
     Nothing is written when a tombstone exists for the deploy or for the whole site: a
     tombstoned deploy is never resurrected ("tombstoned"). Otherwise a new row is active with

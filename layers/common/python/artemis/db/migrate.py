@@ -1,4 +1,4 @@
-"""Apply `sql/*.sql` in file-name order, once each, recorded in a ledger (spec/durable.md §6.4).
+"""Apply `sql/*.sql` in file-name order, once each, recorded in a ledger.
 
 * Transactional files: under the blocking advisory lock 8472013, each file and its ledger row
   commit in one transaction, so concurrent runners serialize and every file applies once.

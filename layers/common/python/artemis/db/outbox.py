@@ -1,4 +1,4 @@
-"""The transactional outbox (spec/durable.md §7).
+"""The transactional outbox.
 
 `enqueue` runs inside the caller's transaction, so an event commits with the change it
 announces. The relay claims ready rows with FOR UPDATE SKIP LOCKED and a lease (concurrent
@@ -28,7 +28,8 @@ PURGE_LIMIT = 5000
 # The relay's session settings (set for the drain, reset before the connection goes back):
 # - statement_timeout: a stuck claim or mark ends the pass instead of the invocation.
 # - synchronous_commit off: a claim or mark lost in a database crash only makes rows ready
-#   again and publishes them again, which at-least-once delivery already allows (E1, E5b);
+#   again and publishes them again, which at-least-once delivery already allows (every
+#   consumer is idempotent);
 #   the relay stops paying a WAL flush per statement.
 # - no bitmap or sequential scans: the outbox swings from empty to a burst faster than
 #   autovacuum re-analyzes it, and on a stale estimate the planner reads and sorts the whole
@@ -99,7 +100,8 @@ def claim_stamped(
     conn: Connection, limit: int = CLAIM_LIMIT, ttl_seconds: float = CLAIM_TTL_SECONDS
 ) -> tuple[list[OutboxMessage], datetime | None]:
     """`claim`, plus the database clock read during the claim statement (`clock_timestamp()`,
-    later than the commit of every row the statement could see: spec §9.1.3 step 1)."""
+    later than the commit of every row the statement could see, so a gc-site run that starts
+    after this stamp sees every change the claimed events announce)."""
     rows = conn.execute(CLAIM_SQL, [ttl_seconds, limit]).fetchall()
     messages = sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
     return messages, max((r[3] for r in rows), default=None)
@@ -124,7 +126,8 @@ def mark_published(conn: Connection, ids: list[int], at: datetime) -> int:
 
 
 def release_claims(conn: Connection, ids: list[int]) -> int:
-    """Make unpublished rows ready again at once instead of after the lease (D-4 fix)."""
+    """Make unpublished rows ready again at once instead of after the lease, so one
+    failed publish does not hold back the rest of the batch."""
     if not ids:
         return 0
     return conn.execute(

@@ -1,4 +1,4 @@
-"""The repo-request queue's store (`repo_requests`, spec/api.md §12.2-§12.3).
+"""The repo-request queue's store (`repo_requests`).
 
 Every transition is a compare-and-set on the row: read it `FOR UPDATE`, require the expected
 status, apply, stamp `updated_at`, all in the caller's transaction. The partial unique index

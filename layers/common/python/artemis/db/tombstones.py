@@ -1,4 +1,4 @@
-"""Soft-delete records (`tombstones`): the hard-delete worklist (spec/durable.md §6.3)."""
+"""Soft-delete records (`tombstones`): the hard-delete worklist."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def tombstone_deploy(conn: Connection, site: Dirname, deploy_id: str, size: int)
 def record_site_purge(conn: Connection, site: Dirname) -> None:
     """Tombstone the whole site and drop its alias and deploy rows.
 
-    A repeated purge keeps the original `trashed_at` (DECISIONS Q11) but re-arms the move.
+    A repeated purge keeps the original `trashed_at` (a retry never extends the recovery
+    window) but re-arms the move.
     """
     conn.execute(
         "INSERT INTO tombstones (site, id, bytes) VALUES (%s, '', 0)"

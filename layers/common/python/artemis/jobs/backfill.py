@@ -1,4 +1,5 @@
-"""Backfill: rebuild the index from the bucket (spec/durable.md §9.6 with the §9.6.3 Fixes; E3).
+"""Backfill: rebuild the index from the bucket (the bucket is the truth for bytes and liveness;
+the index can always be rebuilt from it).
 
 For each top-level site name in the bucket (names starting with `_` — trash, probes — are never
 sites), in sorted order:

@@ -1,5 +1,6 @@
 """What every background job shares: the injected clock, the time budget, and the `job_runs`
-record each run writes (DECISIONS Q3: a GC run records its plan there before executing)."""
+record each run writes (a GC run records its plan there before executing, so what it meant to
+do is on record even if it stops part-way)."""
 
 from __future__ import annotations
 
@@ -113,8 +114,8 @@ def system_audit_entry(
     layout: KeyLayout, actor: str, action: str, site: Dirname, deploy_id: str,
     detail: dict[str, Any] | None = None,
 ) -> audit_db.AuditEntry:  # fmt: skip
-    """A background job's audit row (spec §9.0): `site` is the slug; a dirname that maps to
-    no slug is written raw with `detail.site_unmapped` and logged as an error."""
+    """A background job's audit row: `site` is the slug, as in the API's rows; a dirname that
+    maps to no slug is written raw with `detail.site_unmapped` and logged as an error."""
     slug = layout.slug_for(site)
     detail = dict(detail or {})
     if slug is None:

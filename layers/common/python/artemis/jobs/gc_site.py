@@ -1,14 +1,15 @@
-"""`gc-site`: event-driven retention for one site (spec/durable.md §9.1 with the §8.8 Fixes).
+"""`gc-site`: event-driven retention for one site.
 
 1. Re-drive the site's incomplete moves (tombstones whose `move_state` is still `pending`).
 2. Read the active rows, alias rows and expired pending rows; build the plan (artemis.retention).
-3. Record the plan in the run's `job_runs` row before executing anything (DECISIONS Q3).
+3. Record the plan in the run's `job_runs` row before executing anything.
 4. Dry run: stop there (no lock, no bucket). Live run, per planned deploy: check the time
    budget, take the site lock, re-read the alias OBJECTS and the current rows and re-evaluate
-   the whole keep predicate (D-15), write the tombstone row, move the bytes to trash, mark the
+   the whole keep predicate (a deploy restored or promoted since planning is kept), write the
+   tombstone row, move the bytes to trash, mark the
    move done, release, audit `gc.tombstone`.
 
-Nothing here deletes bytes (V5): a deploy only ever moves to trash; the purge destroys it later.
+Nothing here deletes bytes: a deploy only ever moves to trash; the purge destroys it later.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from artemis.storage.objects import MoveIncomplete
 JOB = "gc-site"
 GC_ACTOR = "system:gc"
 # Seconds one more deploy (lock, re-check, row, move of a typical deploy) may need; below
-# this the run stops cleanly and the next trigger resumes (spec §9.1.2, §11.5).
+# this the run stops cleanly, inside Lambda's time limit, and the next trigger resumes.
 ITEM_SECONDS = 30.0
 
 AfterPlan = Callable[[Plan], None]
@@ -55,7 +56,7 @@ class GcResult:
     planned: list[str] = field(default_factory=list)
     tombstoned: list[str] = field(default_factory=list)
     skipped_aliased: list[str] = field(default_factory=list)
-    skipped_kept: list[str] = field(default_factory=list)  # a keep condition holds now (D-15)
+    skipped_kept: list[str] = field(default_factory=list)  # a keep condition holds now
     skipped_gone: list[str] = field(default_factory=list)  # row gone since planning
     redriven: list[str] = field(default_factory=list)  # incomplete moves finished this run
     redrive_blocked: list[str] = field(default_factory=list)
@@ -113,7 +114,7 @@ def emit(name: str, value: float, unit: str = "Count") -> None:
 
 
 def system_audit(rt: Runtime[JobSettings], action: str, site: Dirname, deploy_id: str) -> None:
-    """A `system:gc` audit row (spec §9.0); best effort."""
+    """A `system:gc` audit row; best effort."""
     entry = system_audit_entry(rt.settings.key_layout, GC_ACTOR, action, site, deploy_id)
     write_audit(rt.db, entry)
 
@@ -208,7 +209,7 @@ def _run(
 
 def plan_for(rt: Runtime[JobSettings], site: Dirname, now: datetime, policy: Policy) -> Plan:
     """Read the site's active rows, alias rows and expired pending rows and build the pure
-    plan (spec §8.2-8.7). Autocommit reads: under READ COMMITTED each statement takes its own
+    plan. Autocommit reads: under READ COMMITTED each statement takes its own
     snapshot anyway, so a transaction around them would only add two round trips."""
     with rt.db.session() as conn:
         rows, aliased, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
@@ -245,7 +246,8 @@ def _redrive(
     deadline: Deadline,
     result: GcResult,
 ) -> bool:
-    """Finish the moves of tombstones whose move never completed (D-10). False: out of time."""
+    """Finish the moves of tombstones whose move never completed, so no split deploy stays
+    half at its live prefix. False: out of time."""
     layout = rt.settings.key_layout
     for deploy_id in ids:
         if not deadline.has(ITEM_SECONDS):
@@ -268,7 +270,7 @@ def _redrive(
                 blocked = reused or bool(live)
                 src, dst = f"{site}/", layout.site_trash_prefix(site)
             else:
-                blocked = deploy_id in live  # never move a deploy an alias object names (V1)
+                blocked = deploy_id in live  # never move a deploy an alias object names
                 src = layout.deploy_prefix(site, deploy_id)
                 dst = layout.deploy_trash_prefix(site, deploy_id)
             if blocked:

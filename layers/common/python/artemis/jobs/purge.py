@@ -1,12 +1,13 @@
-"""The nightly cleanup (spec/durable.md §9.2, §9.3, DECISIONS Q4): the tombstone purge (the
-only hard delete), then the outbox purge, then the gc-site backstop. Each part writes its own
+"""The nightly cleanup: the tombstone purge (the only hard delete), then the outbox purge, then
+the gc-site backstop (a daily enqueue of gc-site for every site with a pending tombstone move or
+an expired pending deploy, since no event may come for those sites). Each part writes its own
 `job_runs` row; a failing part never stops the later ones, and the night fails if any did.
 
 Tombstone purge, per expired tombstone and under that site's lock: re-read the row, delete the
-bytes (trash, plus the live remainder of a move that never completed, Fix D-10), then clear
+bytes (trash, plus the live remainder of a move that never completed), then clear
 the row. A crash between the two leaves the row, so the next run deletes again (a no-op) and
 clears it. A site-level tombstone is refused while younger deploy-level tombstones of the same
-dirname exist, because its trash subtree holds their bytes too (Fix D-14).
+dirname exist, because its trash subtree holds their bytes too.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from artemis.runtime import Runtime
 PURGE_JOB = "tombstone-purge"
 OUTBOX_JOB = "outbox-purge"
 BACKSTOP_JOB = "gc-backstop"
-ITEM_SECONDS = 60.0  # stop when less than this remains (spec §11.5)
+ITEM_SECONDS = 60.0  # stop when less than this remains of Lambda's time limit
 EXPIRED_READ_LIMIT = 100_000  # one night's read; a larger backlog is reported, never hidden
 BACKSTOP_LIMIT = 500
 
@@ -48,7 +49,7 @@ def tombstone_key(row: TombstoneRow) -> str:
 
 
 def _overdue_key(row: TombstoneRow) -> tuple[datetime, str, str]:
-    """ "Older" for tombstones (§8.7): smaller trashed_at, then dirname, then id."""
+    """ "Older" for tombstones: smaller trashed_at, then dirname, then id."""
     return (row.trashed_at, row.site, row.id)
 
 
@@ -171,7 +172,7 @@ def _purge(
         logger.warning("gc.tombstone-purge.backlog", extra={"read": len(expired)})
     result.expired = [tombstone_key(t) for t in expired]
     cap = rt.settings.cleanup_blast_cap
-    if result.dry_run:  # the cap bounds destruction, never visibility (D-25)
+    if result.dry_run:  # the cap bounds destruction, never visibility: the report lists all
         record_plan({"cutoff": cutoff.isoformat(), "expired": result.expired, "cap": cap})
         logger.info("gc.tombstone-purge.dry-run", extra={"expired": result.expired})
         return
@@ -241,7 +242,7 @@ def _purge_one(
             rt.bucket.delete_prefix(layout.deploy_trash_prefix(site, row.id))
             if current.move_state != "moved":
                 # The move (a delete's, or a restore's cut off part-way) never completed: the
-                # id is retired, so what it left at the live prefix is trash too (Fix D-10).
+                # id is retired, so what it left at the live prefix is trash too.
                 rt.bucket.delete_prefix(layout.deploy_prefix(site, row.id))
         with rt.db.transaction() as conn:  # bytes first, then the row
             cleared = tombstones_db.clear(conn, site, row.id)
@@ -287,7 +288,7 @@ def run_outbox_purge(
         return rows
 
 
-# --- gc-site backstop (DECISIONS Q4) -------------------------------------------------------
+# --- gc-site backstop ----------------------------------------------------------------------
 
 
 def run_backstop(

@@ -1,4 +1,5 @@
-"""Reconcile repair: operator-run, one site at a time (spec/durable.md §9.5, DECISIONS Q9).
+"""Reconcile repair: operator-run, one site at a time (no schedule repairs; the nightly drift
+sweep only reports).
 
     run_reconcile(rt, "www", apply=False, …)   dry run: the site's drift report, writes nothing
     run_reconcile(rt, "www", apply=True, …)    repair it
@@ -124,7 +125,8 @@ class UnknownSite(ReconcileError):
 
 
 class EmptyListingFault(ReconcileError):
-    """No deploys under the site prefix while the index has active rows (§9.5.2)."""
+    """No deploys under the site prefix while the index has active rows (acting on that
+    would prune the whole index: it looks like a wrong bucket or prefix, not like drift)."""
 
 
 class ReconcileFailed(ReconcileError):
@@ -135,7 +137,7 @@ class ReconcileFailed(ReconcileError):
 
 
 def known_sites(db: Transactions, layout: KeyLayout) -> list[Dirname]:
-    """§9.4.2: the sorted union of every dirname in `deploys` (any state), `aliases` and
+    """The sorted union of every dirname in `deploys` (any state), `aliases` and
     `tombstones`, and the dirname rendered from every registry slug."""
     with db.transaction() as conn:
         names = set(deploys_db.known_dirnames(conn))
@@ -233,7 +235,7 @@ class SiteSnapshot:
 
     @property
     def aliased(self) -> frozenset[str]:
-        """A deploy either store calls live is live (V1)."""
+        """A deploy either store calls live is live, and nothing ever removes a live deploy."""
         return self.alias_rows | self.alias_objects
 
     def fault(self) -> str | None:
@@ -249,7 +251,7 @@ class SiteSnapshot:
 def read_snapshot(
     bucket: BucketReader, db: Transactions, layout: KeyLayout, site: Dirname, now: datetime
 ) -> SiteSnapshot:
-    """§9.5.2, in its order: the listing, the active rows, then alias rows and objects; plus
+    """The snapshot, in this order: the listing, the active rows, then alias rows and objects; plus
     the tombstones and the finalized deploys' markers (what each finalize recorded)."""
     deploys, keys, etags = _scan_site(bucket, layout, site, now)
     with db.transaction() as conn:

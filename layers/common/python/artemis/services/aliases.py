@@ -1,5 +1,10 @@
-"""Aliases: read, promote, rollback (spec/api.md §8 with G-8, G-10, G-32, G-35), and the one
-index transaction every alias move commits (§8.7 release stamp + alias row + outbox event)."""
+"""Aliases: read, promote, rollback, and the one index transaction every alias move commits
+(the release stamp on the deploy the alias leaves, so retention keeps it for the serve cache's
+lifetime, + the alias row + the outbox event).
+
+Only a finished deploy goes live: a target needs its root `index.html` and its completion
+marker. A body-less promote (what the published CLI still sends) takes the preview alias's
+deploy."""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ def record_alias_move(
     """Mirror an alias PUT into the index, with its `site.changed` event, in one transaction.
 
     The alias object is already live (the bucket is the truth), so a failure is retried and
-    then answered as 502 index_write_failed: the index lags and reconcile repairs it (G-10).
+    then answered as 502 index_write_failed: the index lags and reconcile repairs it.
     """
     for attempt in range(1, INDEX_WRITE_ATTEMPTS + 1):
         try:
@@ -71,7 +76,7 @@ def parse_alias_name(raw: str) -> AliasName:
 
 
 def read(rt: Runtime, caller: Caller, slug: str, mode_raw: str) -> dict[str, Any]:
-    name = parse_alias_name(mode_raw)  # checked before authorization (spec §8.2)
+    name = parse_alias_name(mode_raw)  # checked before authorization, as the reference does
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
     target = rt.bucket.get_alias(layout.alias_key(layout.dirname(Slug(slug)), name))
@@ -86,7 +91,8 @@ def read(rt: Runtime, caller: Caller, slug: str, mode_raw: str) -> dict[str, Any
 
 
 def _check_guard(rt: Runtime, site: Dirname, slug: str, expected: str, expect_none: bool) -> None:
-    """The expectedCurrent compare-and-swap, under the site lock (§8.6; G-35 expectNoCurrent)."""
+    """The expectedCurrent compare-and-swap (or expectNoCurrent: no production alias yet),
+    under the site lock, so the read and the write it guards cannot interleave with another."""
     if not expected and not expect_none:
         return
     current = rt.bucket.get_alias(rt.settings.key_layout.alias_key(site, "production")) or ""
@@ -95,7 +101,7 @@ def _check_guard(rt: Runtime, site: Dirname, slug: str, expected: str, expect_no
 
 
 def _check_deployable(rt: Runtime, site: Dirname, deploy_id: str) -> None:
-    """Root index.html (§7.6), then the completion marker (G-8)."""
+    """Root index.html, then the completion marker (proof the deploy was finalized)."""
     layout = rt.settings.key_layout
     if rt.bucket.head(layout.deploy_prefix(site, deploy_id) + "index.html") is None:
         raise MissingIndex()
@@ -121,9 +127,9 @@ def promote(
     with site_lock(rt.db.conninfo, site):
         _check_guard(rt, site, slug, expected, expect_none)
         target = deploy_id
-        if not target:  # G-32: the legacy bare promote takes the preview alias
+        if not target:  # the legacy bare promote takes the preview alias
             target = rt.bucket.get_alias(layout.alias_key(site, "preview")) or ""
-            if not deploy_ids.is_deploy_id(target):  # G-8: a malformed preview body never goes live
+            if not deploy_ids.is_deploy_id(target):  # a malformed preview body never goes live
                 raise NoPreview()
         _check_deployable(rt, site, target)
         rt.bucket.put_alias(layout.alias_key(site, "production"), target)

@@ -1,5 +1,5 @@
 """Audit writes (best effort: a failure is logged, never changes the response) and the audit
-read API (spec/api.md §13)."""
+read API (`GET /api/audit`)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Identity and the authorization gates (spec/api.md §3.8-3.11).
+"""Identity and the authorization gates.
 
 Bearer routes: the GitHub token is validated first, then the route's gate. Session routes:
-the deploy-session JWT is verified, the token's site must still have teams, and (G-2) the
-team that granted the session must still be one of them.
+the deploy-session JWT is verified, the token's site must still have teams, and the
+team that granted the session must still be one of them (so removing a team from a site ends
+its sessions at once, not when they expire).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def authenticate_session(
         teams = rt.snapshot.read_through(claims.site)
     if not teams:
         raise SiteUnauthorized()
-    if claims.team not in teams:  # G-2: the granting team was removed from the site
+    if claims.team not in teams:  # the granting team was removed from the site
         raise UserUnauthorized("the team that granted this session no longer owns the site")
     if deploy_id != claims.deploy_id:
         raise JwtWrongDeploy()

@@ -1,8 +1,10 @@
-"""Deletion and recovery: deploy delete, restore, trash listing, bare site delete, site purge
-(spec/api.md §9 with G-11, G-12, G-14, G-15/DECISIONS 2, G-16, G-17, DECISIONS Q11).
+"""Deletion and recovery: deploy delete, restore, trash listing, bare site delete and site
+purge.
 
 A tombstone row is written before any byte moves, and marked `moved` only once the move
 completed, so a failed or partial move is always visible to the jobs that re-drive it.
+Moves are parallel and resumable; repeating a delete or purge resumes the move and keeps the
+tombstone's original `trashed_at`, so a retry never extends the recovery window.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int
         try:
             with rt.db.transaction() as conn:
                 if not present and tombstones_db.get(conn, site, deploy_id) is None:
-                    raise DeployNotFound()  # G-11: no phantom tombstones
+                    raise DeployNotFound()  # never tombstone a deploy that never existed
                 tombstones_db.tombstone_deploy(conn, site, deploy_id, size)
         except ArtemisError:
             raise
@@ -118,7 +120,7 @@ def restore(
             raise DependencyError("registry_read_failed") from err
         if registered is None:
             raise SiteGone()
-        if tombstone is None:  # G-12: nothing to restore; answer from the live bytes
+        if tombstone is None:  # nothing to restore; answer from the live bytes
             if not _has(rt, live):
                 raise AlreadyPurged()
             listing = _listing(rt, live)
@@ -184,7 +186,7 @@ def _refuse_aliased(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> No
 
 def _listing(rt: Runtime, live: str) -> list[ObjectInfo] | None:
     """The live deploy's objects, or None when listing fails: measuring is not a gate
-    (§9.3 step 7), a failure records 0 bytes."""
+    (the restore has already happened), a failure records 0 bytes."""
     try:
         return rt.bucket.list_keys(live)
     except StorageError:
@@ -194,7 +196,8 @@ def _listing(rt: Runtime, live: str) -> list[ObjectInfo] | None:
 
 
 def _measure(rt: Runtime, live: str) -> tuple[int, bool]:
-    """The restored deploy's size and whether its completion marker is present (G-12).
+    """The restored deploy's size and whether its completion marker is present: a
+    restored deploy counts as finished only if its marker says so.
 
     Without a listing the marker is probed directly; a failing probe fails the restore
     (the tombstone stays, so a repeat finishes it) rather than guessing.
@@ -244,7 +247,7 @@ def remove_site(
 
 
 def parse_purge(raw: str | None) -> bool:
-    """G-17: absent, `true` or `false` (any case); anything else is a 400."""
+    """Absent, `true` or `false` (any case); anything else is a 400, never a silent "no"."""
     if raw is None:
         return False
     value = raw.lower()
@@ -278,10 +281,11 @@ def _unpublish(rt: Runtime, site: Dirname) -> int:
 
 
 def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> None:
-    """DECISIONS 2: take the lock, unpublish, drop the registry row; deploy bytes stay."""
+    """Take the lock, unpublish (the site stops serving), drop the registry row; deploy bytes
+    stay, so registering the slug again and promoting brings the site back."""
     site_slug = _registry_slug(rt, caller, slug)
     site = rt.settings.key_layout.dirname(site_slug)
-    with site_lock(rt.db.conninfo, site):  # G-16
+    with site_lock(rt.db.conninfo, site):  # so no finalize can republish it meanwhile
         try:
             with rt.db.transaction() as conn:
                 exists = sites_db.get(conn, site_slug) is not None
@@ -289,7 +293,7 @@ def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> 
             raise DependencyError("registry_read_failed") from err
         if not exists:
             raise NotFound(f"site {slug!r} is not registered")
-        _unpublish(rt, site)  # a failure aborts the delete (G-15)
+        _unpublish(rt, site)  # a failure aborts the delete: never deregister a serving site
         try:
             with rt.db.transaction() as conn:
                 aliases_db.delete_for_site(conn, site)
@@ -309,7 +313,7 @@ class _PurgeFailed(Exception):
 
 
 def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> dict[str, Any]:
-    """Tombstone, unpublish, move the whole tree to trash, verify, deregister (spec §9.6).
+    """Tombstone, unpublish, move the whole tree to trash, verify, deregister.
     Every failing stage writes one `site.purge` failure row; a repeat resumes the move."""
     site_slug = _registry_slug(rt, caller, slug)
     site = rt.settings.key_layout.dirname(site_slug)
@@ -334,7 +338,7 @@ def _purge_locked(rt: Runtime, slug: Slug, site: Dirname) -> int:
             tombstones_db.record_site_purge(conn, site)
     except Exception as err:
         raise _PurgeFailed("tombstone", DependencyError("tombstone_record_failed"), moved) from err
-    # `moved` counts every object this attempt moved, the alias objects included (§9.6).
+    # `moved` counts every object this attempt moved, the alias objects included.
     try:
         moved = _unpublish(rt, site)
     except MoveIncomplete as err:

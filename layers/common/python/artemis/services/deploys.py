@@ -1,5 +1,5 @@
 """The deploy lifecycle: init, upload (through the API or presigned POSTs), finalize, and the
-deploy list (spec/api.md §7 with G-6, G-7, G-10, G-13, G-30, G-38)."""
+deploy list. A finalized deploy is immutable; only finalize writes the completion marker."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from artemis.services.auth import require_site_member
 from artemis.services.context import Caller, RequestContext
 from artemis.times import rfc3339_seconds, utcnow
 
-MAX_ID_ATTEMPTS = 30  # G-13: advance the id by a second per collision, this many times at most
+MAX_ID_ATTEMPTS = 30  # advance the id by a second per collision, this many times at most
 MAX_PRESIGN_FILES = 1000
 # A presigned POST cannot be recalled once issued (a finalize or delete cannot stop it), so its
 # window is short; drift reports any object that lands in a finalized deploy afterwards.
@@ -74,7 +74,8 @@ def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> d
 
 
 def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> str:
-    """G-13: the pending row claims the id; on a collision try the next second."""
+    """Two inits in one second with one sha would mint one id: the pending row claims the id,
+    and on a collision the next second is tried (the id keeps its pattern)."""
     candidate = deploy_ids.mint_deploy_id(now, sha)
     for attempt in range(MAX_ID_ATTEMPTS):
         candidate = deploy_ids.mint_deploy_id(now + timedelta(seconds=attempt), sha)
@@ -83,7 +84,7 @@ def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> st
                 conn.execute("SET LOCAL statement_timeout = 5000")
                 if deploys_db.begin(conn, site, candidate, now):
                     return candidate
-        except Exception:  # the pending row is best effort (spec §7.3 step 7)
+        except Exception:  # the pending row is best effort: init still succeeds
             logger.exception("deploy.init pending row failed", extra={"site": site})
             return candidate
     logger.warning("deploy id collisions exhausted", extra={"site": site, "id": candidate})
@@ -93,7 +94,8 @@ def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> st
 def _refuse_closed(status: deploy_lock.DeployStatus) -> None:
     """A deleted deploy takes no more bytes (its tombstone ends every session of it, durably:
     the session tokens are stateless, so the routes look the tombstone up); a finalized one is
-    immutable (G-7); a finalize or delete in progress holds the deploy lock."""
+    immutable (a live deploy never changes under its visitors); a finalize or delete in
+    progress holds the deploy lock."""
     if status.tombstoned:
         raise DeployDeleted()
     if not status.locked:
@@ -265,7 +267,8 @@ def _publish(
             raise DependencyError("registry_read_failed") from err
         if registered is None:
             raise SiteGone()
-        # G-30: the marker lands inside the lock, after the re-check, right before the alias.
+        # The marker lands inside the lock, after the re-check, right before the alias: a finalize
+        # that fails earlier must not leave a deploy the background jobs treat as complete.
         # It records what the deploy holds (path -> ETag, from the same listing), so drift can
         # tell any object written into the prefix afterwards (a presigned POST cannot be
         # recalled).
@@ -282,8 +285,9 @@ def _publish(
 
 
 def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:
-    """Deploy ids from the bucket (G-38: a delimited listing), oldest first, with the latest
-    finalizer as `actor` (shown to the site's members, DECISIONS G-25)."""
+    """Deploy ids from the bucket (a delimited listing, so the cost follows the number of
+    deploys, not of files), oldest first, with the latest finalizer as `actor` (shown to
+    members of the site's teams and of the audit team)."""
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
     _, site = _site(rt, slug)

@@ -1,14 +1,14 @@
-"""The repo-request queue's routes (spec/api.md §12.5-§12.11): staff request a repository,
-an approver approves (Artemis creates it in GH_REPO_ORG through the GitHub App) or rejects.
+"""The repo-request queue's routes: staff request a repository, an approver approves
+(Artemis creates it in GH_REPO_ORG through the GitHub App) or rejects.
 
 Gates: creating needs REPO_CREATE_AUTHZ_TEAM, approving/rejecting/deleting
 REPO_APPROVE_AUTHZ_TEAM, both in GH_REPO_ORG; reading needs any GitHub identity. Actor fields
-(`requestedBy`, `approver`) follow §3.10: shown to audit-team members, blank otherwise.
+(`requestedBy`, `approver`) are shown to audit-team members and blank for everyone else.
 
 Approve runs the creation in the request. If GitHub fails transiently (on a first or a
-resumed attempt: the issue's serverless fix of §12.9 5d) the row stays `approved` and the
-caller gets `503 repo_create_retryable`: approving again resumes (an "already exists" on a
-resumed attempt counts as created, with the existing repo's URL).
+resumed attempt) the row stays `approved` and the caller gets `503 repo_create_retryable`:
+approving again resumes (an "already exists" on a resumed attempt counts as created, with the
+existing repo's URL).
 """
 
 from __future__ import annotations
@@ -121,8 +121,9 @@ def _insert(rt: Runtime, fields: dict[str, str]) -> store.RepoRequest | None:
 
 
 def _reclaim_vanished(rt: Runtime, name: str) -> bool:
-    """Stale-claim reconcile (§12.5 step 8): an `active` holder whose repository GitHub no
-    longer has is marked failed, freeing the name. Anything else keeps the claim."""
+    """Stale-claim reconcile, when a new request's name is already claimed: an `active`
+    holder whose repository GitHub no longer has is marked failed, freeing the name.
+    Anything else keeps the claim."""
     try:
         with rt.db.transaction() as conn:
             holder = store.claim_holder(conn, name)
@@ -171,7 +172,7 @@ def get(rt: Runtime, caller: Caller, request_id: str) -> dict[str, Any]:
 def templates(rt: Runtime) -> dict[str, Any]:
     try:
         return {"templates": rt.github_app.templates()}
-    except Exception:  # never fails (§12.7)
+    except Exception:  # never fails: the CLI falls back to free-text entry
         logger.warning("repo.templates_failed", exc_info=True)
         return {"templates": []}
 
@@ -201,7 +202,7 @@ def approve(
     """`deadline` (time.monotonic()) bounds the creation so the answer beats the API
     Gateway limit; a creation that needs longer is left to the worker (503 retryable)."""
     require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
-    # One approval of a request at a time (the G-37 fix): a concurrent approval waits here,
+    # One approval of a request at a time: a concurrent approval waits here,
     # then finds the request resolved, so GitHub never sees two creations of one repository
     # and a created repository is never recorded as failed by the loser.
     with advisory_lock(rt.settings.database_url, LockKey.repo_request(request_id)):
@@ -246,7 +247,7 @@ def _create_repository(
     try:
         with rt.db.transaction() as conn:
             done = store.transition(conn, row.id, "approved", "active", url=url)
-    except Exception as err:  # including a row deleted meanwhile (G-37)
+    except Exception as err:  # including a row deleted meanwhile
         raise _store_failed(err) from err
     audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url},
                  actor=actor)  # fmt: skip

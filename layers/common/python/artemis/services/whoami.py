@@ -1,4 +1,4 @@
-"""`GET /api/whoami` (spec/api.md §11): the caller's login and the sites their teams own."""
+"""`GET /api/whoami` : the caller's login and the sites their teams own."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from artemis.services.context import Caller
 
 
 def whoami(rt: Runtime, caller: Caller) -> dict[str, Any]:
-    """`authorizedSites` is advisory (G-24): it counts any listed membership, while the gates
+    """`authorizedSites` is advisory: it counts any listed membership, while the gates
     probe for an active one."""
     mine = set(rt.github.teams(caller.token))
     sites = sorted(slug for slug, teams in rt.snapshot.all().items() if mine.intersection(teams))
