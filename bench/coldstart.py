@@ -1,6 +1,6 @@
 """API cold init against the bare import of its third-party dependencies, in fresh interpreters.
 
-    .venv/bin/python bench/coldstart.py [runs]          (make bench-coldstart; default 15 runs)
+    .venv/bin/python bench/coldstart.py [runs] [function]   (make bench-coldstart; 15 runs, api)
 
 (a) Cold init: import functions/api/app.py as Lambda does (spec_from_file_location). That
     validates the settings (runtime.current()) and builds the app.
@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-APP = REPO_ROOT / "functions" / "api" / "app.py"
 PYTHON = str(REPO_ROOT / ".venv" / "bin" / "python")
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+FUNCTION = sys.argv[2] if len(sys.argv) > 2 else "api"
+APP = REPO_ROOT / "functions" / FUNCTION / "app.py"
 IMPORTTIME_RUNS = 5
 TARGET_RATIO = 1.3
 MARK = "--artemis-bench-mark--"
@@ -44,15 +45,17 @@ ENV = {
     **os.environ,
     "JWT_SIGNING_KEY": "bench-signing-key-0123456789abcdef0123456789",
     "DATABASE_URL": "postgresql://127.0.0.1/unused",
+    "SITE_EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/bench.fifo",
+    "SITE_EVENTS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/bench-dlq.fifo",
 }
 
 LOAD_APP = f"""
 import importlib.util, sys
-spec = importlib.util.spec_from_file_location("artemis_fn_api", {str(APP)!r})
+spec = importlib.util.spec_from_file_location("artemis_fn_{FUNCTION}", {str(APP)!r})
 module = importlib.util.module_from_spec(spec)
-sys.modules["artemis_fn_api"] = module
+sys.modules["artemis_fn_{FUNCTION}"] = module
 spec.loader.exec_module(module)
-assert module.app is not None
+assert module.handler is not None
 """
 
 TIMED = """
@@ -230,7 +233,7 @@ def main() -> None:
     loaded = sorted({x.name.split(".")[0] for x in tree if third_party(x.name)})
     print(f"third-party packages loaded by (a): {', '.join(loaded)}")
     print(f"(b) imports: {', '.join(deps)}")
-    now = compare("API cold init", LOAD_APP, import_all(deps))
+    now = compare(f"{FUNCTION} cold init", LOAD_APP, import_all(deps))
     breakdown(tree, deps)
     report(tree)
     empty = tempfile.mkdtemp(prefix="artemis-no-pyc-")
