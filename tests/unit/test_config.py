@@ -45,6 +45,16 @@ BAD_VALUES = [
     ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
     ("REGISTRY_AUTHZ_TEAM", " ", "REGISTRY_AUTHZ_TEAM: must not be whitespace only"),
     ("JWT_SIGNING_KEY", "too-short-secret", "JWT_SIGNING_KEY: must be at least 32 bytes"),
+    (
+        "JWT_SIGNING_KEY",
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----",
+        "JWT_SIGNING_KEY: must be a shared secret, not a PEM block or an SSH public key",
+    ),
+    (
+        "JWT_SIGNING_KEY",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk4bW9yZSBieXRlcyBoZXJl user@host",
+        "JWT_SIGNING_KEY: must be a shared secret, not a PEM block or an SSH public key",
+    ),
     ("JWT_TTL_SECONDS", "-1", "JWT_TTL_SECONDS: must be an integer >= 1 (got -1)"),
     ("JWT_TTL_SECONDS", "15m", "JWT_TTL_SECONDS: must be a base-10 integer"),
     (

@@ -27,6 +27,13 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PEM_HEADERS = ("-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----")
 
 
+# Key types an HMAC secret must not look like (the JWT library's own list).
+_SSH_KEY_PREFIXES = (
+    "ssh-ed25519", "ssh-rsa", "ssh-dss",
+    "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+)  # fmt: skip
+
+
 class ConfigError(Exception):
     """One invalid variable. str() is the single line printed at start-up."""
 
@@ -419,6 +426,10 @@ class Settings(_GitHubSettings):
     def _jwt_key(cls, v: str) -> str:
         if len(v.encode()) < 32:
             raise ValueError("must be at least 32 bytes")
+        # The JWT library refuses an asymmetric key as an HMAC secret (it would let a token
+        # signed with the public key pass); refuse it here, at start-up, not at the first init.
+        if "-----BEGIN " in v or v.startswith(_SSH_KEY_PREFIXES):
+            raise ValueError("must be a shared secret, not a PEM block or an SSH public key")
         return v
 
     @field_validator("reserved_slugs", mode="before")
