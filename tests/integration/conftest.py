@@ -6,6 +6,7 @@ import pytest
 
 from artemis.config import load_settings
 from artemis.runtime import Runtime
+from artemis_local.fake_github import FakeGitHub
 from tests.integration.test_drift import Fleet, make_fleet
 
 
@@ -32,3 +33,13 @@ def runtimes() -> Iterator[Callable[[dict[str, str]], Runtime]]:
     yield make
     for rt in made:
         rt.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGitHub]:
+    """A fake GitHub API on 127.0.0.1 for the GitHub client tests."""
+    github = FakeGitHub().start()
+    try:
+        yield github
+    finally:
+        github.stop()

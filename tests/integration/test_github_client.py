@@ -54,15 +54,6 @@ class Clock:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    github = FakeGitHub().start()
-    try:
-        yield github
-    finally:
-        github.stop()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

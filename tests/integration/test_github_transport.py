@@ -29,15 +29,6 @@ class Clock:
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGitHub]:
-    github = FakeGitHub().start()
-    try:
-        yield github
-    finally:
-        github.stop()
-
-
-@pytest.fixture
 def transport() -> Iterator[GitHubTransport]:
     own = GitHubTransport()
     try:
