@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema, models_json_schema
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from artemis import (
     bodies,
@@ -28,6 +28,28 @@ from artemis import (
 )
 from artemis.config import Settings
 from artemis.keys import MARKER_NAME
+from artemis.responses import (
+    RESPONSE_MODELS,
+    AliasMove,
+    AliasResponse,
+    AuditRow,
+    DeployDeleted,
+    DeployRestored,
+    DeployRow,
+    FinalizeResponse,
+    Health,
+    InitResponse,
+    PresignResponse,
+    Readiness,
+    RepoApproval,
+    RepoRow,
+    RepoTemplates,
+    SitePurged,
+    SiteRow,
+    TrashEntry,
+    UploadResponse,
+    Whoami,
+)
 
 OPENAPI_VERSION = "3.1.0"
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -170,213 +192,8 @@ _LOCK = ("site_locked", "site_lock_failed")
 _ALWAYS = ("internal_error",)
 
 
-# --- response shapes ------------------------------------------------------------------------
+# --- response shapes: artemis.responses ----------------------------------------------------
 
-_Omitted = SkipJsonSchema[None]  # a field that is left out of the JSON when it has no value
-
-
-class _Shape(BaseModel):
-    """A response shape. Extra fields stay allowed: responses may gain fields."""
-
-
-class Health(_Shape):
-    ok: Literal[True] = Field(description="always true")
-
-
-class Readiness(_Shape):
-    ready: Literal[True] = Field(description="always true on 200 (a 503 carries the envelope)")
-    degraded: Literal[True] | _Omitted = Field(
-        None, description="present when Postgres or Redis is unreachable (the bucket is fine)"
-    )
-    checks: dict[str, Literal["ok", "unreachable", "unconfigured"]] = Field(
-        description="each probe's verdict: bucket, postgres, redis"
-    )
-
-
-class Whoami(_Shape):
-    login: str = Field(description="the caller's GitHub login")
-    authorizedSites: list[str] = Field(
-        description="registered sites one of the caller's teams owns, sorted; advisory"
-    )
-
-
-class InitResponse(_Shape):
-    deployId: str = Field(description="`YYYYMMDD-HHMMSS-<first 7 chars of sha>`, UTC")
-    jwt: str = Field(description="the deploy-session token for upload, uploads and finalize")
-    expiresAt: str = Field(description="the token's expiry, RFC 3339, second precision")
-
-
-class UploadResponse(_Shape):
-    received: str = Field(description="the path as stored, relative to the deploy root")
-    key: str = Field(description="the object's bucket key")
-
-
-class PresignedUpload(_Shape):
-    path: str = Field(description="the file's path, as requested")
-    key: str = Field(description="the exact bucket key the POST may write")
-    url: str = Field(description="where to send the multipart/form-data POST")
-    fields: dict[str, str] = Field(
-        description="form fields to send, in any order, before the `file` field"
-    )
-
-
-class PresignResponse(_Shape):
-    uploads: list[PresignedUpload] = Field(
-        description="one presigned POST per file, in request order"
-    )
-    expiresAt: str = Field(
-        description="when every POST policy expires (≤ the session's expiry, ≤ 1 h)"
-    )
-    maxBytes: int = Field(description="the largest file each POST accepts (UPLOAD_MAX_BYTES)")
-
-
-class FinalizeResponse(_Shape):
-    url: str = Field(description="the public URL of the mode's alias")
-    deployId: str = Field(description="the finalized deploy")
-    mode: Literal["preview", "production"] = Field(description="the alias that now names it")
-
-
-class DeployRow(_Shape):
-    deployId: str = Field(description="a deploy id found in the bucket")
-    actor: str | _Omitted = Field(None, description="login of the latest finalizer, when known")
-
-
-class AliasResponse(_Shape):
-    site: str = Field(description="the site, as in the path")
-    mode: Literal["preview", "production"] = Field(description="the alias read (normalized)")
-    deployId: str = Field(description="the deploy the alias names")
-    url: str = Field(description="the alias's public URL")
-
-
-class AliasMove(_Shape):
-    url: str = Field(description="the production URL")
-    deployId: str = Field(description="the deploy production now names")
-
-
-class DeployDeleted(_Shape):
-    site: str = Field(description="the site, as in the path")
-    deployId: str = Field(description="the deleted deploy")
-    status: Literal["tombstoned"] = Field(description="the deploy is in trash, restorable")
-    moved: int = Field(description="objects moved to trash by this call (0 when already done)")
-
-
-class DeployRestored(_Shape):
-    site: str = Field(description="the site, as in the path")
-    deployId: str = Field(description="the restored deploy")
-    status: Literal["restored"] = Field(description="back in place; serves nothing until promoted")
-    moved: int = Field(description="objects moved back by this call")
-    bytes: int = Field(description="the restored deploy's size")
-
-
-class TrashEntry(_Shape):
-    deployId: str = Field(description='the trashed deploy; "" for a site-wide purge tombstone')
-    trashedAt: str = Field(description="RFC 3339, second precision")
-    expiresAt: str = Field(
-        description="trashedAt + CLEANUP_RECOVERY_DAYS: the earliest hard delete"
-    )
-    bytes: int = Field(description="the deploy's size when it was deleted")
-
-
-class SiteRow(_Shape):
-    slug: str = Field(description="the site's registry name")
-    teams: list[str] = Field(
-        description="the GH_ORG teams whose members manage the site, in probe order"
-    )
-    createdAt: str = Field(description="RFC 3339, full precision")
-    updatedAt: str = Field(description="RFC 3339, full precision")
-    createdBy: str = Field(
-        description='the registrant; "" unless the caller is in one of the site\'s teams or in '
-        "AUDIT_READ_AUTHZ_TEAM (register always shows it)"
-    )
-
-
-class SitePurged(_Shape):
-    slug: str = Field(description="the purged site")
-    status: Literal["purged"] = Field(description="offline, moved to trash and deregistered")
-    moved: int = Field(description="objects moved to trash by this call")
-
-
-class AuditRow(_Shape):
-    id: int = Field(description="the row's id")
-    occurredAt: str = Field(description="RFC 3339, full precision (database clock)")
-    actor: str = Field(description="GitHub login, session subject, or system:<job>")
-    action: str = Field(description="e.g. deploy.finalize, site.promote, site.purge")
-    outcome: str = Field(description="success, or failure / idempotent for some actions")
-    site: str | _Omitted = Field(None, description="the slug (omitted when empty)")
-    deployId: str | _Omitted = Field(None, description="omitted when empty")
-    requestId: str | _Omitted = Field(
-        None, description="the request's X-Request-ID (omitted when empty)"
-    )
-    detail: dict[str, Any] | _Omitted = Field(
-        None, description="action-specific (omitted when empty)"
-    )
-
-
-class RepoRow(_Shape):
-    id: str = Field(description="`req_` + 20 lower-case hex characters")
-    name: str = Field(description="the repository name")
-    owner: str = Field(description="GH_REPO_ORG")
-    visibility: Literal["public", "private"] = Field(description="public or private")
-    status: Literal["pending", "approved", "active", "rejected", "failed"] = Field(
-        description="pending → approved → active or failed; pending → rejected"
-    )
-    requestedBy: str = Field(description='the requester; "" unless the caller may see actors')
-    createdAt: str = Field(description="RFC 3339, full precision")
-    updatedAt: str = Field(description="RFC 3339, full precision")
-    description: str | _Omitted = Field(None, description="omitted when empty")
-    template: str | _Omitted = Field(None, description="the template repository, if any")
-    url: str | _Omitted = Field(None, description="the repository, once active")
-    error: str | _Omitted = Field(None, description="why it failed (user-facing text)")
-    approver: str | _Omitted = Field(
-        None, description="who approved or rejected; omitted when empty or hidden"
-    )
-    rejectReason: str | _Omitted = Field(None, description="omitted when empty")
-
-
-class RepoApproval(_Shape):
-    outcome: Literal["ok", "approved_failed"] = Field(
-        description="ok: the repository exists; approved_failed: creation failed (see error)"
-    )
-    request: RepoRow = Field(description="the request after the approval")
-
-
-class RepoTemplates(_Shape):
-    templates: list[str] = Field(description="template repositories the App can read, sorted")
-
-
-class ErrorBody(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    code: str = Field(description="the machine-readable code: this is the contract")
-    message: str = Field(description="human-readable; may change; never parse it")
-    missing: list[str] | _Omitted = Field(
-        None, description="verify_failed: manifest entries absent from storage, in manifest order"
-    )
-    hint: str | _Omitted = Field(
-        None,
-        description="missing_index on finalize: advice for an unexported framework build",
-    )
-
-
-class ErrorEnvelope(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    error: ErrorBody
-    site: str | _Omitted = Field(None, description="alias_drift and deploy_aliased: the site")
-    current: str | _Omitted = Field(
-        None, description='alias_drift: the deploy production names now ("" when none)'
-    )
-    deployId: str | _Omitted = Field(None, description="deploy_aliased: the deploy")
-    alias: Literal["production", "preview"] | _Omitted = Field(
-        None, description="deploy_aliased: the first alias found naming the deploy"
-    )
-
-
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    Health, Readiness, Whoami, InitResponse, UploadResponse, PresignResponse, FinalizeResponse,
-    DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored, TrashEntry, SiteRow,
-    SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates, ErrorEnvelope,
-)  # fmt: skip
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     bodies.InitBody, bodies.UploadsBody, bodies.FinalizeBody, bodies.PromoteBody,
     bodies.RollbackBody, bodies.RegisterBody, bodies.TeamsBody, bodies.RepoCreateBody,

@@ -1,0 +1,223 @@
+"""The shapes of the API's JSON answers: the services return these models, the HTTP layer
+serializes them, and the OpenAPI document describes them.
+
+A field typed `X | _Omitted` is left out of the JSON when it is None (never sent as null), which
+is how the answers have always looked. Models defer building their validators until first use,
+so importing this module costs the cold start almost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+_Omitted = SkipJsonSchema[None]  # left out of the JSON when it has no value
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def _omitted(description: str) -> Any:
+    return Field(None, description=description, exclude_if=_is_none)
+
+
+class _Shape(BaseModel):
+    """A response shape. Extra fields stay allowed: responses may gain fields."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class Health(_Shape):
+    ok: Literal[True] = Field(description="always true")
+
+
+class Readiness(_Shape):
+    ready: Literal[True] = Field(description="always true on 200 (a 503 carries the envelope)")
+    degraded: Literal[True] | _Omitted = _omitted(
+        "present when Postgres or Redis is unreachable (the bucket is fine)"
+    )
+    checks: dict[str, Literal["ok", "unreachable", "unconfigured"]] = Field(
+        description="each probe's verdict: bucket, postgres, redis"
+    )
+
+
+class Whoami(_Shape):
+    login: str = Field(description="the caller's GitHub login")
+    authorizedSites: list[str] = Field(
+        description="registered sites one of the caller's teams owns, sorted; advisory"
+    )
+
+
+class InitResponse(_Shape):
+    deployId: str = Field(description="`YYYYMMDD-HHMMSS-<first 7 chars of sha>`, UTC")
+    jwt: str = Field(description="the deploy-session token for upload, uploads and finalize")
+    expiresAt: str = Field(description="the token's expiry, RFC 3339, second precision")
+
+
+class UploadResponse(_Shape):
+    received: str = Field(description="the path as stored, relative to the deploy root")
+    key: str = Field(description="the object's bucket key")
+
+
+class PresignedUpload(_Shape):
+    path: str = Field(description="the file's path, as requested")
+    key: str = Field(description="the exact bucket key the POST may write")
+    url: str = Field(description="where to send the multipart/form-data POST")
+    fields: dict[str, str] = Field(
+        description="form fields to send, in any order, before the `file` field"
+    )
+
+
+class PresignResponse(_Shape):
+    uploads: list[PresignedUpload] = Field(
+        description="one presigned POST per file, in request order"
+    )
+    expiresAt: str = Field(
+        description="when every POST policy expires (≤ the session's expiry, ≤ 1 h)"
+    )
+    maxBytes: int = Field(description="the largest file each POST accepts (UPLOAD_MAX_BYTES)")
+
+
+class FinalizeResponse(_Shape):
+    url: str = Field(description="the public URL of the mode's alias")
+    deployId: str = Field(description="the finalized deploy")
+    mode: Literal["preview", "production"] = Field(description="the alias that now names it")
+
+
+class DeployRow(_Shape):
+    deployId: str = Field(description="a deploy id found in the bucket")
+    actor: str | _Omitted = _omitted("login of the latest finalizer, when known")
+
+
+class AliasResponse(_Shape):
+    site: str = Field(description="the site, as in the path")
+    mode: Literal["preview", "production"] = Field(description="the alias read (normalized)")
+    deployId: str = Field(description="the deploy the alias names")
+    url: str = Field(description="the alias's public URL")
+
+
+class AliasMove(_Shape):
+    url: str = Field(description="the production URL")
+    deployId: str = Field(description="the deploy production now names")
+
+
+class DeployDeleted(_Shape):
+    site: str = Field(description="the site, as in the path")
+    deployId: str = Field(description="the deleted deploy")
+    status: Literal["tombstoned"] = Field(description="the deploy is in trash, restorable")
+    moved: int = Field(description="objects moved to trash by this call (0 when already done)")
+
+
+class DeployRestored(_Shape):
+    site: str = Field(description="the site, as in the path")
+    deployId: str = Field(description="the restored deploy")
+    status: Literal["restored"] = Field(description="back in place; serves nothing until promoted")
+    moved: int = Field(description="objects moved back by this call")
+    bytes: int = Field(description="the restored deploy's size")
+
+
+class TrashEntry(_Shape):
+    deployId: str = Field(description='the trashed deploy; "" for a site-wide purge tombstone')
+    trashedAt: str = Field(description="RFC 3339, second precision")
+    expiresAt: str = Field(
+        description="trashedAt + CLEANUP_RECOVERY_DAYS: the earliest hard delete"
+    )
+    bytes: int = Field(description="the deploy's size when it was deleted")
+
+
+class SiteRow(_Shape):
+    slug: str = Field(description="the site's registry name")
+    teams: list[str] = Field(
+        description="the GH_ORG teams whose members manage the site, in probe order"
+    )
+    createdAt: str = Field(description="RFC 3339, full precision")
+    updatedAt: str = Field(description="RFC 3339, full precision")
+    createdBy: str = Field(
+        description='the registrant; "" unless the caller is in one of the site\'s teams or in '
+        "AUDIT_READ_AUTHZ_TEAM (register always shows it)"
+    )
+
+
+class SitePurged(_Shape):
+    slug: str = Field(description="the purged site")
+    status: Literal["purged"] = Field(description="offline, moved to trash and deregistered")
+    moved: int = Field(description="objects moved to trash by this call")
+
+
+class AuditRow(_Shape):
+    id: int = Field(description="the row's id")
+    occurredAt: str = Field(description="RFC 3339, full precision (database clock)")
+    actor: str = Field(description="GitHub login, session subject, or system:<job>")
+    action: str = Field(description="e.g. deploy.finalize, site.promote, site.purge")
+    outcome: str = Field(description="success, or failure / idempotent for some actions")
+    site: str | _Omitted = _omitted("the slug (omitted when empty)")
+    deployId: str | _Omitted = _omitted("omitted when empty")
+    requestId: str | _Omitted = _omitted("the request's X-Request-ID (omitted when empty)")
+    detail: dict[str, Any] | _Omitted = _omitted("action-specific (omitted when empty)")
+
+
+class RepoRow(_Shape):
+    id: str = Field(description="`req_` + 20 lower-case hex characters")
+    name: str = Field(description="the repository name")
+    owner: str = Field(description="GH_REPO_ORG")
+    visibility: Literal["public", "private"] = Field(description="public or private")
+    status: Literal["pending", "approved", "active", "rejected", "failed"] = Field(
+        description="pending → approved → active or failed; pending → rejected"
+    )
+    requestedBy: str = Field(description='the requester; "" unless the caller may see actors')
+    createdAt: str = Field(description="RFC 3339, full precision")
+    updatedAt: str = Field(description="RFC 3339, full precision")
+    description: str | _Omitted = _omitted("omitted when empty")
+    template: str | _Omitted = _omitted("the template repository, if any")
+    url: str | _Omitted = _omitted("the repository, once active")
+    error: str | _Omitted = _omitted("why it failed (user-facing text)")
+    approver: str | _Omitted = _omitted("who approved or rejected; omitted when empty or hidden")
+    rejectReason: str | _Omitted = _omitted("omitted when empty")
+
+
+class RepoApproval(_Shape):
+    outcome: Literal["ok", "approved_failed"] = Field(
+        description="ok: the repository exists; approved_failed: creation failed (see error)"
+    )
+    request: RepoRow = Field(description="the request after the approval")
+
+
+class RepoTemplates(_Shape):
+    templates: list[str] = Field(description="template repositories the App can read, sorted")
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    code: str = Field(description="the machine-readable code: this is the contract")
+    message: str = Field(description="human-readable; may change; never parse it")
+    missing: list[str] | _Omitted = _omitted(
+        "verify_failed: manifest entries absent from storage, in manifest order"
+    )
+    hint: str | _Omitted = _omitted(
+        "missing_index on finalize: advice for an unexported framework build",
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    error: ErrorBody
+    site: str | _Omitted = _omitted("alias_drift and deploy_aliased: the site")
+    current: str | _Omitted = _omitted(
+        'alias_drift: the deploy production names now ("" when none)'
+    )
+    deployId: str | _Omitted = _omitted("deploy_aliased: the deploy")
+    alias: Literal["production", "preview"] | _Omitted = _omitted(
+        "deploy_aliased: the first alias found naming the deploy"
+    )
+
+
+RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
+    Health, Readiness, Whoami, InitResponse, UploadResponse, PresignResponse, FinalizeResponse,
+    DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored, TrashEntry, SiteRow,
+    SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates, ErrorEnvelope,
+)  # fmt: skip
