@@ -62,6 +62,12 @@ test-integration: $(VENV)/.installed
 test-system: $(VENV)/.installed $(LOCALSTACK_VENV)/.installed
 	$(PY) -m pytest tests/system
 
+# The OpenAPI document, generated from the API function's routes, and docs/api.md from it.
+.PHONY: apidoc
+apidoc: $(VENV)/.installed
+	$(VENV)/bin/artemis-admin openapi > layers/common/python/artemis/openapi.json
+	$(VENV)/bin/artemis-admin apidoc > docs/api.md
+
 # The OpenAPI contract alone: schemathesis against the local system (also part of test and
 # test-integration).
 .PHONY: test-contract

@@ -1,106 +1,58 @@
-"""The HTTP API Lambda (API Gateway HTTP API, payload v2).
-
-Each route parses what the request carries, calls one service function, and returns its
-result; every error becomes the envelope in artemis.http. Bearer routes authenticate the
-GitHub token before anything else; the two session routes verify the deploy-session JWT.
-"""
+"""The HTTP API Lambda (API Gateway HTTP API, payload v2): the one route table. Each route carries
+its promises (artemis.route_docs, the source of the OpenAPI document), parses the request, calls
+one service function and answers; GitHub-token routes authenticate before reading the body."""
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from artemis import health, invocation, runtime
-from artemis.errors import ArtemisError, MethodNotAllowed, NotFound
-from artemis.http import (
-    begin_request,
-    current_request_id,
-    error_response,
-    finish_response,
-    header,
-    json_response,
-    no_content,
-    query,
-    raw_body,
-    response_for,
-)
+from artemis import health, http, openapi, runtime
+from artemis import route_docs as docs
+from artemis.api_resolver import ApiResolver
+from artemis.http import current_request_id, json_response, no_content
 from artemis.observability import logger
+from artemis.responses import Health, Readiness
 from artemis.services import aliases, audit, auth, deletion, deploys, registry, whoami
 from artemis.services.context import Caller, RequestContext
 from artemis.session import SessionClaims
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
 runtime.current()
-app = APIGatewayHttpResolver()
-Route = Callable[..., Response[str]]
-
-
-def route(method: str, path: str) -> Callable[[Route], Route]:
-    """Register a route whose path parameters arrive percent-decoded (API Gateway passes the
-    raw path; `/alias/%20Production` must reach the handler as " Production")."""
-
-    def register(fn: Route) -> Route:
-        @functools.wraps(fn)
-        def decoded(**params: str) -> Response[str]:
-            # A fixed path (`/api/repo/templates`) is its own resource, even where a
-            # parameterised route's pattern matches its text too (`DELETE /api/repo/<id>`).
-            fixed = _fixed_path_methods(app.current_event.path) if params else []
-            if fixed:
-                return _method_not_allowed(fixed)
-            return fn(**{name: unquote(value) for name, value in params.items()})
-
-        app.route(path, method)(decoded)
-        return fn
-
-    return register
-
-
-def _event() -> dict[str, Any]:
-    return app.current_event.raw_event
+app = ApiResolver()
+ok = json_response
 
 
 def _caller() -> tuple[runtime.Runtime, RequestContext, Caller]:
     rt = runtime.current()
-    caller = auth.authenticate(rt.github, header(_event(), "authorization"))
+    caller = auth.authenticate(rt.github, app.header("authorization"))
     return rt, RequestContext(current_request_id.get(), caller), caller
 
 
 def _session(deploy_id: str) -> tuple[runtime.Runtime, RequestContext, SessionClaims]:
     rt = runtime.current()
-    claims = auth.authenticate_session(
-        rt, header(_event(), "authorization"), deploy_id, now=time.time()
-    )
+    claims = auth.authenticate_session(rt, app.header("authorization"), deploy_id, now=time.time())
     return rt, RequestContext(current_request_id.get(), Caller(claims.sub, "")), claims
 
 
-def ok(body: Any, status: int = 200) -> Response[str]:
-    return json_response(status, body)
-
-
-# --- health -------------------------------------------------------------------------------
-@route("GET", "/healthz")
+# --- health and meta ----------------------------------------------------------------------
+@app.add("GET", "/healthz", docs.HEALTHZ)
 def healthz() -> Response[str]:
-    return ok({"ok": True})
+    return ok(200, Health(ok=True))
 
 
-@route("GET", "/readyz")
+@app.add("GET", "/readyz", docs.READYZ)
 def readyz() -> Response[str]:
     verdict = health.readiness(runtime.current())
     if not verdict.ready:
-        return error_response(503, verdict.failed_code or "unavailable", "service not ready")
-    body: dict[str, Any] = {"ready": True, "checks": verdict.checks}
-    if verdict.degraded:
-        body["degraded"] = True
-    return ok(body)
+        return http.error_response(503, verdict.failed_code or "unavailable", "service not ready")
+    return ok(200, Readiness(ready=True, checks=verdict.checks, degraded=verdict.degraded or None))
 
 
-@route("GET", "/metrics")
+@app.add("GET", "/metrics", docs.METRICS)
 def prometheus_metrics() -> Response[str]:
     from artemis.metrics import CONTENT_TYPE, exposition  # scrapes only: off the cold path
 
@@ -108,210 +60,161 @@ def prometheus_metrics() -> Response[str]:
     return Response(status_code=200, content_type=CONTENT_TYPE, body=body)
 
 
-@route("GET", "/api/openapi.json")
+@app.add("GET", "/api/openapi.json", docs.OPENAPI_DOCUMENT)
 def openapi_document() -> Response[str]:
-    from artemis.openapi import document  # built on first request: never on the cold path
-
-    return ok(document())
+    return ok(200, openapi.document())  # read on first request: never on the cold path
 
 
-# --- identity -----------------------------------------------------------------------------
-@route("GET", "/api/whoami")
+# --- identity and the deploy lifecycle ----------------------------------------------------
+@app.add("GET", "/api/whoami", docs.WHOAMI)
 def get_whoami() -> Response[str]:
     rt, _, caller = _caller()
-    return ok(whoami.whoami(rt, caller))
+    return ok(200, whoami.whoami(rt, caller))
 
 
-# --- deploy lifecycle ----------------------------------------------------------------------
-@route("POST", "/api/deploy/init")
+@app.add("POST", "/api/deploy/init", docs.DEPLOY_INIT)
 def deploy_init() -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(deploys.init(rt, ctx, caller, raw_body(_event())))
+    return ok(200, deploys.init(rt, ctx, caller, app.body()))
 
 
-@route("PUT", "/api/deploy/<deploy_id>/upload")
+@app.add("PUT", "/api/deploy/<deploy_id>/upload", docs.DEPLOY_UPLOAD)
 def deploy_upload(deploy_id: str) -> Response[str]:
     rt, _, claims = _session(deploy_id)
-    event = _event()
-    return ok(
-        deploys.upload(
-            rt, claims, deploy_id, query(event).get("path"), header(event, "content-type"),
-            raw_body(event),
-        )
-    )  # fmt: skip
+    path, content_type = app.query().get("path"), app.header("content-type")
+    return ok(200, deploys.upload(rt, claims, deploy_id, path, content_type, app.body()))
 
 
-@route("POST", "/api/deploy/<deploy_id>/uploads")
+@app.add("POST", "/api/deploy/<deploy_id>/uploads", docs.DEPLOY_PRESIGN_UPLOADS)
 def deploy_presign(deploy_id: str) -> Response[str]:
     rt, _, claims = _session(deploy_id)
-    return ok(deploys.presign_uploads(rt, claims, deploy_id, raw_body(_event()), now=time.time()))
+    return ok(200, deploys.presign_uploads(rt, claims, deploy_id, app.body(), now=time.time()))
 
 
-@route("POST", "/api/deploy/<deploy_id>/finalize")
+@app.add("POST", "/api/deploy/<deploy_id>/finalize", docs.DEPLOY_FINALIZE)
 def deploy_finalize(deploy_id: str) -> Response[str]:
     rt, ctx, claims = _session(deploy_id)
-    return ok(deploys.finalize(rt, ctx, claims, deploy_id, raw_body(_event())))
+    return ok(200, deploys.finalize(rt, ctx, claims, deploy_id, app.body()))
 
 
-@route("GET", "/api/site/<site>/deploys")
+@app.add("GET", "/api/site/<site>/deploys", docs.DEPLOY_LIST)
 def deploy_list(site: str) -> Response[str]:
     rt, _, caller = _caller()
-    return ok(deploys.list_deploys(rt, caller, site))
+    return ok(200, deploys.list_deploys(rt, caller, site))
 
 
-# --- aliases ------------------------------------------------------------------------------
-@route("GET", "/api/site/<site>/alias/<mode>")
+# --- aliases, deletion and recovery, the registry, audit -----------------------------------
+@app.add("GET", "/api/site/<site>/alias/<mode>", docs.ALIAS_READ)
 def alias_read(site: str, mode: str) -> Response[str]:
     rt, _, caller = _caller()
-    return ok(aliases.read(rt, caller, site, mode))
+    return ok(200, aliases.read(rt, caller, site, mode))
 
 
-@route("POST", "/api/site/<site>/promote")
+@app.add("POST", "/api/site/<site>/promote", docs.ALIAS_PROMOTE)
 def alias_promote(site: str) -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(aliases.promote(rt, ctx, caller, site, raw_body(_event())))
+    return ok(200, aliases.promote(rt, ctx, caller, site, app.body()))
 
 
-@route("POST", "/api/site/<site>/rollback")
+@app.add("POST", "/api/site/<site>/rollback", docs.ALIAS_ROLLBACK)
 def alias_rollback(site: str) -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(aliases.rollback(rt, ctx, caller, site, raw_body(_event())))
+    return ok(200, aliases.rollback(rt, ctx, caller, site, app.body()))
 
 
-# --- deletion and recovery ------------------------------------------------------------------
-@route("DELETE", "/api/site/<site>/deploys/<deploy_id>")
+@app.add("DELETE", "/api/site/<site>/deploys/<deploy_id>", docs.DEPLOY_DELETE)
 def deploy_delete(site: str, deploy_id: str) -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(deletion.delete_deploy(rt, ctx, caller, site, deploy_id))
+    return ok(200, deletion.delete_deploy(rt, ctx, caller, site, deploy_id))
 
 
-@route("POST", "/api/site/<site>/deploys/<deploy_id>/restore")
+@app.add("POST", "/api/site/<site>/deploys/<deploy_id>/restore", docs.DEPLOY_RESTORE)
 def deploy_restore(site: str, deploy_id: str) -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(deletion.restore(rt, ctx, caller, site, deploy_id))
+    return ok(200, deletion.restore(rt, ctx, caller, site, deploy_id))
 
 
-@route("GET", "/api/site/<site>/trash")
+@app.add("GET", "/api/site/<site>/trash", docs.TRASH_LIST)
 def trash_list(site: str) -> Response[str]:
     rt, _, caller = _caller()
-    return ok(deletion.trash(rt, caller, site))
+    return ok(200, deletion.trash(rt, caller, site))
 
 
-# --- registry -----------------------------------------------------------------------------
-@route("GET", "/api/sites")
+@app.add("GET", "/api/sites", docs.SITES_LIST)
 def sites_list() -> Response[str]:
     rt, _, caller = _caller()
-    return ok(registry.list_sites(rt, caller))
+    return ok(200, registry.list_sites(rt, caller))
 
 
-@route("POST", "/api/site/register")
+@app.add("POST", "/api/site/register", docs.SITE_REGISTER)
 def site_register() -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(registry.register(rt, ctx, caller, raw_body(_event())), 201)
+    return ok(201, registry.register(rt, ctx, caller, app.body()))
 
 
-@route("PATCH", "/api/site/<slug>")
+@app.add("PATCH", "/api/site/<slug>", docs.SITE_UPDATE)
 def site_update(slug: str) -> Response[str]:
     rt, ctx, caller = _caller()
-    return ok(registry.update(rt, ctx, caller, slug, raw_body(_event())))
+    return ok(200, registry.update(rt, ctx, caller, slug, app.body()))
 
 
-@route("DELETE", "/api/site/<slug>")
+@app.add("DELETE", "/api/site/<slug>", docs.SITE_DELETE)
 def site_delete(slug: str) -> Response[str]:
     rt, ctx, caller = _caller()
-    purged = deletion.remove_site(rt, ctx, caller, slug, query(_event()).get("purge"))
-    return no_content() if purged is None else ok(purged)
+    purged = deletion.remove_site(rt, ctx, caller, slug, app.query().get("purge"))
+    return no_content() if purged is None else ok(200, purged)
 
 
-# --- audit --------------------------------------------------------------------------------
-@route("GET", "/api/audit")
+@app.add("GET", "/api/audit", docs.AUDIT_LIST)
 def audit_list() -> Response[str]:
     rt, _, caller = _caller()
     auth.require_team(rt.repo_github, caller, rt.settings.audit_read_authz_team)  # before the query
-    return ok(audit.read(rt, audit.parse_query(query(_event()))))
+    return ok(200, audit.read(rt, audit.parse_query(app.query())))
 
 
-# --- the repo-request queue: routes exist only when the App is configured
+# --- the repo-request queue: routes exist only when the App is configured ------------------
 if runtime.current().settings.repo_feature_enabled:
     from artemis.services import repos  # imported only when the feature is on
 
-    @route("POST", "/api/repo")
+    @app.add("POST", "/api/repo", docs.REPO_CREATE)
     def repo_create() -> Response[str]:
         rt, ctx, caller = _caller()
-        return ok(repos.create(rt, ctx, caller, raw_body(_event())), 201)
+        return ok(201, repos.create(rt, ctx, caller, app.body()))
 
-    @route("GET", "/api/repos")
+    @app.add("GET", "/api/repos", docs.REPO_LIST)
     def repo_list() -> Response[str]:
         rt, _, caller = _caller()
-        params = query(_event())
-        return ok(repos.list_requests(rt, caller, params.get("status"), params.get("mine")))
+        status, mine = (app.query().get(name) for name in ("status", "mine"))
+        return ok(200, repos.list_requests(rt, caller, status, mine))
 
-    @route("GET", "/api/repo/templates")
+    @app.add("GET", "/api/repo/templates", docs.REPO_TEMPLATES)
     def repo_templates() -> Response[str]:
         rt, _, _ = _caller()  # any authenticated user
-        return ok(repos.templates(rt))
+        return ok(200, repos.templates(rt))
 
-    @route("GET", "/api/repo/<request_id>")
+    @app.add("GET", "/api/repo/<request_id>", docs.REPO_GET)
     def repo_get(request_id: str) -> Response[str]:
         rt, _, caller = _caller()
-        return ok(repos.get(rt, caller, request_id))
+        return ok(200, repos.get(rt, caller, request_id))
 
-    @route("POST", "/api/repo/<request_id>/approve")
+    @app.add("POST", "/api/repo/<request_id>/approve", docs.REPO_APPROVE)
     def repo_approve(request_id: str) -> Response[str]:
         rt, ctx, caller = _caller()
-        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000.0
-        deadline = time.monotonic() + repos.approve_budget(remaining)
-        return ok(repos.approve(rt, ctx, caller, request_id, deadline=deadline))
+        deadline = time.monotonic() + repos.approve_budget(app.remaining_seconds())
+        return ok(200, repos.approve(rt, ctx, caller, request_id, deadline=deadline))
 
-    @route("POST", "/api/repo/<request_id>/reject")
+    @app.add("POST", "/api/repo/<request_id>/reject", docs.REPO_REJECT)
     def repo_reject(request_id: str) -> Response[str]:
         rt, ctx, caller = _caller()
-        return ok(repos.reject(rt, ctx, caller, request_id, raw_body(_event())))
+        return ok(200, repos.reject(rt, ctx, caller, request_id, app.body()))
 
-    @route("DELETE", "/api/repo/<request_id>")
+    @app.add("DELETE", "/api/repo/<request_id>", docs.REPO_DELETE)
     def repo_delete(request_id: str) -> Response[str]:
         rt, ctx, caller = _caller()
         repos.delete(rt, ctx, caller, request_id)
         return no_content()
 
 
-# --- errors -------------------------------------------------------------------------------
-@app.exception_handler(ArtemisError)
-def _domain_error(err: ArtemisError) -> Response[str]:
-    if err.status >= 500:
-        logger.warning("request failed", extra={"code": err.code, "cause": repr(err.__cause__)})
-    return response_for(err)
-
-
-@app.exception_handler(Exception)
-def _unexpected(err: Exception) -> Response[str]:
-    logger.exception("unhandled exception")
-    return error_response(500, "internal_error", "internal error")
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response[str]:
-    path = app.current_event.path
-    allowed = _fixed_path_methods(path) or sorted(
-        {r.method for r in app._dynamic_routes if r.rule.match(path)}
-    )
-    if allowed:
-        return _method_not_allowed(allowed)
-    return response_for(NotFound("no such route"))
-
-
-def _fixed_path_methods(path: str) -> list[str]:
-    return sorted({r.method for r in app._static_routes if r.rule.match(path)})
-
-
-def _method_not_allowed(allowed: list[str]) -> Response[str]:
-    err = MethodNotAllowed()
-    return error_response(err.status, err.code, err.message, headers={"Allow": ", ".join(allowed)})
-
-
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    request_id = begin_request(event)
-    logger.append_keys(request_id=request_id)
-    with invocation.running(context):  # waits below (the site lock) end before Lambda does
-        return finish_response(app.resolve(event, context), request_id)
+    return app.handle(event, context)

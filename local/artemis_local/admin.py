@@ -112,6 +112,14 @@ def invoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def openapi(args: argparse.Namespace) -> int:
+    from artemis.openapi import render
+    from artemis_local.apidoc import routes_document
+
+    sys.stdout.write(render(routes_document()))
+    return 0
+
+
 def apidoc(args: argparse.Namespace) -> int:
     from artemis.openapi import document
     from artemis_local.apidoc import render_markdown

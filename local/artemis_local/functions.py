@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +68,8 @@ def invocations_apart() -> None:
     setattr(BaseRouter, "__class__", per_thread)  # noqa: B010  (class-level assignments)
 
 
-def load_handler(name: str) -> Handler:
-    """Import `functions/<name>/app.py` under a unique module name and return `handler`."""
+def load_module(name: str) -> ModuleType:
+    """Import `functions/<name>/app.py` under a unique module name, as Lambda would."""
     path = FUNCTIONS_DIR / name / "app.py"
     if not path.is_file():
         known = ", ".join(function_names())
@@ -77,7 +78,12 @@ def load_handler(name: str) -> Handler:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    handler: Handler = module.handler
+    return module
+
+
+def load_handler(name: str) -> Handler:
+    """Import `functions/<name>/app.py` and return its `handler`."""
+    handler: Handler = load_module(name).handler
     return handler
 
 

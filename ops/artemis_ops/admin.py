@@ -7,6 +7,7 @@ artemis-admin migrate [--database-url URL]   apply sql/ migrations
 artemis-admin invoke <function> <event.json> [--set NAME=VALUE ...] [--timeout SECONDS]
                                              run a function's handler once; print the result
                                              (--set fills the event's {{NAME}} placeholders)
+artemis-admin openapi                        print the OpenAPI document, built from the API's routes
 artemis-admin apidoc                         print docs/api.md (from the OpenAPI document)
 artemis-admin reconcile <site> [--apply]     one site's drift report; repair it with --apply
 artemis-admin backfill                       rebuild the deploy index from the bucket
@@ -25,9 +26,9 @@ from collections.abc import Callable
 
 from artemis_ops import commands
 
-# run, invoke and apidoc belong to the local runtime (artemis_local, installed with the `local`
-# extra). They are looked up by name when chosen, so the operator commands work where only the
-# domain package is installed, and this package never imports the local runtime.
+# run, invoke, openapi and apidoc belong to the local runtime (artemis_local, installed with the
+# `local` extra). They are looked up by name when chosen, so the operator commands work where only
+# the domain package is installed, and this package never imports the local runtime.
 LOCAL_COMMANDS = "artemis_local.admin"
 JOBS = ("relay", "gc-site", "tombstone-purge", "outbox-purge", "backstop", "drift-detect")
 
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         "site_worker reserves 30 s, so give it its Lambda timeout, 300)",
     )  # fmt: skip
     inv.set_defaults(func=_local("invoke"))
+    spec = sub.add_parser("openapi", help="print the OpenAPI document built from the API's routes")
+    spec.set_defaults(func=_local("openapi"))
     doc = sub.add_parser("apidoc", help="print the API reference (docs/api.md) as Markdown")
     doc.set_defaults(func=_local("apidoc"))
     rec = sub.add_parser(

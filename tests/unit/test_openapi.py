@@ -1,5 +1,6 @@
-"""artemis.openapi against the API it describes: functions/api/app.py's routes, artemis.errors,
-artemis.bodies, and docs/api.md (generated from it by artemis_local.apidoc)."""
+"""artemis.openapi against the API it describes: the document is generated from the routes of
+functions/api/app.py (each carrying its artemis.route_docs promises), agrees with artemis.errors
+and artemis.bodies, and docs/api.md is generated from it (artemis_local.apidoc)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,21 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
-from artemis import bodies, deploy_ids, errors, openapi, request_headers, runtime, site_names
-from artemis_local.apidoc import render_markdown
+from artemis import (
+    bodies,
+    deploy_ids,
+    errors,
+    openapi,
+    request_headers,
+    route_docs,
+    runtime,
+    site_names,
+)
+from artemis_local.apidoc import render_markdown, routes_document
 from artemis_local.functions import FUNCTIONS_DIR, REPO_ROOT, LocalContext
 from tests.conftest import base_env
 
@@ -92,7 +102,7 @@ def known_codes() -> dict[str, int]:
         and issubclass(value, errors.ArtemisError)
         and not issubclass(value, errors.DependencyError)
     }
-    for code, (status, _) in openapi.DEPENDENCY_CODES.items():
+    for code, (status, _) in route_docs.DEPENDENCY_CODES.items():
         assert code not in codes, f"{code} is both an error class and a dependency code"
         codes[code] = status
     return codes
@@ -184,6 +194,40 @@ def test_every_app_route_is_documented_and_nothing_else(
     assert registered - documented == set(), "routed but not documented"
 
 
+def test_the_served_document_is_the_one_the_routes_generate() -> None:
+    """openapi.json (what the API serves) is built from the routes: stale means `make apidoc`."""
+    assert routes_document() == openapi.document(), "stale: run `make apidoc`"
+
+
+def test_each_resolver_route_is_in_the_document_with_its_responses_and_error_codes(
+    doc: dict[str, Any], api_module: ModuleType
+) -> None:
+    catalogue = route_docs.error_catalogue()
+    routes = api_module.app.routes()
+    assert len(routes) == len(list(operations(doc)))
+    for route in routes:
+        op = doc["paths"][route.openapi_path][route.method.lower()]
+        where = f"{route.method} {route.openapi_path}"
+        assert op["operationId"] == route.operation_id, where
+        assert (op["summary"], op["tags"]) == (route.summary, route.tags), where
+        assert set(op["responses"]) == {str(status) for status in route.responses}, where
+        codes_of_route: list[str] = []
+        for status, response in route.responses.items():
+            documented = op["responses"][str(status)]
+            assert documented.get("x-error-codes") == response.get("x-error-codes"), where
+            for code in response.get("x-error-codes", []):
+                assert catalogue[code][0] == status, f"{where}: {code}"
+                codes_of_route.append(code)
+            for media, content in response.get("content", {}).items():
+                model = content.get("model")
+                if model is not None:  # a model becomes a reference to its component schema
+                    (item,) = get_args(model) or (model,)  # list[Model], or Model
+                    name = item.__name__
+                    assert name in json.dumps(documented["content"][media]["schema"]), where
+                    assert name in doc["components"]["schemas"], where
+        assert "internal_error" in codes_of_route, where
+
+
 def test_each_route_documents_the_credential_its_handler_checks(
     doc: dict[str, Any], api_module: ModuleType
 ) -> None:
@@ -256,8 +300,8 @@ def test_request_bodies_are_the_models_of_artemis_bodies(doc: dict[str, Any]) ->
         limit = op["requestBody"]["x-max-bytes"]
         assert limit in (bodies.MANIFEST_LIMIT, bodies.SMALL_LIMIT)
         seen.add(name)
-    assert seen == {m.__name__ for m in openapi.REQUEST_MODELS}
-    for model, notes in openapi.BODY_NOTES.items():
+    assert seen == {m.__name__ for m in route_docs.REQUEST_MODELS}
+    for model, notes in route_docs.BODY_NOTES.items():
         assert set(notes) <= set(doc["components"]["schemas"][model]["properties"]), model
 
 
@@ -304,28 +348,20 @@ def test_dependency_codes_are_raised_by_the_code() -> None:
     """A documented dependency code must be spelled somewhere in artemis as a string literal."""
     package = REPO_ROOT / "layers" / "common" / "python" / "artemis"
     source = "\n".join(
-        p.read_text() for p in sorted(package.rglob("*.py")) if p.name != "openapi.py"
+        p.read_text() for p in sorted(package.rglob("*.py")) if p.name != "route_docs.py"
     )
-    for code in openapi.DEPENDENCY_CODES:
+    for code in route_docs.DEPENDENCY_CODES:
         assert f'"{code}"' in source, f"{code} is documented but nothing raises it"
-
-
-def test_service_constants_are_mirrored() -> None:
-    from artemis.services import audit, deploys
-
-    assert openapi.MAX_PRESIGN_FILES == deploys.MAX_PRESIGN_FILES
-    assert openapi.PRESIGN_MAX_EXPIRY_SECONDS == deploys.PRESIGN_MAX_EXPIRY_SECONDS
-    assert openapi.AUDIT_DEFAULT_LIMIT == audit.DEFAULT_LIMIT
-    assert openapi.AUDIT_MAX_LIMIT == audit.MAX_LIMIT
 
 
 def test_patterns_keep_their_meaning() -> None:
     for pattern, python in (
-        (openapi.DEPLOY_ID_PATTERN, deploy_ids.DEPLOY_ID_RE),
-        (openapi.SLUG_PATTERN, site_names.SLUG_RE),
-        (openapi.TEAM_PATTERN, site_names.TEAM_RE),
-        (openapi.SHA_PATTERN, deploy_ids.SHA_RE),
-        (openapi.REQUEST_ID_PATTERN, request_headers.REQUEST_ID_RE),
+        (route_docs.DEPLOY_ID_PATTERN, deploy_ids.DEPLOY_ID_RE),
+        (route_docs.SLUG_PATTERN, site_names.SLUG_RE),
+        (route_docs.TEAM_PATTERN, site_names.TEAM_RE),
+        (route_docs.SHA_PATTERN, deploy_ids.SHA_RE),
+        (route_docs.REQUEST_ID_PATTERN, request_headers.REQUEST_ID_RE),
+        (route_docs.REPO_NAME_PATTERN, site_names.REPO_NAME_RE),
     ):
         compiled = re.compile(pattern, re.ASCII)
         for sample in ("20260420-141522-abc1234", "www", "a-b", "staff", "x" * 70, "A_1", "-a", ""):

@@ -13,7 +13,7 @@ import jsonschema
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from artemis import deploy_ids, deploy_mode, openapi, site_names, upload_paths
+from artemis import deploy_ids, deploy_mode, openapi, route_docs, site_names, upload_paths
 from artemis.keys import MARKER_NAME
 
 DOC = openapi.document()
@@ -57,7 +57,7 @@ spaces = st.sampled_from([" ", "\t", "\n", "\x1c", "\x85", "\xa0", "\u2003", "\u
 @example("a/" + MARKER_NAME)
 @example("index.html\n")
 def test_upload_path_schema_is_the_path_rule(path: str) -> None:
-    declared = openapi.UPLOAD_PATH_SCHEMA
+    declared = route_docs.UPLOAD_PATH_SCHEMA
     assert _valid(declared, path) == (upload_paths.upload_path_error(path) is None), repr(path)
     query = _param("put", "/api/deploy/{deploy_id}/upload", "path")
     assert query == declared
@@ -109,7 +109,7 @@ def test_promote_and_rollback_ids_are_stripped_deploy_ids(value: str) -> None:
 
 
 def test_python_space_class_is_str_isspace() -> None:
-    declared = re.compile(f"[{openapi.PY_SPACE}]")
+    declared = re.compile(f"[{route_docs.PY_SPACE}]")
     for code in range(0x3001):
         char = chr(code)
         assert bool(declared.fullmatch(char)) == char.isspace(), hex(code)
@@ -127,7 +127,7 @@ def test_slug_schemas_are_the_slug_rules(slug: str) -> None:
 
 def test_body_constraints_are_declared() -> None:
     uploads = SCHEMAS["UploadsBody"]["properties"]["files"]
-    assert (uploads["minItems"], uploads["maxItems"]) == (1, openapi.MAX_PRESIGN_FILES)
+    assert (uploads["minItems"], uploads["maxItems"]) == (1, route_docs.MAX_PRESIGN_FILES)
     finalize = SCHEMAS["FinalizeBody"]["properties"]["files"]
     assert _valid(finalize, ["index.html"]) and not _valid(finalize, ["a.html"])
     assert not _valid(finalize, []) and not _valid(finalize, None)
@@ -140,7 +140,7 @@ def test_body_constraints_are_declared() -> None:
     assert not _valid(repo["description"], "x" * 351)
     assert not _valid(SCHEMAS["RejectBody"]["properties"]["reason"], "x" * 351)
     assert _param("delete", "/api/site/{site}/deploys/{deploy_id}", "deploy_id")["pattern"] == (
-        openapi.DEPLOY_ID_PATTERN
+        route_docs.DEPLOY_ID_PATTERN
     )
 
 

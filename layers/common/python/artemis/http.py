@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
+from pydantic import BaseModel
 
 from artemis import query_strings, request_headers
 from artemis.errors import ArtemisError
@@ -53,6 +54,10 @@ def header(event: dict[str, Any], name: str) -> str | None:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
+    elif isinstance(body, list):
+        body = [b.model_dump(mode="json") if isinstance(b, BaseModel) else b for b in body]
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,

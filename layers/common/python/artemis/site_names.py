@@ -1,5 +1,5 @@
-"""Site slugs and GitHub team slugs: which names a site may be registered under and which
-teams may own it. Pure: stdlib only, no I/O.
+"""Site slugs, GitHub team slugs and repository names: which names a site may be registered
+under, which teams may own it, which repositories may be requested. Pure: stdlib only, no I/O.
 
 Every pattern is compiled with `re.ASCII` and anchored with `\\Z` rather than `$`, so
 `.match()` cannot accept a trailing newline.
@@ -15,6 +15,9 @@ name a host (`<slug>.preview.<domain>`) and never looks like a number."""
 
 TEAM_RE: re.Pattern[str] = re.compile(r"^[a-z0-9][a-z0-9_-]{0,38}\Z", re.ASCII)
 """A GitHub team slug, 1-39 characters."""
+
+REPO_NAME_RE: re.Pattern[str] = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}\Z", re.ASCII)
+"""A repository name a repo request may ask for (GitHub's own limit is 100 characters)."""
 
 DEFAULT_RESERVED_SLUGS: frozenset[str] = frozenset(
     {

@@ -13,7 +13,6 @@ existing repo's URL).
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from artemis import bodies
@@ -39,9 +38,9 @@ from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
 from artemis.services.context import Caller, RequestContext
+from artemis.site_names import REPO_NAME_RE
 from artemis.times import rfc3339
 
-NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")
 TEXT_MAX = 350  # description and reject reason, in code points
 LIST_STATUSES = frozenset({*store.STATUSES, "all"})
 # An approval creates the repository within this many seconds, keeping headroom under API
@@ -85,12 +84,12 @@ def _store_failed(err: Exception) -> DependencyError:
 def create(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
     require_team(rt.repo_github, caller, rt.settings.repo_create_authz_team)
     body = bodies.parse(bodies.RepoCreateBody, raw_body)
-    if not NAME.fullmatch(body.name):
+    if not REPO_NAME_RE.match(body.name):
         raise InvalidName()
     visibility = body.visibility or "private"
     if visibility not in ("public", "private"):
         raise InvalidVisibility()
-    if body.template and not NAME.fullmatch(body.template):
+    if body.template and not REPO_NAME_RE.match(body.template):
         raise InvalidTemplate()
     if len(body.description) > TEXT_MAX:
         raise InvalidDescription()
