@@ -131,7 +131,7 @@ def _field(default: Any, env: str, *, secret: bool = False) -> Any:
 class DatabaseSettings(BaseModel):
     """What every function needs: the database, logging, the environment's name."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     port: int = _field(8080, "PORT")  # the local runtime's HTTP port
     log_level: LogLevel = _field("info", "LOG_LEVEL")

@@ -6,8 +6,6 @@ is how the answers have always looked. Models defer building their validators un
 so importing this module costs the cold start almost nothing.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
