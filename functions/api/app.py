@@ -233,6 +233,7 @@ def audit_list() -> Response[str]:
 
 # --- the repo-request queue: routes exist only when the App is configured
 if runtime.current().settings.repo_feature_enabled:
+    from artemis.deadlines import Deadline
     from artemis.services import repos  # imported only when the feature is on
 
     @route("POST", "/api/repo")
@@ -260,7 +261,7 @@ if runtime.current().settings.repo_feature_enabled:
     def repo_approve(request_id: str) -> Response[str]:
         rt, ctx, caller = _caller()
         remaining = app.lambda_context.get_remaining_time_in_millis() / 1000.0
-        deadline = time.monotonic() + repos.approve_budget(remaining)
+        deadline = Deadline.after(repos.approve_budget(remaining))
         return ok(repos.approve(rt, ctx, caller, request_id, deadline=deadline))
 
     @route("POST", "/api/repo/<request_id>/reject")
