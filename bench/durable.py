@@ -35,7 +35,7 @@ from artemis.db import deploys, outbox, sites
 from artemis.db.connection import Database
 from artemis.db.migrate import migrate
 from artemis.db.outbox import OutboxMessage
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.gc_site import plan_fleet, plan_for
 from artemis.jobs.relay import drain
 from artemis.keys import Dirname, Slug

@@ -1,6 +1,5 @@
-"""The HTTP API Lambda (API Gateway HTTP API, payload v2): the one route table. Each route carries
-its promises (artemis.route_docs, the source of the OpenAPI document), parses the request, calls
-one service function and answers; GitHub-token routes authenticate before reading the body."""
+"""The HTTP API Lambda (HTTP API, payload v2): the one route table. Each route carries its promises
+(artemis.route_docs, whence the OpenAPI document), parses the request, calls a service, answers."""
 
 from __future__ import annotations
 
@@ -174,6 +173,7 @@ def audit_list() -> Response[str]:
 
 # --- the repo-request queue: routes exist only when the App is configured ------------------
 if runtime.current().settings.repo_feature_enabled:
+    from artemis.deadlines import Deadline
     from artemis.services import repos  # imported only when the feature is on
 
     @app.add("POST", "/api/repo", docs.REPO_CREATE)
@@ -200,7 +200,7 @@ if runtime.current().settings.repo_feature_enabled:
     @app.add("POST", "/api/repo/<request_id>/approve", docs.REPO_APPROVE)
     def repo_approve(request_id: str) -> Response[str]:
         rt, ctx, caller = _caller()
-        deadline = time.monotonic() + repos.approve_budget(app.remaining_seconds())
+        deadline = Deadline.after(repos.approve_budget(app.remaining_seconds()))
         return ok(200, repos.approve(rt, ctx, caller, request_id, deadline=deadline))
 
     @app.add("POST", "/api/repo/<request_id>/reject", docs.REPO_REJECT)

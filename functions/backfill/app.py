@@ -14,8 +14,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
 from artemis.config import JobSettings
+from artemis.deadlines import Deadline
 from artemis.jobs.backfill import run_backfill
-from artemis.jobs.common import Deadline, system_clock
+from artemis.jobs.common import system_clock
 from artemis.observability import logger, metrics
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.

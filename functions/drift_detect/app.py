@@ -17,8 +17,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import runtime
 from artemis.config import JobSettings
+from artemis.deadlines import Deadline
 from artemis.drift_report import DriftReport
-from artemis.jobs.common import Deadline, system_clock
+from artemis.jobs.common import system_clock
 from artemis.jobs.drift import DriftFailed, run_drift
 from artemis.observability import logger, metrics
 

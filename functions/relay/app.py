@@ -15,7 +15,7 @@ from typing import Any
 from artemis import runtime
 from artemis.config import JobSettings
 from artemis.db import outbox
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.relay import INTERVAL_SECONDS, PASS_RESERVE_SECONDS, run_relay
 from artemis.observability import logger
 from artemis.queue import Publisher, SiteEventsQueue
@@ -39,7 +39,7 @@ def run(
     `budget_seconds` (tests and the local scheduler use a short one), spent draining."""
     deadline = Deadline.from_lambda(context, reserve_seconds=reserve_seconds)
     if budget_seconds is not None:
-        deadline = Deadline(min(deadline.ends_at, Deadline.after(budget_seconds).ends_at))
+        deadline = deadline.sooner(Deadline.after(budget_seconds))
     return run_relay(
         rt,
         publisher if publisher is not None else SiteEventsQueue.of(rt).publisher(),

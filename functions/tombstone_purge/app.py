@@ -13,7 +13,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from artemis import invocation, runtime
 from artemis.config import JobSettings
-from artemis.jobs.common import Deadline, system_clock
+from artemis.deadlines import Deadline
+from artemis.jobs.common import system_clock
 from artemis.jobs.purge import NightlyFailed, run_nightly
 from artemis.observability import logger, metrics
 

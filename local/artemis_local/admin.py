@@ -159,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
 def _run_job(rt: Runtime[JobSettings], job: str, site: str | None) -> object:
     """Run one background job now against the configured stores (the same code the Lambda
     functions call)."""
-    from artemis.jobs.common import Deadline, system_clock
+    from artemis.deadlines import Deadline
+    from artemis.jobs.common import system_clock
     from artemis.keys import Dirname
 
     deadline = Deadline.after(CLI_BUDGET_SECONDS)

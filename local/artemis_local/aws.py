@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 
+from artemis.deadlines import Deadline
 from artemis_local.template import (
     LOCAL_STACK_NAME,
     Schedule,
@@ -102,9 +103,9 @@ class MotoServer:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=_death_signal(),
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
+        deadline = Deadline.after(timeout)
         while not _answers(self.port):
-            if self._proc.poll() is not None or time.monotonic() > deadline:
+            if self._proc.poll() is not None or deadline.expired():
                 self.stop()
                 raise RuntimeError(f"moto server did not start on 127.0.0.1:{self.port}")
             time.sleep(0.05)

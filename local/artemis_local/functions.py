@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from artemis.deadlines import Deadline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = REPO_ROOT / "functions"
@@ -103,19 +104,17 @@ class LocalContext:
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
     timeout_ms: int = 30_000
-    ends_at: float | None = None  # time.monotonic() when the invocation is ended, if counting
+    deadline: Deadline | None = None  # when the invocation is ended, if counting
 
     @classmethod
     def invocation(cls, function_name: str, timeout_ms: int) -> LocalContext:
-        return cls(
-            function_name, timeout_ms=timeout_ms, ends_at=time.monotonic() + timeout_ms / 1000
-        )
+        return cls(function_name, timeout_ms=timeout_ms, deadline=Deadline.after(timeout_ms / 1000))
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        if self.ends_at is None:
+        if self.deadline is None:
             return self.timeout_ms
-        return max(0, int((self.ends_at - time.monotonic()) * 1000))
+        return int(self.deadline.remaining() * 1000)

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import h11
 
+from artemis.deadlines import Deadline
 from artemis_local.functions import Handler, LocalContext, invocations_apart
 
 # API Gateway HTTP APIs accept payloads up to 10 MB.
@@ -228,7 +229,7 @@ class _Connection:
         return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
 
     # --- reading --------------------------------------------------------------------------
-    def _next_event(self, deadline: float | None, idle: float | None) -> Any:
+    def _next_event(self, deadline: Deadline | None, idle: float | None) -> Any:
         """The next h11 event, reading from the socket as needed; a header deadline or a body
         idle time that passes raises."""
         while True:
@@ -240,14 +241,15 @@ class _Connection:
                 return event
             timeout = idle
             if deadline is not None:
-                timeout = deadline - time.monotonic()
+                timeout = deadline.remaining()
                 if timeout <= 0:
                     raise self._timed_out("request headers")
             self.sock.settimeout(timeout)
             try:
                 data = self.sock.recv(_READ)
             except TimeoutError:
-                raise self._timed_out("request headers" if deadline else "request body") from None
+                what = "request body" if deadline is None else "request headers"
+                raise self._timed_out(what) from None
             self.conn.receive_data(data)
 
     def _timed_out(self, what: str) -> Exception:
@@ -256,7 +258,7 @@ class _Connection:
         return _Refused(envelope(408, "request_timeout", f"{what} not received in time"))
 
     def _read_request(self) -> Request:
-        deadline = time.monotonic() + HEADER_TIMEOUT_SECONDS
+        deadline = Deadline.after(HEADER_TIMEOUT_SECONDS)
         event = self._next_event(deadline, None)
         if isinstance(event, h11.ConnectionClosed):
             raise _Closed()
@@ -332,10 +334,10 @@ class _Connection:
         """Read and drop what the client is still sending (the rest of an oversized body)
         before closing: closing a socket with unread bytes sends a reset, which destroys the
         answer before a client still writing its body has read it."""
-        deadline = time.monotonic() + LINGER_SECONDS
+        deadline = Deadline.after(LINGER_SECONDS)
         dropped = 0
         self.sock.settimeout(LINGER_IDLE_SECONDS)
-        while time.monotonic() < deadline and dropped <= DRAIN_LIMIT_BYTES:
+        while not deadline.expired() and dropped <= DRAIN_LIMIT_BYTES:
             data = self.sock.recv(_READ)
             if not data:
                 return

@@ -11,6 +11,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from artemis.deadlines import Deadline
+
 STALE_STOP_SECONDS = 30.0
 
 
@@ -57,8 +59,8 @@ def stop_stale_server(data_dir: Path) -> bool:
     pid = _postmaster(data_dir)
     if pid is not None:
         _signal(pid, signal.SIGINT)  # Postgres's fast shutdown
-        deadline = time.monotonic() + STALE_STOP_SECONDS
-        while _alive(pid) and time.monotonic() < deadline:
+        deadline = Deadline.after(STALE_STOP_SECONDS)
+        while _alive(pid) and not deadline.expired():
             time.sleep(0.1)  # not our child: no wait() to block on
         if _alive(pid):
             _signal(pid, signal.SIGKILL)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from artemis import runtime
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.relay import drain
 from artemis.observability import logger
 from artemis.queue import SqsPublisher

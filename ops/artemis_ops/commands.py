@@ -83,7 +83,8 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def reconcile(args: argparse.Namespace) -> int:
-    from artemis.jobs.common import Deadline, system_clock
+    from artemis.deadlines import Deadline
+    from artemis.jobs.common import system_clock
     from artemis.jobs.reconcile import ReconcileError, UnknownSite, run_reconcile
 
     rt = job_runtime("reconcile")
@@ -107,8 +108,9 @@ def reconcile(args: argparse.Namespace) -> int:
 
 
 def backfill(args: argparse.Namespace) -> int:
+    from artemis.deadlines import Deadline
     from artemis.jobs.backfill import run_backfill
-    from artemis.jobs.common import Deadline, system_clock
+    from artemis.jobs.common import system_clock
 
     rt = job_runtime("backfill")
     if rt is None:
@@ -121,7 +123,8 @@ def backfill(args: argparse.Namespace) -> int:
 def driftreport(args: argparse.Namespace) -> int:
     from datetime import timedelta
 
-    from artemis.jobs.common import Deadline, system_clock
+    from artemis.deadlines import Deadline
+    from artemis.jobs.common import system_clock
     from artemis.jobs.drift import DriftError, DriftFailed, Shard, run_drift
 
     rt = job_runtime("driftreport")

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from artemis.deadlines import Deadline
 from artemis.jobs.backfill import BackfillResult, run_backfill
-from artemis.jobs.common import Deadline
 from artemis.keys import MARKER_NAME, Dirname
 from tests.integration.test_drift import OLD, YOUNG, Fleet, run_admin, runtime_env
 

@@ -26,8 +26,8 @@ import pytest
 
 from artemis.config import load_settings
 from artemis.db.lock import SiteLockSession
+from artemis.deadlines import Deadline
 from artemis.drift_report import DriftReport
-from artemis.jobs.common import Deadline
 from artemis.jobs.drift import DEADLINE_ERROR, DriftFailed, Shard, run_drift
 from artemis.keys import MARKER_NAME, AliasName, Dirname, KeyLayout, Slug
 from artemis.readonly import (

@@ -7,7 +7,7 @@ reconcile --apply repairs it; the next sweep is clean."""
 from datetime import timedelta
 
 from artemis.db import sites, tombstones
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.drift import run_drift
 from artemis.jobs.purge import run_tombstone_purge
 from artemis.jobs.reconcile import run_reconcile

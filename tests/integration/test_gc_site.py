@@ -25,8 +25,8 @@ from botocore.exceptions import ClientError
 from artemis.db import aliases, audit, deploys, job_runs, tombstones
 from artemis.db import lock as lock_module
 from artemis.db.lock import site_lock
+from artemis.deadlines import Deadline
 from artemis.errors import StorageError
-from artemis.jobs.common import Deadline
 from artemis.jobs.gc_site import GcResult, plan_fleet, plan_for, run_gc_site
 from artemis.keys import MARKER_NAME, Dirname
 from artemis.retention import Plan, Policy

@@ -6,7 +6,8 @@ import pytest
 
 from artemis.db import job_runs
 from artemis.db.connection import Database
-from artemis.jobs.common import Deadline, job_run
+from artemis.deadlines import Deadline
+from artemis.jobs.common import job_run
 
 
 def row(db: Database, run_id: int) -> job_runs.JobRunRow:

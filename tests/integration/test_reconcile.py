@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from artemis.db.lock import SiteLockSession
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.drift import run_drift
 from artemis.jobs.reconcile import (
     EmptyListingFault,

@@ -20,8 +20,8 @@ from botocore.exceptions import ClientError
 from artemis.config import load_settings
 from artemis.db.connection import Database
 from artemis.db.outbox import OutboxMessage
+from artemis.deadlines import Deadline
 from artemis.errors import SiteLocked, StorageError
-from artemis.jobs.common import Deadline
 from artemis.jobs.site_worker import backoff_seconds, is_transient
 from artemis.keys import Dirname
 from artemis.queue import SqsPublisher

@@ -17,7 +17,7 @@ import pytest
 from artemis import runtime
 from artemis.db import audit, deploys, job_runs, outbox, tombstones
 from artemis.db.lock import site_lock
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.purge import (
     DEFER_SITE_MOVE_PENDING,
     DEFER_YOUNGER_DEPLOY_TRASH,

@@ -23,7 +23,7 @@ import pytest
 from artemis.config import load_settings
 from artemis.db import outbox
 from artemis.db.connection import Database
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.relay import drain
 from artemis.keys import Dirname
 from artemis.queue import SqsPublisher

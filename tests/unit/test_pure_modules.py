@@ -8,6 +8,7 @@ import pytest
 
 PURE = [
     "content_types",
+    "deadlines",
     "deploy_ids",
     "deploy_mode",
     "drift_report",

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.drift import sweep_site
 from artemis.jobs.reconcile import run_reconcile
 from artemis.keys import Dirname

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from artemis import runtime
-from artemis.jobs.common import Deadline
+from artemis.deadlines import Deadline
 from artemis.jobs.relay import drain
 from artemis.queue import SqsPublisher
 from artemis_local.fake_github import FakeApp, Identity

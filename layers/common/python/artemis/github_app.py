@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from artemis.deadlines import Deadline
 from artemis.github import SharedCache
 from artemis.github_transport import (
     GitHubTransport,
@@ -102,7 +103,7 @@ class GitHubApp:
     def _shared_key(self) -> str:
         return f"ghapp:token:{self.app_id}:{self.installation_id}"
 
-    def installation_token(self, deadline: float | None = None) -> str:
+    def installation_token(self, deadline: Deadline | None = None) -> str:
         now = self._clock()
         with self._lock:
             if self._token and self._token[1] > now:
@@ -151,7 +152,7 @@ class GitHubApp:
         return str(token)
 
     # --- repositories ---------------------------------------------------------------------
-    def repo_url(self, name: str, deadline: float | None = None) -> str | None:
+    def repo_url(self, name: str, deadline: Deadline | None = None) -> str | None:
         """The repo's html_url if it exists, None if GitHub answers 404; RepoCreateError
         (internal) for anything else."""
         resp = self._call("GET", f"/repos/{quote(self.org)}/{quote(name)}", deadline=deadline)
@@ -168,11 +169,11 @@ class GitHubApp:
 
     def create(
         self, name: str, *, description: str, private: bool, template: str,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> str:  # fmt: skip
         """Create the repo (blank or from `template`); its html_url. An existing repo is an
-        "already exists" failure carrying its URL. `deadline` (time.monotonic()) bounds every
-        call; past it the creation is a transient failure."""
+        "already exists" failure carrying its URL. `deadline` bounds every call; past it the
+        creation is a transient failure."""
         existing = self.repo_url(name, deadline)
         if existing is not None:
             raise RepoCreateError(f"repository {self.org}/{name} already exists",
@@ -201,7 +202,7 @@ class GitHubApp:
             self._disable_actions(name, deadline)
         return url
 
-    def _disable_actions(self, name: str, deadline: float | None) -> None:
+    def _disable_actions(self, name: str, deadline: Deadline | None) -> None:
         try:
             path = f"/repos/{quote(self.org)}/{quote(name)}/actions/permissions"
             resp = self._call("PUT", path, {"enabled": False}, deadline=deadline)
@@ -249,18 +250,18 @@ class GitHubApp:
 
     # --- HTTP -----------------------------------------------------------------------------
     def _call(
-        self, method: str, path: str, body: Any = None, *, deadline: float | None = None
+        self, method: str, path: str, body: Any = None, *, deadline: Deadline | None = None
     ) -> Response:
         token = self.installation_token(deadline)
         return self._send(method, path, auth=f"token {token}", body=body, deadline=deadline)
 
     def _send(
         self, method: str, path: str, *, auth: str, body: Any = None,
-        deadline: float | None = None,
+        deadline: Deadline | None = None,
     ) -> Response:  # fmt: skip
         timeout = self._timeout
         if deadline is not None:
-            timeout = min(timeout, deadline - time.monotonic())
+            timeout = min(timeout, deadline.remaining())
             if timeout <= 0:
                 raise RepoCreateError("GitHub is temporarily unavailable, retry",
                                       "the time budget is spent", transient=True,

@@ -3,13 +3,13 @@ can be served). Probes run concurrently, each bounded by its own timeout."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Literal
 
+from artemis.deadlines import Deadline
 from artemis.observability import logger
 from artemis.runtime import Runtime
 
@@ -34,13 +34,13 @@ def readiness(rt: Runtime, timeout: float = PROBE_TIMEOUT_SECONDS) -> Readiness:
     checks: dict[str, ProbeState] = {}
     pool = ThreadPoolExecutor(max_workers=len(probes))
     futures = {name: pool.submit(fn) for name, fn in probes.items() if fn is not None}
-    deadline = time.monotonic() + timeout
+    deadline = Deadline.after(timeout)
     for name in probes:
         if name not in futures:
             checks[name] = "unconfigured"
             continue
         try:
-            futures[name].result(timeout=max(0.0, deadline - time.monotonic()))
+            futures[name].result(timeout=deadline.remaining())
             checks[name] = "ok"
         except (FutureTimeout, Exception) as err:  # a probe's failure is a verdict
             logger.warning(

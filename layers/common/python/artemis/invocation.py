@@ -3,8 +3,8 @@
 Lambda ends an invocation at its timeout whatever the code is doing, and behind API Gateway a
 request that outlives the function gets the gateway's own 5xx instead of our answer. A handler
 enters `running(context)`; anything under it (the site lock's wait, in particular) asks
-`remaining_seconds()` and stops waiting in time. Outside a handler (the admin CLI, tests) there
-is no deadline and `remaining_seconds()` is None.
+`current()` for the Deadline and stops waiting in time. Outside a handler (the admin CLI,
+tests) there is no deadline: `current()` and `remaining_seconds()` are None.
 
 A context variable, so concurrent requests in one process (the local gateway serves each on
 its own thread) each see their own deadline.
@@ -12,13 +12,14 @@ its own thread) each see their own deadline.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-_ends_at: ContextVar[float | None] = ContextVar("artemis_invocation_ends_at", default=None)
+from artemis.deadlines import Deadline
+
+_deadline: ContextVar[Deadline | None] = ContextVar("artemis_invocation_deadline", default=None)
 
 
 @contextmanager
@@ -26,18 +27,29 @@ def running(context: Any) -> Iterator[None]:
     """Within this block the invocation ends when `context` (a Lambda context) says it does.
     A context that cannot tell its remaining time sets no deadline."""
     try:
-        remaining_ms = float(context.get_remaining_time_in_millis())
+        deadline: Deadline | None = Deadline.from_lambda(context, reserve_seconds=0.0)
     except (AttributeError, TypeError, ValueError):
-        token = _ends_at.set(None)
-    else:
-        token = _ends_at.set(time.monotonic() + remaining_ms / 1000.0)
+        deadline = None
+    with until(deadline):
+        yield
+
+
+@contextmanager
+def until(deadline: Deadline | None) -> Iterator[None]:
+    """Within this block the invocation ends at `deadline` (None: no deadline)."""
+    token = _deadline.set(deadline)
     try:
         yield
     finally:
-        _ends_at.reset(token)
+        _deadline.reset(token)
+
+
+def current() -> Deadline | None:
+    """The current invocation's deadline, or None outside one."""
+    return _deadline.get()
 
 
 def remaining_seconds() -> float | None:
     """Seconds until the current invocation is ended (≥ 0), or None outside one."""
-    ends_at = _ends_at.get()
-    return None if ends_at is None else max(0.0, ends_at - time.monotonic())
+    deadline = _deadline.get()
+    return None if deadline is None else deadline.remaining()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from artemis.db.outbox import REPO_APPROVED, SITE_CHANGED, OutboxMessage
+from artemis.deadlines import Deadline
 from artemis.keys import Dirname
 from artemis.observability import logger
 
@@ -214,7 +214,7 @@ class SqsPublisher:
 
     def publish(self, messages: Sequence[OutboxMessage]) -> PublishOutcome:
         outcome = PublishOutcome()
-        ends_at = time.monotonic() + self.batch_budget_seconds
+        budget = Deadline.after(self.batch_budget_seconds)
         chunk: list[OutboxMessage] = []
         for message in sorted(messages, key=lambda m: m.id):
             reason = reject_reason(message)
@@ -226,16 +226,16 @@ class SqsPublisher:
                 continue
             chunk.append(message)
             if len(chunk) == SEND_BATCH_MAX:
-                self._send(chunk, outcome, ends_at)
+                self._send(chunk, outcome, budget)
                 chunk = []
                 if outcome.stopped:
                     return outcome
         if chunk:
-            self._send(chunk, outcome, ends_at)
+            self._send(chunk, outcome, budget)
         return outcome
 
-    def _send(self, chunk: list[OutboxMessage], outcome: PublishOutcome, ends_at: float) -> None:
-        if time.monotonic() >= ends_at:
+    def _send(self, chunk: list[OutboxMessage], outcome: PublishOutcome, budget: Deadline) -> None:
+        if budget.expired():
             outcome.fail([], "publish batch budget spent", stop=True)
             return
         entries: list[SendMessageBatchRequestEntryTypeDef] = [

@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from artemis.deadlines import Deadline
+
 # Server-side keepalives so a killed invocation's connection (and any lock it held) is
 # noticed and released quickly.
 KEEPALIVE_KWARGS: dict[str, Any] = {
@@ -33,16 +35,16 @@ def connect(conninfo: str, *, autocommit: bool = False, timeout: float = 5.0) ->
 
 
 def connect_with_retry(
-    conninfo: str, window: float, *, autocommit: bool = False
+    conninfo: str, deadline: Deadline, *, autocommit: bool = False
 ) -> psycopg.Connection:
-    """Connect, retrying for up to `window` seconds with backoff 0.5 s doubling to 5 s."""
-    deadline = time.monotonic() + window
+    """Connect, retrying until `deadline` with backoff 0.5 s doubling to 5 s; the last failure
+    is raised once the next wait would end past it."""
     delay = 0.5
     while True:
         try:
             return connect(conninfo, autocommit=autocommit)
         except psycopg.OperationalError:
-            if time.monotonic() + delay > deadline:
+            if not deadline.has(delay):
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -38,9 +38,9 @@ def lock_wait_seconds(timeout: float | None = None) -> float:
     """How long the next acquisition may wait: the configured wait (or `timeout`), cut to the
     invocation's remaining time less LOCK_WORK_MARGIN_SECONDS when running in one."""
     wait = LOCK_TIMEOUT_SECONDS if timeout is None else timeout
-    remaining = invocation.remaining_seconds()
-    if remaining is not None:
-        wait = min(wait, remaining - LOCK_WORK_MARGIN_SECONDS)
+    deadline = invocation.current()
+    if deadline is not None:
+        wait = min(wait, deadline.remaining() - LOCK_WORK_MARGIN_SECONDS)
     return max(wait, MIN_WAIT_SECONDS)
 
 

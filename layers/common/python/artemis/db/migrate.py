@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from artemis.db.connection import connect_with_retry
+from artemis.deadlines import Deadline
 
 MIGRATION_LOCK_KEY = 8472013
 CONCURRENT_LOCK_KEY = 8472015
@@ -56,7 +57,7 @@ def migrate(
 ) -> MigrationReport:
     files = sorted((sql_dir or default_sql_dir()).glob("*.sql"))
     report = MigrationReport()
-    with connect_with_retry(conninfo, retry_window, autocommit=True) as conn:
+    with connect_with_retry(conninfo, Deadline.after(retry_window), autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK_KEY])
         try:
             conn.execute(

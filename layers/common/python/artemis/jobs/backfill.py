@@ -32,7 +32,8 @@ from typing import Any
 from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import deploys as deploys_db
-from artemis.jobs.common import Deadline, job_run
+from artemis.deadlines import Deadline
+from artemis.jobs.common import job_run
 from artemis.jobs.reconcile import list_site
 from artemis.keys import ALIAS_NAMES, Dirname
 from artemis.observability import logger

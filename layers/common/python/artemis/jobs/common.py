@@ -1,10 +1,9 @@
-"""What every background job shares: the injected clock, the time budget, and the `job_runs`
-record each run writes (a GC run records its plan there before executing, so what it meant to
-do is on record even if it stops part-way)."""
+"""What every background job shares: the injected clock and the `job_runs` record each run
+writes (a GC run records its plan there before executing, so what it meant to do is on record
+even if it stops part-way). The time budget, `Deadline`, lives in artemis.deadlines."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,30 +21,6 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class Deadline:
-    """A run's time budget. Jobs check `has(seconds)` before each destructive item and stop
-    cleanly when one more item might not finish (Lambda kills the invocation at its timeout)."""
-
-    ends_at: float  # time.monotonic() value
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    @classmethod
-    def from_lambda(cls, context: Any, reserve_seconds: float = 30.0) -> Deadline:
-        """The invocation's remaining time minus a reserve for finishing up."""
-        remaining_ms = float(context.get_remaining_time_in_millis())
-        return cls.after(max(0.0, remaining_ms / 1000.0 - reserve_seconds))
-
-    def remaining(self) -> float:
-        return max(0.0, self.ends_at - time.monotonic())
-
-    def has(self, seconds: float) -> bool:
-        return self.remaining() >= seconds
 
 
 @dataclass

@@ -59,6 +59,7 @@ from artemis.db import deploys as deploys_db
 from artemis.db import drift_runs
 from artemis.db.connection import Database
 from artemis.db.drift_runs import RunState
+from artemis.deadlines import Deadline
 from artemis.drift_report import (
     DriftReport,
     SiteResult,
@@ -68,7 +69,7 @@ from artemis.drift_report import (
     totals_of,
     verdict_of,
 )
-from artemis.jobs.common import Deadline, job_run
+from artemis.jobs.common import job_run
 from artemis.jobs.reconcile import BucketReader, Transactions, known_sites, read_snapshot
 from artemis.keys import Dirname, KeyLayout
 from artemis.observability import logger

@@ -25,7 +25,8 @@ from artemis.db import outbox as outbox_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import site_lock
 from artemis.db.tombstones import TombstoneRow
-from artemis.jobs.common import Deadline, job_run
+from artemis.deadlines import Deadline
+from artemis.jobs.common import job_run
 from artemis.jobs.gc_site import emit, system_audit
 from artemis.keys import Dirname
 from artemis.observability import logger

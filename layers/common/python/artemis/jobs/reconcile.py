@@ -60,8 +60,8 @@ from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import SiteLockSession
+from artemis.deadlines import Deadline
 from artemis.jobs.common import (
-    Deadline,
     RunRecord,
     alias_objects,
     job_run,

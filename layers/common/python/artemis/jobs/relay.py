@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from artemis.db import outbox
-from artemis.jobs.common import Clock, Deadline, job_run, system_clock
+from artemis.deadlines import Deadline
+from artemis.jobs.common import Clock, job_run, system_clock
 from artemis.observability import emit_metric, logger
 from artemis.queue import ClaimedMessage, Publisher
 
@@ -116,7 +117,7 @@ def run_relay(
     total = RelayResult()
     drains = 0
     while True:
-        tick = time.monotonic()
+        next_tick = Deadline.after(interval_seconds)
         drains += 1
         try:
             got = drain(
@@ -127,7 +128,7 @@ def run_relay(
             logger.exception("relay.drain_raised", extra={"op": "relay.run"})
             got = RelayResult(errors=[f"{type(err).__name__}: {err}"], stopped_by="error")
         total.add(got)
-        wait = max(0.0, tick + interval_seconds - time.monotonic())
+        wait = next_tick.remaining()
         if got.stopped_by == "budget" or deadline.remaining() < wait + min_drain_seconds:
             break
         sleep(wait)

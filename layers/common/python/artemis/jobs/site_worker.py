@@ -34,7 +34,6 @@ never acknowledged without a copy.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,8 +48,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from artemis.db import connection as db_connection
 from artemis.db.outbox import REPO_APPROVED
+from artemis.deadlines import Deadline
 from artemis.errors import RepoCreateRetryable, SiteLocked, SiteLockFailed
-from artemis.jobs.common import Clock, Deadline, system_clock
+from artemis.jobs.common import Clock, system_clock
 from artemis.keys import Dirname
 from artemis.observability import emit_metric, flush_metrics, logger
 from artemis.queue import MalformedEvent, SiteEvent, SiteEventsQueue
@@ -233,9 +233,7 @@ class _Batch:
         log.update(repo_request=request_id)
         deadline = self._start_deadline(record, log)
         try:
-            outcome = finish_approval(
-                self.rt, request_id, deadline=time.monotonic() + deadline.remaining()
-            )
+            outcome = finish_approval(self.rt, request_id, deadline=deadline)
         except Exception as err:
             return self._failed(record, err, count, log)
         logger.info("site_worker.repo_request", extra={**log, "outcome": outcome})

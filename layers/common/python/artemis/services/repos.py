@@ -19,6 +19,7 @@ from artemis import bodies
 from artemis.db import outbox
 from artemis.db import repo_requests as store
 from artemis.db.lock import LockKey, advisory_lock
+from artemis.deadlines import Deadline
 from artemis.errors import (
     AlreadyExists,
     AlreadyResolved,
@@ -196,10 +197,10 @@ def approve_budget(remaining_seconds: float) -> float:
 
 
 def approve(
-    rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str, *, deadline: float
+    rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str, *, deadline: Deadline
 ) -> dict[str, Any]:
-    """`deadline` (time.monotonic()) bounds the creation so the answer beats the API
-    Gateway limit; a creation that needs longer is left to the worker (503 retryable)."""
+    """`deadline` bounds the creation so the answer beats the API Gateway limit; a creation
+    that needs longer is left to the worker (503 retryable)."""
     require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
     # One approval of a request at a time: a concurrent approval waits here,
     # then finds the request resolved, so GitHub never sees two creations of one repository
@@ -228,7 +229,7 @@ def approve(
 
 def _create_repository(
     rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest, *,
-    resumed: bool, deadline: float | None, actor: str | None = None,
+    resumed: bool, deadline: Deadline | None, actor: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     try:
         url = rt.github_app.create(
@@ -280,7 +281,7 @@ def _fail(
 WORKER_ACTOR = "system:repo-worker"
 
 
-def finish_approval(rt: Runtime, request_id: str, *, deadline: float) -> str:
+def finish_approval(rt: Runtime, request_id: str, *, deadline: Deadline) -> str:
     """The durable half of an approval (the `repo.approved` event): finish a request still
     `approved` — create the repository, or record the failure. Returns what happened: `done`
     (nothing left to do), `active` or `failed`; raises RepoCreateRetryable when GitHub failed
