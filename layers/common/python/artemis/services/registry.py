@@ -3,7 +3,7 @@ over the sites table. Authorization reads the snapshot in `artemis.db.registry_s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artemis import bodies, site_names
 from artemis.db import sites as sites_db
@@ -23,15 +23,21 @@ from artemis.services.auth import require_team, sees_actors
 from artemis.services.context import Caller, RequestContext
 from artemis.times import rfc3339
 
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import SiteRow
 
-def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> dict[str, Any]:
-    return {
-        "slug": row.slug,
-        "teams": list(row.teams),
-        "createdAt": rfc3339(row.created_at),
-        "updatedAt": rfc3339(row.updated_at),
-        "createdBy": row.created_by if show_actor else "",
-    }
+
+def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> SiteRow:
+    from artemis.responses import SiteRow
+
+    return SiteRow(
+        slug=row.slug,
+        teams=list(row.teams),
+        createdAt=rfc3339(row.created_at),
+        updatedAt=rfc3339(row.updated_at),
+        createdBy=row.created_by if show_actor else "",
+    )
 
 
 def _check_slug(rt: Runtime, slug: str) -> Slug:
@@ -49,7 +55,7 @@ def _check_teams(teams: list[str]) -> list[str]:
     return teams
 
 
-def list_sites(rt: Runtime, caller: Caller) -> list[dict[str, Any]]:
+def list_sites(rt: Runtime, caller: Caller) -> list[SiteRow]:
     """Registry-team members see every site; others only sites of teams they belong to."""
     try:
         with rt.db.transaction() as conn:
@@ -85,7 +91,7 @@ def _shows_actor(rt: Runtime, caller: Caller, row: sites_db.SiteRow) -> bool:
     return sees_actors(rt, caller) or bool(_my_teams(rt, caller).intersection(row.teams))
 
 
-def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> SiteRow:
     require_team(rt.github, caller, rt.settings.registry_authz_team)
     body = bodies.parse(bodies.RegisterBody, raw_body)
     slug = body.slug
@@ -105,9 +111,7 @@ def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) 
     return site_json(row, show_actor=True)
 
 
-def update(
-    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
-) -> dict[str, Any]:
+def update(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes) -> SiteRow:
     require_team(rt.github, caller, rt.settings.registry_authz_team)
     site = _check_slug(rt, slug)
     teams = bodies.parse(bodies.TeamsBody, raw_body).teams
