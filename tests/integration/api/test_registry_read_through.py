@@ -96,7 +96,7 @@ def test_a_deploy_session_granted_by_a_team_added_elsewhere_is_accepted(
     dev = Caller("local-dev", DEV)
     session = deploys.init(
         other, RequestContext("c" * 24, dev), dev, b'{"site": "www", "sha": "abc1234"}'
-    )
+    ).model_dump(mode="json")
     upload = api.call(
         "PUT", f"/api/deploy/{session['deployId']}/upload?path=index.html",
         token=session["jwt"], body=b"<h1>hi</h1>", headers={"Content-Type": "text/html"},

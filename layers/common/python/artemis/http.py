@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -53,15 +54,28 @@ def header(event: dict[str, Any], name: str) -> str | None:
     return next((v for k, v in (event.get("headers") or {}).items() if k.lower() == wanted), None)
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+JsonBody = BaseModel | Sequence[BaseModel] | Mapping[str, Any]
+"""A route's answer: a response model, a list of them, or a plain mapping (errors, health)."""
+
+
+def _json_data(body: JsonBody) -> Any:
+    """The one conversion of response models to JSON data. `mode="json"` leaves out the
+    omitted fields; the text itself is still written by json.dumps, so the bytes on the wire
+    (key order, separators, escaping) are what the dict-built answers produced."""
     if isinstance(body, BaseModel):
-        body = body.model_dump(mode="json")
-    elif isinstance(body, list):
-        body = [b.model_dump(mode="json") if isinstance(b, BaseModel) else b for b in body]
+        return body.model_dump(mode="json")
+    if isinstance(body, list | tuple):
+        return [_json_data(item) for item in body]
+    return body
+
+
+def json_response(
+    status: int, body: JsonBody, headers: dict[str, str] | None = None
+) -> Response[str]:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, separators=(",", ":")),
+        body=json.dumps(_json_data(body), separators=(",", ":")),
         headers=headers,
     )
 

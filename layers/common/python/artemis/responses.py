@@ -2,8 +2,8 @@
 serializes them, and the OpenAPI document describes them.
 
 A field typed `X | _Omitted` is left out of the JSON when it is None (never sent as null), which
-is how the answers have always looked. Models defer building their validators until first use,
-so importing this module costs the cold start almost nothing.
+is how the answers have always looked. Models defer building their validators and serializers
+to first use, so a cold start pays only for defining the classes.
 """
 
 from typing import Any, Literal

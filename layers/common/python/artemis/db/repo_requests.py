@@ -18,6 +18,7 @@ from psycopg.rows import class_row
 Status = Literal["pending", "approved", "active", "rejected", "failed"]
 STATUSES: tuple[Status, ...] = ("pending", "approved", "active", "rejected", "failed")
 CLAIMING: tuple[Status, ...] = ("pending", "approved", "active")
+Visibility = Literal["public", "private"]  # the create route accepts nothing else
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ class RepoRequest:
     owner: str
     description: str
     template: str
-    visibility: str
-    status: str
+    visibility: Visibility
+    status: Status  # the table's CHECK constraint
     url: str
     error: str
     requested_by: str

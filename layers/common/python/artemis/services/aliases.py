@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any
 
 from artemis import bodies, deploy_ids
 from artemis.db import aliases as aliases_db
@@ -29,6 +28,7 @@ from artemis.errors import (
 )
 from artemis.keys import AliasName, Dirname, Slug
 from artemis.observability import logger
+from artemis.responses import AliasMove, AliasResponse
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member
@@ -75,19 +75,16 @@ def parse_alias_name(raw: str) -> AliasName:
     raise BadRequest("mode must be preview or production")
 
 
-def read(rt: Runtime, caller: Caller, slug: str, mode_raw: str) -> dict[str, Any]:
+def read(rt: Runtime, caller: Caller, slug: str, mode_raw: str) -> AliasResponse:
     name = parse_alias_name(mode_raw)  # checked before authorization, as the reference does
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
     target = rt.bucket.get_alias(layout.alias_key(layout.dirname(Slug(slug)), name))
     if target is None:
         raise NoAlias()
-    return {
-        "site": slug,
-        "mode": name,
-        "deployId": target,
-        "url": layout.public_url(Slug(slug), name),
-    }
+    return AliasResponse(
+        site=slug, mode=name, deployId=target, url=layout.public_url(Slug(slug), name)
+    )
 
 
 def _check_guard(rt: Runtime, site: Dirname, slug: str, expected: str, expect_none: bool) -> None:
@@ -111,7 +108,7 @@ def _check_deployable(rt: Runtime, site: Dirname, deploy_id: str) -> None:
 
 def promote(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
-) -> dict[str, Any]:
+) -> AliasMove:
     require_site_member(rt, caller, slug)
     body = bodies.parse(bodies.PromoteBody, raw_body, required=False)
     deploy_id, expected = body.deploy_id.strip(), body.expected_current.strip()
@@ -135,12 +132,12 @@ def promote(
         rt.bucket.put_alias(layout.alias_key(site, "production"), target)
         record_alias_move(rt, site, "production", target, utcnow())
     audit.record(rt, ctx, "site.promote", site=slug, deploy_id=target)
-    return {"url": layout.public_url(Slug(slug), "production"), "deployId": target}
+    return AliasMove(url=layout.public_url(Slug(slug), "production"), deployId=target)
 
 
 def rollback(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
-) -> dict[str, Any]:
+) -> AliasMove:
     require_site_member(rt, caller, slug)
     body = bodies.parse(bodies.RollbackBody, raw_body)
     to, expected = body.to.strip(), body.expected_current.strip()
@@ -157,4 +154,4 @@ def rollback(
         rt.bucket.put_alias(layout.alias_key(site, "production"), to)
         record_alias_move(rt, site, "production", to, utcnow())
     audit.record(rt, ctx, "site.rollback", site=slug, deploy_id=to, detail={"to": to})
-    return {"url": layout.public_url(Slug(slug), "production"), "deployId": to}
+    return AliasMove(url=layout.public_url(Slug(slug), "production"), deployId=to)

@@ -12,6 +12,7 @@ from typing import Any
 from artemis.db import audit as audit_db
 from artemis.errors import DependencyError, InvalidLimit, InvalidOffset, InvalidSince
 from artemis.observability import logger
+from artemis.responses import AuditRow
 from artemis.runtime import Runtime
 from artemis.services.context import RequestContext
 from artemis.times import parse_rfc3339, rfc3339
@@ -95,7 +96,7 @@ def _non_negative(raw: str | None, error: type[Exception]) -> int:
     return value
 
 
-def read(rt: Runtime, query: AuditQuery) -> list[dict[str, Any]]:
+def read(rt: Runtime, query: AuditQuery) -> list[AuditRow]:
     flt = audit_db.AuditFilter(
         site=query.site, action=query.action, actor=query.actor, since=query.since,
         limit=query.limit, offset=query.offset,
@@ -108,20 +109,16 @@ def read(rt: Runtime, query: AuditQuery) -> list[dict[str, Any]]:
     return [_row_json(r) for r in rows]
 
 
-def _row_json(row: audit_db.AuditRow) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": row.id,
-        "occurredAt": rfc3339(row.occurred_at),
-        "actor": row.actor,
-        "action": row.action,
-        "outcome": row.outcome,
-    }
-    if row.site:
-        body["site"] = row.site
-    if row.deploy_id:
-        body["deployId"] = row.deploy_id
-    if row.request_id:
-        body["requestId"] = row.request_id
-    if row.detail:
-        body["detail"] = row.detail
-    return body
+def _row_json(row: audit_db.AuditRow) -> AuditRow:
+    """Empty optional columns are left out of the answer (None is omitted), never sent as ""."""
+    return AuditRow(
+        id=row.id,
+        occurredAt=rfc3339(row.occurred_at),
+        actor=row.actor,
+        action=row.action,
+        outcome=row.outcome,
+        site=row.site or None,
+        deployId=row.deploy_id or None,
+        requestId=row.request_id or None,
+        detail=row.detail or None,
+    )

@@ -10,7 +10,6 @@ tombstone's original `trashed_at`, so a retry never extends the recovery window.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from artemis import deploy_ids, site_names
 from artemis.db import aliases as aliases_db
@@ -34,6 +33,7 @@ from artemis.errors import (
 )
 from artemis.keys import ALIAS_NAMES, MARKER_NAME, Dirname, Slug
 from artemis.observability import logger
+from artemis.responses import DeployDeleted, DeployRestored, SitePurged, TrashEntry
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member, require_team
@@ -59,7 +59,7 @@ def _mark_moved(rt: Runtime, site: Dirname, deploy_id: str) -> None:
 
 def delete_deploy(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
-) -> dict[str, Any]:
+) -> DeployDeleted:
     site = _deploy_target(rt, caller, slug, deploy_id)
     try:
         with rt.db.transaction() as lock_conn:
@@ -75,7 +75,7 @@ def delete_deploy(
     audit.record(
         rt, ctx, "site.deploy.delete", site=slug, deploy_id=deploy_id, detail={"moved": moved}
     )
-    return {"site": slug, "deployId": deploy_id, "status": "tombstoned", "moved": moved}
+    return DeployDeleted(site=slug, deployId=deploy_id, status="tombstoned", moved=moved)
 
 
 def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int:
@@ -106,7 +106,7 @@ def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int
 
 def restore(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
-) -> dict[str, Any]:
+) -> DeployRestored:
     site = _deploy_target(rt, caller, slug, deploy_id)
     layout = rt.settings.key_layout
     live = layout.deploy_prefix(site, deploy_id)
@@ -127,8 +127,9 @@ def restore(
             size = 0 if listing is None else sum(obj.size for obj in listing)
             audit.record(rt, ctx, "site.deploy.restore", site=slug, deploy_id=deploy_id,
                          outcome="idempotent", detail={"moved": 0})  # fmt: skip
-            return {"site": slug, "deployId": deploy_id, "status": "restored", "moved": 0,
-                    "bytes": size}  # fmt: skip
+            return DeployRestored(
+                site=slug, deployId=deploy_id, status="restored", moved=0, bytes=size
+            )
         _refuse_aliased(rt, slug, site, deploy_id)
         if tombstone.move_state == "restoring":
             # A restore cut off part-way: what sits at the live prefix is what it moved back.
@@ -158,13 +159,7 @@ def restore(
             raise DependencyError("restore_failed") from err
     audit.record(rt, ctx, "site.deploy.restore", site=slug, deploy_id=deploy_id,
                  detail={"moved": moved, "bytes": size})  # fmt: skip
-    return {
-        "site": slug,
-        "deployId": deploy_id,
-        "status": "restored",
-        "moved": moved,
-        "bytes": size,
-    }
+    return DeployRestored(site=slug, deployId=deploy_id, status="restored", moved=moved, bytes=size)
 
 
 def _refuse_aliased(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> None:
@@ -215,7 +210,7 @@ def _has(rt: Runtime, prefix: str) -> bool:
         raise StorageError("r2_has_prefix_failed") from err
 
 
-def trash(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:
+def trash(rt: Runtime, caller: Caller, slug: str) -> list[TrashEntry]:
     require_site_member(rt, caller, slug)
     site = rt.settings.key_layout.dirname(Slug(slug))
     try:
@@ -225,19 +220,19 @@ def trash(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:
         raise DependencyError("pg_read_failed") from err
     recovery = timedelta(days=rt.settings.cleanup_recovery_days)
     return [
-        {
-            "deployId": row.id,
-            "trashedAt": rfc3339_seconds(row.trashed_at),
-            "expiresAt": rfc3339_seconds(row.trashed_at + recovery),
-            "bytes": row.bytes,
-        }
+        TrashEntry(
+            deployId=row.id,
+            trashedAt=rfc3339_seconds(row.trashed_at),
+            expiresAt=rfc3339_seconds(row.trashed_at + recovery),
+            bytes=row.bytes,
+        )
         for row in rows
     ]
 
 
 def remove_site(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, purge: str | None
-) -> dict[str, Any] | None:
+) -> SitePurged | None:
     """`DELETE /api/site/{slug}`: the bare delete (None → 204) or, with purge=true, the purge."""
     require_team(rt.github, caller, rt.settings.registry_authz_team)
     if parse_purge(purge):
@@ -312,7 +307,7 @@ class _PurgeFailed(Exception):
         self.stage, self.error, self.moved = stage, error, moved
 
 
-def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> dict[str, Any]:
+def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> SitePurged:
     """Tombstone, unpublish, move the whole tree to trash, verify, deregister.
     Every failing stage writes one `site.purge` failure row; a repeat resumes the move."""
     site_slug = _registry_slug(rt, caller, slug)
@@ -326,7 +321,7 @@ def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> d
         raise failed.error from failed
     rt.snapshot.invalidate()
     audit.record(rt, ctx, "site.purge", site=slug, detail={"moved": moved})
-    return {"slug": slug, "status": "purged", "moved": moved}
+    return SitePurged(slug=slug, status="purged", moved=moved)
 
 
 def _purge_locked(rt: Runtime, slug: Slug, site: Dirname) -> int:

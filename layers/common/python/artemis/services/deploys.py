@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from artemis import (
     bodies,
@@ -36,6 +35,14 @@ from artemis.errors import (
 )
 from artemis.keys import MARKER_FILES, MARKER_NAME, AliasName, Dirname, Slug, finalize_record
 from artemis.observability import logger
+from artemis.responses import (
+    DeployRow,
+    FinalizeResponse,
+    InitResponse,
+    PresignedUpload,
+    PresignResponse,
+    UploadResponse,
+)
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.aliases import record_alias_move
@@ -54,7 +61,7 @@ def _site(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
     return Slug(slug), rt.settings.key_layout.dirname(Slug(slug))
 
 
-def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> InitResponse:
     body = bodies.parse(bodies.InitBody, raw_body, limit=bodies.MANIFEST_LIMIT)
     site, sha = body.site, body.sha
     if not site or not sha or not deploy_ids.is_sha(sha):
@@ -70,7 +77,7 @@ def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> d
     )  # fmt: skip
     audit.record(rt, ctx, "deploy.init", site=slug, deploy_id=deploy_id, detail={"sha": sha})
     expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
-    return {"deployId": deploy_id, "jwt": token, "expiresAt": rfc3339_seconds(expires)}
+    return InitResponse(deployId=deploy_id, jwt=token, expiresAt=rfc3339_seconds(expires))
 
 
 def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> str:
@@ -137,7 +144,7 @@ def _check_key(rt: Runtime, claims: session.SessionClaims, deploy_id: str, path:
 def upload(
     rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str | None,
     content_type: str | None, body: bytes,
-) -> dict[str, Any]:  # fmt: skip
+) -> UploadResponse:  # fmt: skip
     path = _check_path(path)
     _check_key(rt, claims, deploy_id, path)
     if len(body) > rt.settings.upload_max_bytes:
@@ -160,12 +167,12 @@ def upload(
         raise
     except Exception as err:
         raise DependencyError("pg_read_failed") from err
-    return {"received": path, "key": key}
+    return UploadResponse(received=path, key=key)
 
 
 def presign_uploads(
     rt: Runtime, claims: session.SessionClaims, deploy_id: str, raw_body: bytes, *, now: float
-) -> dict[str, Any]:
+) -> PresignResponse:
     """One presigned POST per file: exact key, 0..UPLOAD_MAX_BYTES, expiring with the session
     (at most 15 minutes). For files above what API Gateway and Lambda accept in one request."""
     files = bodies.parse(bodies.UploadsBody, raw_body, limit=bodies.MANIFEST_LIMIT).files
@@ -185,20 +192,19 @@ def presign_uploads(
     prefix = rt.settings.key_layout.deploy_prefix(site, deploy_id)
     uploads = []
     for spec in files:
+        key = prefix + spec.path
         ctype = content_types.content_type_for(spec.path, spec.content_type)
         post = rt.bucket.presigned_post(
-            prefix + spec.path, max_bytes=limit, expires_in=expires_in, content_type=ctype
+            key, max_bytes=limit, expires_in=expires_in, content_type=ctype
         )
-        uploads.append(
-            {"path": spec.path, "key": prefix + spec.path, "url": post.url, "fields": post.fields}
-        )
+        uploads.append(PresignedUpload(path=spec.path, key=key, url=post.url, fields=post.fields))
     expires_at = datetime.fromtimestamp(now + expires_in, tz=UTC)
-    return {"uploads": uploads, "expiresAt": rfc3339_seconds(expires_at), "maxBytes": limit}
+    return PresignResponse(uploads=uploads, expiresAt=rfc3339_seconds(expires_at), maxBytes=limit)
 
 
 def finalize(
     rt: Runtime, ctx: RequestContext, claims: session.SessionClaims, deploy_id: str, raw_body: bytes
-) -> dict[str, Any]:
+) -> FinalizeResponse:
     body = bodies.parse(bodies.FinalizeBody, raw_body, limit=bodies.MANIFEST_LIMIT)
     files = body.files
     mode = deploy_mode.parse_mode(body.mode)
@@ -235,7 +241,7 @@ def finalize(
         rt, ctx, "deploy.finalize", site=slug, deploy_id=deploy_id, actor=claims.sub,
         detail={"mode": mode, "bytes": size, "files": len(set(files))},
     )  # fmt: skip
-    return {"url": layout.public_url(slug, mode), "deployId": deploy_id, "mode": mode}
+    return FinalizeResponse(url=layout.public_url(slug, mode), deployId=deploy_id, mode=mode)
 
 
 def _publish(
@@ -284,7 +290,7 @@ def _publish(
     return size
 
 
-def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]:
+def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[DeployRow]:
     """Deploy ids from the bucket (a delimited listing, so the cost follows the number of
     deploys, not of files), oldest first, with the latest finalizer as `actor` (shown to
     members of the site's teams and of the audit team)."""
@@ -303,4 +309,4 @@ def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[dict[str, Any]]
             actors = audit_db.deploy_actors(conn, slug, ids)
     except Exception:
         logger.exception("deploy actor lookup failed; listing without actors")
-    return [{"deployId": i, **({"actor": actors[i]} if i in actors else {})} for i in ids]
+    return [DeployRow(deployId=i, actor=actors.get(i)) for i in ids]

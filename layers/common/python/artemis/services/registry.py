@@ -17,6 +17,7 @@ from artemis.errors import (
 )
 from artemis.keys import Slug
 from artemis.observability import logger
+from artemis.responses import SiteRow
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
@@ -24,14 +25,14 @@ from artemis.services.context import Caller, RequestContext
 from artemis.times import rfc3339
 
 
-def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> dict[str, Any]:
-    return {
-        "slug": row.slug,
-        "teams": list(row.teams),
-        "createdAt": rfc3339(row.created_at),
-        "updatedAt": rfc3339(row.updated_at),
-        "createdBy": row.created_by if show_actor else "",
-    }
+def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> SiteRow:
+    return SiteRow(
+        slug=row.slug,
+        teams=list(row.teams),
+        createdAt=rfc3339(row.created_at),
+        updatedAt=rfc3339(row.updated_at),
+        createdBy=row.created_by if show_actor else "",
+    )
 
 
 def _check_slug(rt: Runtime, slug: str) -> Slug:
@@ -49,7 +50,7 @@ def _check_teams(teams: list[str]) -> list[str]:
     return teams
 
 
-def list_sites(rt: Runtime, caller: Caller) -> list[dict[str, Any]]:
+def list_sites(rt: Runtime, caller: Caller) -> list[SiteRow]:
     """Registry-team members see every site; others only sites of teams they belong to."""
     try:
         with rt.db.transaction() as conn:
@@ -85,7 +86,7 @@ def _shows_actor(rt: Runtime, caller: Caller, row: sites_db.SiteRow) -> bool:
     return sees_actors(rt, caller) or bool(_my_teams(rt, caller).intersection(row.teams))
 
 
-def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> SiteRow:
     require_team(rt.github, caller, rt.settings.registry_authz_team)
     body = bodies.parse(bodies.RegisterBody, raw_body)
     slug = body.slug
@@ -105,9 +106,7 @@ def register(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) 
     return site_json(row, show_actor=True)
 
 
-def update(
-    rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
-) -> dict[str, Any]:
+def update(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes) -> SiteRow:
     require_team(rt.github, caller, rt.settings.registry_authz_team)
     site = _check_slug(rt, slug)
     teams = bodies.parse(bodies.TeamsBody, raw_body).teams

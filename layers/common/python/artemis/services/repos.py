@@ -13,8 +13,6 @@ existing repo's URL).
 
 from __future__ import annotations
 
-from typing import Any
-
 from artemis import bodies
 from artemis.db import outbox
 from artemis.db import repo_requests as store
@@ -35,6 +33,7 @@ from artemis.errors import (
 )
 from artemis.github_app import GENERIC_FAILURE, RepoCreateError
 from artemis.observability import logger
+from artemis.responses import RepoApproval, RepoRow, RepoTemplates
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
@@ -51,27 +50,25 @@ RESERVE_SECONDS = 5.0
 VANISHED = "the repository no longer exists on GitHub; its name was reclaimed by a new request"
 
 
-def repo_json(row: store.RepoRequest, *, show_actor: bool) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": row.id,
-        "name": row.name,
-        "owner": row.owner,
-        "visibility": row.visibility,
-        "status": row.status,
-        "requestedBy": row.requested_by if show_actor else "",
-        "createdAt": rfc3339(row.created_at),
-        "updatedAt": rfc3339(row.updated_at),
-    }
-    optional = {
-        "description": row.description,
-        "template": row.template,
-        "url": row.url,
-        "error": row.error,
-        "approver": row.approver if show_actor else "",
-        "rejectReason": row.reject_reason,
-    }
-    doc.update({key: value for key, value in optional.items() if value})
-    return doc
+def repo_json(row: store.RepoRequest, *, show_actor: bool) -> RepoRow:
+    """Empty optional columns (and a hidden approver) are left out (None is omitted);
+    `requestedBy` is always present, "" when hidden."""
+    return RepoRow(
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        visibility=row.visibility,
+        status=row.status,
+        requestedBy=row.requested_by if show_actor else "",
+        createdAt=rfc3339(row.created_at),
+        updatedAt=rfc3339(row.updated_at),
+        description=row.description or None,
+        template=row.template or None,
+        url=row.url or None,
+        error=row.error or None,
+        approver=(row.approver if show_actor else "") or None,
+        rejectReason=row.reject_reason or None,
+    )
 
 
 def _store_failed(err: Exception) -> DependencyError:
@@ -82,7 +79,7 @@ def _store_failed(err: Exception) -> DependencyError:
 # --- create -----------------------------------------------------------------------------------
 
 
-def create(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> dict[str, Any]:
+def create(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> RepoRow:
     require_team(rt.repo_github, caller, rt.settings.repo_create_authz_team)
     body = bodies.parse(bodies.RepoCreateBody, raw_body)
     if not REPO_NAME_RE.match(body.name):
@@ -145,7 +142,7 @@ def _reclaim_vanished(rt: Runtime, name: str) -> bool:
 
 def list_requests(
     rt: Runtime, caller: Caller, status: str | None, mine: str | None
-) -> list[dict[str, Any]]:
+) -> list[RepoRow]:
     wanted = status or "pending"
     if wanted not in LIST_STATUSES:
         raise InvalidStatus()
@@ -164,17 +161,17 @@ def list_requests(
     return [repo_json(r, show_actor=show) for r in rows]
 
 
-def get(rt: Runtime, caller: Caller, request_id: str) -> dict[str, Any]:
+def get(rt: Runtime, caller: Caller, request_id: str) -> RepoRow:
     row = _read(rt, request_id)
     return repo_json(row, show_actor=sees_actors(rt, caller))
 
 
-def templates(rt: Runtime) -> dict[str, Any]:
+def templates(rt: Runtime) -> RepoTemplates:
     try:
-        return {"templates": rt.github_app.templates()}
+        return RepoTemplates(templates=rt.github_app.templates())
     except Exception:  # never fails: the CLI falls back to free-text entry
         logger.warning("repo.templates_failed", exc_info=True)
-        return {"templates": []}
+        return RepoTemplates(templates=[])
 
 
 def _read(rt: Runtime, request_id: str) -> store.RepoRequest:
@@ -198,7 +195,7 @@ def approve_budget(remaining_seconds: float) -> float:
 
 def approve(
     rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str, *, deadline: Deadline
-) -> dict[str, Any]:
+) -> RepoApproval:
     """`deadline` bounds the creation so the answer beats the API Gateway limit; a creation
     that needs longer is left to the worker (503 retryable)."""
     require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
@@ -230,7 +227,7 @@ def approve(
 def _create_repository(
     rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest, *,
     resumed: bool, deadline: Deadline | None, actor: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> RepoApproval:  # fmt: skip
     try:
         url = rt.github_app.create(
             row.name, description=row.description, private=row.visibility == "private",
@@ -251,7 +248,7 @@ def _create_repository(
         raise _store_failed(err) from err
     audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url},
                  actor=actor)  # fmt: skip
-    return {"outcome": "ok", "request": repo_json(done, show_actor=_shows(rt, caller))}
+    return RepoApproval(outcome="ok", request=repo_json(done, show_actor=_shows(rt, caller)))
 
 
 def _shows(rt: Runtime, caller: Caller | None) -> bool:
@@ -261,7 +258,7 @@ def _shows(rt: Runtime, caller: Caller | None) -> bool:
 def _fail(
     rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest,
     err: RepoCreateError, *, actor: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> RepoApproval:  # fmt: skip
     if err.internal:
         logger.error("repo.create_failed", extra={"id": row.id, "error": str(err)})
     message = GENERIC_FAILURE if err.internal else err.user_message
@@ -272,10 +269,9 @@ def _fail(
         raise _store_failed(store_err) from store_err
     audit.record(rt, ctx, "repo.approve", outcome="approved_failed",
                  detail={"id": failed.id, "name": failed.name}, actor=actor)  # fmt: skip
-    return {
-        "outcome": "approved_failed",
-        "request": repo_json(failed, show_actor=_shows(rt, caller)),
-    }
+    return RepoApproval(
+        outcome="approved_failed", request=repo_json(failed, show_actor=_shows(rt, caller))
+    )
 
 
 WORKER_ACTOR = "system:repo-worker"
@@ -294,12 +290,12 @@ def finish_approval(rt: Runtime, request_id: str, *, deadline: Deadline) -> str:
             return "done"  # finished (or rejected, or deleted) meanwhile
         result = _create_repository(rt, ctx, None, row, resumed=True, deadline=deadline,
                                     actor=WORKER_ACTOR)  # fmt: skip
-    return "active" if result["outcome"] == "ok" else "failed"
+    return "active" if result.outcome == "ok" else "failed"
 
 
 def reject(
     rt: Runtime, ctx: RequestContext, caller: Caller, request_id: str, raw_body: bytes
-) -> dict[str, Any]:
+) -> RepoRow:
     require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
     body = bodies.parse(bodies.RejectBody, raw_body, required=False)
     if len(body.reason) > TEXT_MAX:

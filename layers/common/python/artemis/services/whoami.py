@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from artemis.responses import Whoami
 from artemis.runtime import Runtime
 from artemis.services.context import Caller
 
 
-def whoami(rt: Runtime, caller: Caller) -> dict[str, Any]:
+def whoami(rt: Runtime, caller: Caller) -> Whoami:
     """`authorizedSites` is advisory: it counts any listed membership, while the gates
     probe for an active one."""
     mine = set(rt.github.teams(caller.token))
     sites = sorted(slug for slug, teams in rt.snapshot.all().items() if mine.intersection(teams))
-    return {"login": caller.login, "authorizedSites": sites}
+    return Whoami(login=caller.login, authorizedSites=sites)
