@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from artemis import deploy_ids, deploy_mode, openapi, route_docs, site_names, upload_paths
 from artemis.keys import MARKER_NAME
+from artemis.services import deploys
 
 DOC = openapi.document()
 SCHEMAS = DOC["components"]["schemas"]
@@ -127,7 +128,7 @@ def test_slug_schemas_are_the_slug_rules(slug: str) -> None:
 
 def test_body_constraints_are_declared() -> None:
     uploads = SCHEMAS["UploadsBody"]["properties"]["files"]
-    assert (uploads["minItems"], uploads["maxItems"]) == (1, route_docs.MAX_PRESIGN_FILES)
+    assert (uploads["minItems"], uploads["maxItems"]) == (1, deploys.MAX_PRESIGN_FILES)
     finalize = SCHEMAS["FinalizeBody"]["properties"]["files"]
     assert _valid(finalize, ["index.html"]) and not _valid(finalize, ["a.html"])
     assert not _valid(finalize, []) and not _valid(finalize, None)
