@@ -602,7 +602,7 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "migrate may read the API's secrets": (
         "secret_scope",
         lambda t: fn_props(t, "MigrateFunction")["Policies"].append(
-            {"Ref": "ReadApiSecretsPolicy"}
+            {"Ref": "ReadSessionKeyPolicy"}
         ),
     ),
     "wildcard resource": (

@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from artemis import bodies
+from artemis.config import RepoSettings
 from artemis.db import outbox
 from artemis.db import repo_requests as store
 from artemis.db.lock import LockKey, advisory_lock
@@ -224,13 +225,18 @@ def approve(
             resumed = True  # an earlier approval stopped after the transition
         except Exception as err:
             raise _store_failed(err) from err
-        return _create_repository(rt, ctx, caller, row, resumed=resumed, deadline=deadline)
+        outcome, done = _create_repository(rt, ctx, row, resumed=resumed, deadline=deadline)
+        return {"outcome": outcome, "request": repo_json(done, show_actor=sees_actors(rt, caller))}
 
 
 def _create_repository(
-    rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest, *,
+    rt: Runtime[RepoSettings], ctx: RequestContext, row: store.RepoRequest, *,
     resumed: bool, deadline: float | None, actor: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> tuple[str, store.RepoRequest]:  # fmt: skip
+    """Create an approved request's repository and record the result: the outcome (`ok` or
+    `approved_failed`) and the request's row after it. It needs only RepoSettings (the
+    database and the App), so the site worker, which loads no API settings, finishes
+    approvals through it too."""
     try:
         url = rt.github_app.create(
             row.name, description=row.description, private=row.visibility == "private",
@@ -243,7 +249,7 @@ def _create_repository(
             logger.warning("repo.create_retryable", extra={"id": row.id, "error": str(err)})
             raise RepoCreateRetryable() from None
         else:
-            return _fail(rt, ctx, caller, row, err, actor=actor)
+            return _fail(rt, ctx, row, err, actor=actor)
     try:
         with rt.db.transaction() as conn:
             done = store.transition(conn, row.id, "approved", "active", url=url)
@@ -251,17 +257,13 @@ def _create_repository(
         raise _store_failed(err) from err
     audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url},
                  actor=actor)  # fmt: skip
-    return {"outcome": "ok", "request": repo_json(done, show_actor=_shows(rt, caller))}
-
-
-def _shows(rt: Runtime, caller: Caller | None) -> bool:
-    return caller is not None and sees_actors(rt, caller)
+    return "ok", done
 
 
 def _fail(
-    rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest,
+    rt: Runtime[RepoSettings], ctx: RequestContext, row: store.RepoRequest,
     err: RepoCreateError, *, actor: str | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> tuple[str, store.RepoRequest]:  # fmt: skip
     if err.internal:
         logger.error("repo.create_failed", extra={"id": row.id, "error": str(err)})
     message = GENERIC_FAILURE if err.internal else err.user_message
@@ -272,16 +274,13 @@ def _fail(
         raise _store_failed(store_err) from store_err
     audit.record(rt, ctx, "repo.approve", outcome="approved_failed",
                  detail={"id": failed.id, "name": failed.name}, actor=actor)  # fmt: skip
-    return {
-        "outcome": "approved_failed",
-        "request": repo_json(failed, show_actor=_shows(rt, caller)),
-    }
+    return "approved_failed", failed
 
 
 WORKER_ACTOR = "system:repo-worker"
 
 
-def finish_approval(rt: Runtime, request_id: str, *, deadline: float) -> str:
+def finish_approval(rt: Runtime[RepoSettings], request_id: str, *, deadline: float) -> str:
     """The durable half of an approval (the `repo.approved` event): finish a request still
     `approved` — create the repository, or record the failure. Returns what happened: `done`
     (nothing left to do), `active` or `failed`; raises RepoCreateRetryable when GitHub failed
@@ -292,9 +291,9 @@ def finish_approval(rt: Runtime, request_id: str, *, deadline: float) -> str:
             row = store.get(conn, request_id)
         if row is None or row.status != "approved":
             return "done"  # finished (or rejected, or deleted) meanwhile
-        result = _create_repository(rt, ctx, None, row, resumed=True, deadline=deadline,
-                                    actor=WORKER_ACTOR)  # fmt: skip
-    return "active" if result["outcome"] == "ok" else "failed"
+        outcome, _ = _create_repository(rt, ctx, row, resumed=True, deadline=deadline,
+                                        actor=WORKER_ACTOR)  # fmt: skip
+    return "active" if outcome == "ok" else "failed"
 
 
 def reject(
