@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from artemis import invocation, runtime
+from artemis.config import SiteWorkerSettings
 from artemis.jobs.common import Clock, system_clock
 from artemis.jobs.site_worker import (
     MAX_RECEIVES,
@@ -28,7 +29,7 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def make_handler(
     *,
-    rt: Runtime | None = None,
+    rt: Runtime[SiteWorkerSettings] | None = None,
     run: GcRunner | None = None,
     clock: Clock = system_clock,
     reserve_seconds: float = RESERVE_SECONDS,
@@ -37,12 +38,13 @@ def make_handler(
     backoff: Callable[[int], int] = backoff_seconds,
 ) -> Handler:
     """The Lambda handler. `rt` defaults to the process Runtime and `run` to gc-site; both
-    are read per call, so the Runtime is built on the first invocation, not at import."""
+    are read per call, so the Runtime is built on the first invocation, not at import. Its
+    settings model has no session key: the worker never signs or verifies a deploy session."""
     policy = Policy(clock, reserve_seconds, min_run_seconds, max_receives, backoff)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         with invocation.running(context):  # the site-lock waits of a run end in time
-            the_rt = rt if rt is not None else runtime.current()
+            the_rt = rt if rt is not None else runtime.current(SiteWorkerSettings)
             return process_batch(the_rt, event, context, run=run, policy=policy)
 
     return handler

@@ -6,6 +6,7 @@ are tested on LocalStack (tests/system/test_fifo_pipeline.py)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from artemis.config import load_settings
+from artemis import runtime as process_runtime
+from artemis.config import Settings, SiteWorkerSettings, load_settings, variables
 from artemis.db.connection import Database
 from artemis.db.outbox import OutboxMessage
 from artemis.deadlines import Deadline
@@ -138,7 +140,7 @@ class Recorder:
 
     def __call__(
         self,
-        rt: Runtime,
+        rt: Runtime[SiteWorkerSettings],
         site: Dirname,
         *,
         now: datetime,
@@ -224,6 +226,53 @@ def test_the_sample_event_runs_its_site_once() -> None:
     response = make_handler(rt=runtime, run=run)(event, CONTEXT)
     assert response == {"batchItemFailures": []}
     assert run.calls == ["www.example.org"]
+
+
+def _rsa_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()  # fmt: skip
+
+
+def test_the_handler_starts_its_runtime_without_any_jwt_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker never signs or verifies a deploy session: the Lambda handler builds its
+    runtime from an environment without any JWT variable (as the template gives it), and its
+    cold start fetches only the secrets it reads: the database URL and the App's key."""
+    for var in list(os.environ):  # nothing leaks in from the outer environment
+        if var.startswith("JWT_") or var.removesuffix("_PARAM") in variables(Settings):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("DATABASE_URL_PARAM", "/artemis/test/database-url")
+    monkeypatch.setenv("GH_APP_ID", "12")
+    monkeypatch.setenv("GH_APP_INSTALLATION_ID", "34")
+    monkeypatch.setenv("GH_APP_PRIVATE_KEY_PARAM", "/artemis/test/app-key")
+    secrets = {"/artemis/test/database-url": "postgresql://127.0.0.1/unused",
+               "/artemis/test/app-key": _rsa_pem()}  # fmt: skip
+    fetched: list[str] = []
+
+    def resolve(name: str) -> str:
+        fetched.append(name)
+        return secrets[name]
+
+    monkeypatch.setattr(process_runtime, "resolve_parameter", resolve)
+    event = json.loads((REPO_ROOT / "events" / "site_worker-sqs.json").read_text())
+    run = Recorder()
+    process_runtime.reset()
+    try:
+        response = make_handler(run=run)(event, CONTEXT)
+        built = process_runtime.current(SiteWorkerSettings).settings
+    finally:
+        process_runtime.reset()
+    assert response == {"batchItemFailures": []}
+    assert run.calls == ["www.example.org"]
+    assert type(built) is SiteWorkerSettings and built.repo_feature_enabled
+    assert sorted(fetched) == ["/artemis/test/app-key", "/artemis/test/database-url"]
 
 
 # --- permanent failures ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from artemis.config import load_settings
+from artemis.config import SiteWorkerSettings, load_settings
 from artemis.db import outbox
 from artemis.db.connection import Database
 from artemis.deadlines import Deadline
@@ -152,7 +152,7 @@ class SlowRun:
 
     def __call__(
         self,
-        rt: Runtime,
+        rt: Runtime[SiteWorkerSettings],
         site: Dirname,
         *,
         now: datetime,

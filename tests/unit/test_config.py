@@ -3,7 +3,7 @@ names the variable and the rule; secrets never appear in it."""
 
 import pytest
 
-from artemis.config import ConfigError, load_settings
+from artemis.config import ConfigError, SiteWorkerSettings, load_settings, secret_variables
 from tests.conftest import base_env
 
 BAD_VALUES = [
@@ -336,3 +336,33 @@ def test_a_wrong_app_key_refuses_to_start(key: str) -> None:
         "invalid configuration: GH_APP_PRIVATE_KEY: must be a PEM RSA private key (PKCS#1 or"
         " PKCS#8)"
     )
+
+
+# --- the site worker's settings -----------------------------------------------------------------
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    """The site worker's environment: no session key, no approvers' team."""
+    env = {"DATABASE_URL": "postgresql://127.0.0.1/unused", "GH_APP_ID": "12",
+           "GH_APP_INSTALLATION_ID": "34", "GH_APP_PRIVATE_KEY": _rsa_pem()}  # fmt: skip
+    return {**env, **overrides}
+
+
+def test_the_site_worker_settings_need_no_session_key_and_check_the_app() -> None:
+    """The worker finishes approvals with the App but never signs a session or gates an
+    approval: it starts without JWT_SIGNING_KEY and REPO_APPROVE_AUTHZ_TEAM, and refuses an
+    App configuration the API would refuse."""
+    settings = load_settings(worker_env(), None, SiteWorkerSettings)
+    assert settings.repo_feature_enabled and settings.gh_app_key is not None
+    assert not hasattr(settings, "jwt_signing_key")
+    assert secret_variables(SiteWorkerSettings) == {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "GH_APP_PRIVATE_KEY",
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings(worker_env(GH_APP_INSTALLATION_ID=""), None, SiteWorkerSettings)
+    assert info.value.variable == "GH_APP_ID"
+    with pytest.raises(ConfigError) as info:
+        load_settings(worker_env(GH_APP_PRIVATE_KEY=_rsa_pem("ec")), None, SiteWorkerSettings)
+    assert info.value.variable == "GH_APP_PRIVATE_KEY"

@@ -7,6 +7,7 @@ The template is read with a loader that turns CloudFormation short-form tags (!R
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import os
 import re
@@ -21,7 +22,13 @@ from typing import Any
 import pytest
 
 from artemis import config
-from artemis.config import DatabaseSettings, Settings, load_settings, secret_variables
+from artemis.config import (
+    DatabaseSettings,
+    Settings,
+    SiteWorkerSettings,
+    load_settings,
+    secret_variables,
+)
 from artemis_local.template import load_template, resources_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -351,8 +358,8 @@ def ssm_readable(template: dict[str, Any], props: dict[str, Any]) -> set[str]:
 
 
 def check_secret_scope(template: dict[str, Any]) -> list[str]:
-    """Each function gets the `<VAR>_PARAM` of a secret only when its settings model reads the
-    secret, and its policies read only the secret parameters its environment names."""
+    """Each function's `<VAR>_PARAM` variables are exactly the secrets its settings model
+    reads, and its policies read exactly the secret parameters its environment names."""
     problems = []
     glob_vars = env_blocks(template)["Globals"]
     for name, props in functions(template).items():
@@ -362,9 +369,62 @@ def check_secret_scope(template: dict[str, Any]) -> list[str]:
         given = {var: value for var, value in variables.items() if var.endswith("_PARAM")}
         for var in sorted(set(given) - mine):
             problems.append(f"{name}: {var} is set, but {model.__name__} never reads it")
-        wired = {env_parameter(template, value) for value in given.values()}
-        for param in sorted(ssm_readable(template, props) - wired):
+        for var in sorted(mine - set(given)):
+            problems.append(f"{name}: {model.__name__} reads a secret, but {var} is not set")
+        wired = {p for value in given.values() if (p := env_parameter(template, value))}
+        readable = ssm_readable(template, props)
+        for param in sorted(readable - wired):
             problems.append(f"{name}: may read {param}, which its environment does not name")
+        for param in sorted(wired - readable):
+            problems.append(f"{name}: its environment names {param}, which no policy reads")
+    return problems
+
+
+# The secret parameters a stack may leave empty (their variables and policies are conditional).
+OPTIONAL_SECRET_PARAMETERS = ("RedisUrlParam", "GhAppPrivateKeyParam")
+
+
+def check_secret_conditions(template: dict[str, Any]) -> list[str]:
+    """For every choice of the optional secret parameters (set or empty), each function's
+    policies can read exactly the SSM parameters its environment names, and it attaches only
+    policies the stack creates: the conditions of the variables, the attachments and the
+    policies agree."""
+    problems = []
+    managed = resources_of(template, "AWS::IAM::ManagedPolicy")
+    no_value = {"Ref": "AWS::NoValue"}
+    glob_vars = env_blocks(template)["Globals"]
+    for choice in itertools.product(("", "/artemis/test/secret"), repeat=2):
+        params = dict(zip(OPTIONAL_SECRET_PARAMETERS, choice, strict=True))
+        created = {
+            policy for policy, res in managed.items()
+            if "Condition" not in res or condition_holds(template, res["Condition"], params)
+        }  # fmt: skip
+        for name, props in functions(template).items():
+            variables = {**glob_vars, **props.get("Environment", {}).get("Variables", {})}
+            named = {
+                str(env_parameter(template, value))
+                for var, value in variables.items()
+                if var.endswith("_PARAM") and resolve_ifs(template, value, params) != no_value
+            }
+            policies = [
+                policy for policy in resolve_ifs(template, props.get("Policies", []), params)
+                if policy != no_value
+            ]  # fmt: skip
+            attached = refs_in(policies) & set(managed)
+            if attached - created:
+                problems.append(f"{name}: attaches {sorted(attached - created)} with {params}")
+            documents = policies + [managed[m]["Properties"]["PolicyDocument"] for m in attached]
+            readable = refs_in(
+                [
+                    statement.get("Resource")
+                    for statement in statements_of(resolve_ifs(template, documents, params))
+                    if "ssm:GetParameter" in statement.get("Action", [])
+                ]
+            ) & set(template["Parameters"])
+            if named != readable:
+                problems.append(
+                    f"{name}: with {params} names {sorted(named)}, may read {sorted(readable)}"
+                )
     return problems
 
 
@@ -468,6 +528,7 @@ RULES = {
     "schedules": check_schedules,
     "policies": check_policies,
     "secret_scope": check_secret_scope,
+    "secret_conditions": check_secret_conditions,
 }
 
 
@@ -492,6 +553,23 @@ def mutated(template: dict[str, Any], change: Callable[[dict[str, Any]], None]) 
 def fn_props(template: dict[str, Any], name: str) -> dict[str, Any]:
     props: dict[str, Any] = template["Resources"][name]["Properties"]
     return props
+
+
+def drop_policy(template: dict[str, Any], function: str, policy: str) -> None:
+    """Detach a managed policy from a function (however its attachment is conditioned)."""
+    props = fn_props(template, function)
+    props["Policies"] = [p for p in props["Policies"] if policy not in refs_in(p)]
+
+
+def drop_secret(template: dict[str, Any], function: str, variable: str) -> None:
+    """Take a secret's parameter from a function: its variable and the policies reading it."""
+    param = env_parameter(
+        template, fn_props(template, function)["Environment"]["Variables"].pop(variable)
+    )
+    managed = resources_of(template, "AWS::IAM::ManagedPolicy")
+    for policy, res in managed.items():
+        if param in refs_in(res["Properties"]["PolicyDocument"]):
+            drop_policy(template, function, policy)
 
 
 def worker_sqs_event(template: dict[str, Any]) -> dict[str, Any]:
@@ -602,7 +680,39 @@ MUTATIONS: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "migrate may read the API's secrets": (
         "secret_scope",
         lambda t: fn_props(t, "MigrateFunction")["Policies"].append(
-            {"Ref": "ReadApiSecretsPolicy"}
+            {"Ref": "ReadSessionKeyPolicy"}
+        ),
+    ),
+    "site worker given the session key": (
+        "secret_scope",
+        lambda t: fn_props(t, "SiteWorkerFunction")["Environment"]["Variables"].update(
+            JWT_SIGNING_KEY_PARAM={"Ref": "JwtSigningKeyParam"}
+        ),
+    ),
+    "site worker may read the session key": (
+        "secret_scope",
+        lambda t: fn_props(t, "SiteWorkerFunction")["Policies"].append(
+            {"Ref": "ReadSessionKeyPolicy"}
+        ),
+    ),
+    "site worker without the App key it reads": (
+        "secret_scope",
+        lambda t: drop_secret(t, "SiteWorkerFunction", "GH_APP_PRIVATE_KEY_PARAM"),
+    ),
+    "api named the Redis URL but may not read it": (
+        "secret_scope",
+        lambda t: drop_policy(t, "ApiFunction", "ReadRedisUrlPolicy"),
+    ),
+    "the Redis policy attached without its condition": (
+        "secret_conditions",
+        lambda t: fn_props(t, "SiteWorkerFunction")["Policies"].append(
+            {"Ref": "ReadRedisUrlPolicy"}
+        ),
+    ),
+    "the App key's variable kept when its policy is not": (
+        "secret_conditions",
+        lambda t: fn_props(t, "ApiFunction")["Environment"]["Variables"].update(
+            GH_APP_PRIVATE_KEY_PARAM={"Ref": "GhAppPrivateKeyParam"}
         ),
     ),
     "wildcard resource": (
@@ -688,6 +798,8 @@ def resolve_ifs(template: dict[str, Any], node: Any, params: dict[str, str]) -> 
         return resolve_ifs(template, chosen, params)
     if isinstance(node, list):
         return [resolve_ifs(template, item, params) for item in node]
+    if isinstance(node, dict):
+        return {key: resolve_ifs(template, value, params) for key, value in node.items()}
     return node
 
 
@@ -811,6 +923,26 @@ def test_functions_that_never_read_the_session_key_get_neither_it_nor_its_policy
         )
     expected = {"migrate", "relay", "drift_detect", "tombstone_purge", "reconcile", "backfill"}
     assert expected <= without_key
+
+
+def test_the_site_worker_gets_the_app_key_and_not_the_session_key(
+    template: dict[str, Any],
+) -> None:
+    """The site worker finishes repo approvals through the App but never signs or verifies a
+    deploy session: its model reads the App's key and not the session key, and so do its
+    environment and its policies."""
+    props = fn_props(template, "SiteWorkerFunction")
+    assert settings_model(props) is SiteWorkerSettings
+    assert "JWT_SIGNING_KEY" not in secret_variables(SiteWorkerSettings)
+    assert {"DATABASE_URL", "GH_APP_PRIVATE_KEY", "REDIS_URL"} == secret_variables(
+        SiteWorkerSettings
+    )
+    variables = {**env_blocks(template)["Globals"], **props["Environment"]["Variables"]}
+    assert "JWT_SIGNING_KEY_PARAM" not in variables
+    assert {"DATABASE_URL_PARAM", "GH_APP_PRIVATE_KEY_PARAM", "REDIS_URL_PARAM"} <= set(variables)
+    readable = ssm_readable(template, props)
+    assert "JwtSigningKeyParam" not in readable
+    assert {"DatabaseUrlParam", "GhAppPrivateKeyParam", "RedisUrlParam"} <= readable
 
 
 def test_ssm_parameter_names_must_start_with_a_slash(template: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ verifies the App JWT's RS256 signature with the App's public key)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from artemis import runtime
+from artemis.config import SiteWorkerSettings, load_settings
 from artemis.deadlines import Deadline
 from artemis.jobs.relay import drain
 from artemis.queue import SqsPublisher
@@ -292,14 +294,18 @@ def test_reject_and_delete_gates_and_codes(api: Api) -> None:
 # --- the durable half: the repo.approved event and the worker -----------------------------------
 
 
-def run_worker_until(api: Api, request_id: str, status: str, rounds: int = 10) -> None:
-    """The relay publishes the outbox; the site worker's handler consumes real SQS batches
-    (backoff 0 so a retried message comes back at once) until the request reaches `status`."""
+def run_worker_until(
+    api: Api, request_id: str, status: str, rounds: int = 10,
+    worker: runtime.Runtime[SiteWorkerSettings] | None = None,
+) -> None:  # fmt: skip
+    """The relay publishes the outbox; the site worker's handler (on `worker`, else the
+    process Runtime) consumes real SQS batches (backoff 0 so a retried message comes back at
+    once) until the request reaches `status`."""
     rt = runtime.current()
     queue = rt.settings.site_events_queue_url
     assert queue is not None
     drain(rt, SqsPublisher(rt.sqs, queue), deadline=Deadline.after(30))
-    handler = make_handler(rt=rt, backoff=lambda count: 0)
+    handler = make_handler(rt=worker or rt, backoff=lambda count: 0)
     for _ in range(rounds):
         poll_once(rt.sqs, queue, handler, LocalContext("site_worker", timeout_ms=120_000))
         if api.call("GET", f"/api/repo/{request_id}", token=STAFF).body["status"] == status:
@@ -318,6 +324,38 @@ def test_a_transiently_failing_approval_is_finished_by_the_worker(api: Api) -> N
     actors = api.sql("SELECT actor, outcome FROM audit_log WHERE action = 'repo.approve'"
                      " AND detail->>'id' = %s", [row["id"]])  # fmt: skip
     assert actors == [("system:repo-worker", "success")]
+
+
+def worker_runtime() -> runtime.Runtime[SiteWorkerSettings]:
+    """A Runtime on the site worker's own settings, from this system's environment less every
+    JWT variable (the template gives the worker none)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWT_")}
+    return runtime.Runtime(load_settings(env, None, SiteWorkerSettings))
+
+
+@pytest.mark.parametrize(
+    ("worker_fault", "status", "outcome"),
+    [(None, "active", "success"), (422, "failed", "approved_failed")],
+)
+def test_the_worker_finishes_an_approval_on_its_own_settings(
+    api: Api, worker_fault: int | None, status: str, outcome: str
+) -> None:
+    """The worker's settings have the App and no API settings (no session key, no audit
+    team): with them it creates the repository, or records the failure GitHub answers."""
+    repo = name()
+    row = create(api, {"name": repo}).body
+    api.github.fail(f"/orgs/{ORG}/repos", 503, times=1, exact=True)  # left to the worker
+    assert approve(api, row["id"]).code == "repo_create_retryable"
+    if worker_fault is not None:
+        api.github.fail(f"/orgs/{ORG}/repos", worker_fault, times=1, exact=True)
+    worker = worker_runtime()
+    try:
+        run_worker_until(api, row["id"], status, worker=worker)
+    finally:
+        worker.close()
+    actors = api.sql("SELECT actor, outcome FROM audit_log WHERE action = 'repo.approve'"
+                     " AND detail->>'id' = %s", [row["id"]])  # fmt: skip
+    assert actors == [("system:repo-worker", outcome)]
 
 
 def test_the_event_of_a_completed_approval_changes_nothing(api: Api) -> None:

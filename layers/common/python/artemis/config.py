@@ -114,18 +114,20 @@ def _field(default: Any, env: str, *, secret: bool = False) -> Any:
 # One model per kind of function, each a subclass of the one below it, so a function loads,
 # validates and fetches (for `<VAR>_PARAM`) only what its code reads:
 #
-#   DatabaseSettings   migrate                 the database
-#   JobSettings        relay, tombstone_purge, + the bucket and its key layout, retention,
-#                      drift_detect, reconcile, the site-events queues
-#                      backfill
-#   Settings           api, site_worker (and   + GitHub, Redis and the repo-request App
-#                      the local runtime,        (a section of its own, _GitHubSettings), the
-#                      preflight)                deploy session key, the registry and audit
-#                                                teams, upload limits
+#   DatabaseSettings    migrate                 the database
+#   JobSettings         relay, tombstone_purge, + the bucket and its key layout, retention,
+#                       drift_detect, reconcile, the site-events queues
+#                       backfill
+#   SiteWorkerSettings  site_worker             + RepoSettings: the repo-request App and the
+#                                                 cache of its installation token (the worker
+#                                                 finishes approved repo requests)
+#   Settings            api (and the local      + GitHub's identity and membership checks, the
+#                       runtime, preflight)       deploy session key, the repo, registry and
+#                                                 audit teams, upload limits
 #
-# The site worker finishes approved repo requests through the API's repo service, which reads
-# API settings (the audit team decides actor visibility), so it loads Settings too.
-# A larger model is-a smaller one, so code written for JobSettings runs with Settings.
+# RepoSettings is a section, not a function's model: what finishing a repo approval reads,
+# included by both SiteWorkerSettings and Settings. A larger model is-a smaller one, so code
+# written for JobSettings (or RepoSettings) runs with Settings.
 
 
 class DatabaseSettings(BaseModel):
@@ -308,28 +310,21 @@ class JobSettings(DatabaseSettings):
         )
 
 
-class _GitHubSettings(JobSettings):
-    """A section of Settings: GitHub, Redis and the repo-request App, validated together."""
+class RepoSettings(DatabaseSettings):
+    """A section: the repo-request feature's GitHub App, in GH_REPO_ORG, and Redis, which shares
+    the App's installation token between environments. Validated together (all three App
+    variables or none; the key is read at start)."""
 
-    gh_org: str = _field("freeCodeCamp", "GH_ORG")
     gh_api_base: str = _field("https://api.github.com", "GH_API_BASE")
-    gh_membership_cache_ttl: int = _field(300, "GH_MEMBERSHIP_CACHE_TTL")
     redis_url: str | None = _field(None, "REDIS_URL", secret=True)
     gh_repo_org: str = _field("freeCodeCamp-Universe", "GH_REPO_ORG")
-    repo_create_authz_team: str = _field("staff", "REPO_CREATE_AUTHZ_TEAM")
-    repo_approve_authz_team: str = _field("none", "REPO_APPROVE_AUTHZ_TEAM")
     gh_app_id: str = _field("", "GH_APP_ID")
     gh_app_installation_id: str = _field("", "GH_APP_INSTALLATION_ID")
     gh_app_private_key: str = _field("", "GH_APP_PRIVATE_KEY", secret=True)
 
-    @field_validator("gh_membership_cache_ttl", mode="before")
+    @field_validator("gh_repo_org")
     @classmethod
-    def _worker_positive_int(cls, v: Any) -> Any:
-        return _integer(v, minimum=1) if isinstance(v, str) else v
-
-    @field_validator("gh_org", "gh_repo_org", "repo_create_authz_team", "repo_approve_authz_team")
-    @classmethod
-    def _worker_names(cls, v: str) -> str:
+    def _repo_org(cls, v: str) -> str:
         return _not_blank(v)
 
     @field_validator("gh_api_base")
@@ -359,7 +354,7 @@ class _GitHubSettings(JobSettings):
         return v
 
     @model_validator(mode="after")
-    def _worker_checks(self) -> Self:
+    def _repo_checks(self) -> Self:
         app = (self.gh_app_id, self.gh_app_installation_id, self.gh_app_private_key)
         if any(app) and not all(app):
             raise _Invalid(
@@ -370,15 +365,8 @@ class _GitHubSettings(JobSettings):
         return self
 
     def _check_repo_feature(self) -> None:
-        """The repo-request feature is on: it needs a real approvers' team (the default "none"
-        is a placeholder that would let nobody approve) and a key that really is an RSA private
-        key (read now, not at the first approval)."""
-        if self.repo_approve_authz_team.strip().lower() == "none":
-            raise _Invalid(
-                "REPO_APPROVE_AUTHZ_TEAM",
-                'must name the approvers\' team when the GitHub App is configured ("none" is'
-                " a placeholder)",
-            )
+        """The repo-request feature is on: its key must really be an RSA private key (read
+        now, not at the first approval)."""
         try:
             _ = self.gh_app_key
         except ValueError:
@@ -399,11 +387,24 @@ class _GitHubSettings(JobSettings):
         return bool(self.gh_app_id)
 
 
-class Settings(_GitHubSettings):
-    """The API's settings, which is every variable: the jobs', GitHub's, plus the deploy session's
-    signing key, the registry and audit teams and the upload limits. Build it (or any model
-    here) with `load_settings()`, never from raw input."""
+# RepoSettings comes first among the bases so that JobSettings' variables are validated (and a
+# bad one reported) before the App's, as in Settings.
+class SiteWorkerSettings(RepoSettings, JobSettings):
+    """The site worker's: gc-site and the queues (JobSettings), and the repo-request App, with
+    which it finishes the approvals the API could not finish in time. No session key: the
+    worker never signs or verifies a deploy session."""
 
+
+class Settings(SiteWorkerSettings):
+    """The API's settings, which is every variable: the site worker's, plus GitHub's identity
+    and membership checks, the deploy session's signing key, the repo, registry and audit teams
+    and the upload limits. Build it (or any model here) with `load_settings()`, never from raw
+    input."""
+
+    gh_org: str = _field("freeCodeCamp", "GH_ORG")
+    gh_membership_cache_ttl: int = _field(300, "GH_MEMBERSHIP_CACHE_TTL")
+    repo_create_authz_team: str = _field("staff", "REPO_CREATE_AUTHZ_TEAM")
+    repo_approve_authz_team: str = _field("none", "REPO_APPROVE_AUTHZ_TEAM")
     upload_max_bytes: int = _field(104_857_600, "UPLOAD_MAX_BYTES")
     gh_client_id: str = _field("", "GH_CLIENT_ID")
     registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
@@ -411,12 +412,18 @@ class Settings(_GitHubSettings):
     audit_read_authz_team: str = _field("staff", "AUDIT_READ_AUTHZ_TEAM")
     reserved_slugs: frozenset[str] = _field(DEFAULT_RESERVED_SLUGS, "RESERVED_SLUGS")
 
-    @field_validator("upload_max_bytes", mode="before")
+    @field_validator("gh_membership_cache_ttl", "upload_max_bytes", mode="before")
     @classmethod
     def _api_positive_int(cls, v: Any) -> Any:
         return _integer(v, minimum=1) if isinstance(v, str) else v
 
-    @field_validator("registry_authz_team", "audit_read_authz_team")
+    @field_validator(
+        "gh_org",
+        "repo_create_authz_team",
+        "repo_approve_authz_team",
+        "registry_authz_team",
+        "audit_read_authz_team",
+    )
     @classmethod
     def _api_names(cls, v: str) -> str:
         return _not_blank(v)
@@ -438,6 +445,18 @@ class Settings(_GitHubSettings):
         if isinstance(v, str):
             return frozenset(name.strip().lower() for name in v.split(",") if name.strip())
         return v
+
+    def _check_repo_feature(self) -> None:
+        """The API gates approvals: with the feature on it needs a real approvers' team (the
+        default "none" is a placeholder that would let nobody approve), checked before the
+        key."""
+        if self.repo_approve_authz_team.strip().lower() == "none":
+            raise _Invalid(
+                "REPO_APPROVE_AUTHZ_TEAM",
+                'must name the approvers\' team when the GitHub App is configured ("none" is'
+                " a placeholder)",
+            )
+        super()._check_repo_feature()
 
 
 M = TypeVar("M", bound=DatabaseSettings)

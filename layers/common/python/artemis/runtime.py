@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Generic, overload
 
 from typing_extensions import TypeVar
 
-from artemis.config import DatabaseSettings, JobSettings, Settings, load_settings
+from artemis.config import DatabaseSettings, JobSettings, RepoSettings, Settings, load_settings
 from artemis.db.connection import Database
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Runtime(Generic[S]):
 
     @cached_property
     def redis(self) -> Redis | None:
-        url = self._needs(Settings).redis_url
+        url = self._needs(RepoSettings).redis_url
         if not url:
             return None
         from redis import Redis
@@ -125,7 +125,7 @@ class Runtime(Generic[S]):
         from artemis.github import RedisSharedCache
         from artemis.github_app import GitHubApp
 
-        s = self._needs(Settings)
+        s = self._needs(RepoSettings)
         shared = RedisSharedCache(self.redis) if self.redis is not None else None
         return GitHubApp(
             s.gh_api_base, s.gh_app_id, s.gh_app_installation_id, s.gh_app_key, s.gh_repo_org,

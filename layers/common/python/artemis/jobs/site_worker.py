@@ -57,6 +57,7 @@ from artemis.queue import MalformedEvent, SiteEvent, SiteEventsQueue
 from artemis.storage import s3 as storage
 
 if TYPE_CHECKING:
+    from artemis.config import SiteWorkerSettings
     from artemis.runtime import Runtime
 
 RESERVE_SECONDS = 30.0  # the work's budget is the invocation's remaining time less this
@@ -79,7 +80,7 @@ class GcRunner(Protocol):
 
     def __call__(
         self,
-        rt: Runtime,
+        rt: Runtime[SiteWorkerSettings],
         site: Dirname,
         *,
         now: datetime,
@@ -132,7 +133,7 @@ class Policy:
 
 
 def process_batch(
-    rt: Runtime,
+    rt: Runtime[SiteWorkerSettings],
     event: dict[str, Any],
     context: Any,
     *,
@@ -177,7 +178,7 @@ def _default_runner() -> GcRunner:
 class _Batch:
     """The state of one invocation: which sites ran, which records were answered."""
 
-    rt: Runtime
+    rt: Runtime[SiteWorkerSettings]
     run: GcRunner
     context: Any
     policy: Policy

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from artemis.config import DatabaseSettings
 from artemis.db import audit as audit_db
 from artemis.errors import DependencyError, InvalidLimit, InvalidOffset, InvalidSince
 from artemis.observability import logger
@@ -25,7 +26,7 @@ _INTEGER_RE = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def record(
-    rt: Runtime,
+    rt: Runtime[DatabaseSettings],
     ctx: RequestContext,
     action: str,
     *,

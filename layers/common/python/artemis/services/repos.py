@@ -13,7 +13,10 @@ existing repo's URL).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from artemis import bodies
+from artemis.config import RepoSettings
 from artemis.db import outbox
 from artemis.db import repo_requests as store
 from artemis.db.lock import LockKey, advisory_lock
@@ -41,6 +44,7 @@ from artemis.services.context import Caller, RequestContext
 from artemis.site_names import REPO_NAME_RE
 from artemis.times import rfc3339
 
+Outcome = Literal["ok", "approved_failed"]  # what creating an approved repository came to
 TEXT_MAX = 350  # description and reject reason, in code points
 LIST_STATUSES = frozenset({*store.STATUSES, "all"})
 # An approval creates the repository within this many seconds, keeping headroom under API
@@ -221,13 +225,19 @@ def approve(
             resumed = True  # an earlier approval stopped after the transition
         except Exception as err:
             raise _store_failed(err) from err
-        return _create_repository(rt, ctx, caller, row, resumed=resumed, deadline=deadline)
+        outcome, done = _create_repository(rt, ctx, row, resumed=resumed, deadline=deadline)
+        show = sees_actors(rt, caller)
+        return RepoApproval(outcome=outcome, request=repo_json(done, show_actor=show))
 
 
 def _create_repository(
-    rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest, *,
+    rt: Runtime[RepoSettings], ctx: RequestContext, row: store.RepoRequest, *,
     resumed: bool, deadline: Deadline | None, actor: str | None = None,
-) -> RepoApproval:  # fmt: skip
+) -> tuple[Outcome, store.RepoRequest]:  # fmt: skip
+    """Create an approved request's repository and record the result: the outcome (`ok` or
+    `approved_failed`) and the request's row after it. It needs only RepoSettings (the
+    database and the App), so the site worker, which loads no API settings, finishes
+    approvals through it too."""
     try:
         url = rt.github_app.create(
             row.name, description=row.description, private=row.visibility == "private",
@@ -240,7 +250,7 @@ def _create_repository(
             logger.warning("repo.create_retryable", extra={"id": row.id, "error": str(err)})
             raise RepoCreateRetryable() from None
         else:
-            return _fail(rt, ctx, caller, row, err, actor=actor)
+            return _fail(rt, ctx, row, err, actor=actor)
     try:
         with rt.db.transaction() as conn:
             done = store.transition(conn, row.id, "approved", "active", url=url)
@@ -248,17 +258,13 @@ def _create_repository(
         raise _store_failed(err) from err
     audit.record(rt, ctx, "repo.approve", detail={"id": done.id, "name": done.name, "url": url},
                  actor=actor)  # fmt: skip
-    return RepoApproval(outcome="ok", request=repo_json(done, show_actor=_shows(rt, caller)))
-
-
-def _shows(rt: Runtime, caller: Caller | None) -> bool:
-    return caller is not None and sees_actors(rt, caller)
+    return "ok", done
 
 
 def _fail(
-    rt: Runtime, ctx: RequestContext, caller: Caller | None, row: store.RepoRequest,
+    rt: Runtime[RepoSettings], ctx: RequestContext, row: store.RepoRequest,
     err: RepoCreateError, *, actor: str | None = None,
-) -> RepoApproval:  # fmt: skip
+) -> tuple[Outcome, store.RepoRequest]:  # fmt: skip
     if err.internal:
         logger.error("repo.create_failed", extra={"id": row.id, "error": str(err)})
     message = GENERIC_FAILURE if err.internal else err.user_message
@@ -269,15 +275,13 @@ def _fail(
         raise _store_failed(store_err) from store_err
     audit.record(rt, ctx, "repo.approve", outcome="approved_failed",
                  detail={"id": failed.id, "name": failed.name}, actor=actor)  # fmt: skip
-    return RepoApproval(
-        outcome="approved_failed", request=repo_json(failed, show_actor=_shows(rt, caller))
-    )
+    return "approved_failed", failed
 
 
 WORKER_ACTOR = "system:repo-worker"
 
 
-def finish_approval(rt: Runtime, request_id: str, *, deadline: Deadline) -> str:
+def finish_approval(rt: Runtime[RepoSettings], request_id: str, *, deadline: Deadline) -> str:
     """The durable half of an approval (the `repo.approved` event): finish a request still
     `approved` — create the repository, or record the failure. Returns what happened: `done`
     (nothing left to do), `active` or `failed`; raises RepoCreateRetryable when GitHub failed
@@ -288,9 +292,9 @@ def finish_approval(rt: Runtime, request_id: str, *, deadline: Deadline) -> str:
             row = store.get(conn, request_id)
         if row is None or row.status != "approved":
             return "done"  # finished (or rejected, or deleted) meanwhile
-        result = _create_repository(rt, ctx, None, row, resumed=True, deadline=deadline,
-                                    actor=WORKER_ACTOR)  # fmt: skip
-    return "active" if result.outcome == "ok" else "failed"
+        outcome, _ = _create_repository(rt, ctx, row, resumed=True, deadline=deadline,
+                                        actor=WORKER_ACTOR)  # fmt: skip
+    return "active" if outcome == "ok" else "failed"
 
 
 def reject(
