@@ -14,7 +14,6 @@ from artemis import route_docs as docs
 from artemis.api_resolver import ApiResolver
 from artemis.http import current_request_id, json_response, no_content
 from artemis.observability import logger
-from artemis.responses import Health, Readiness
 from artemis.services import aliases, audit, auth, deletion, deploys, registry, whoami
 from artemis.services.context import Caller, RequestContext
 from artemis.session import SessionClaims
@@ -40,7 +39,7 @@ def _session(deploy_id: str) -> tuple[runtime.Runtime, RequestContext, SessionCl
 # --- health and meta ----------------------------------------------------------------------
 @app.add("GET", "/healthz", docs.HEALTHZ)
 def healthz() -> Response[str]:
-    return ok(200, Health(ok=True))
+    return ok(200, {"ok": True})  # documented as responses.Health
 
 
 @app.add("GET", "/readyz", docs.READYZ)
@@ -48,7 +47,7 @@ def readyz() -> Response[str]:
     verdict = health.readiness(runtime.current())
     if not verdict.ready:
         return http.error_response(503, verdict.failed_code or "unavailable", "service not ready")
-    return ok(200, Readiness(ready=True, checks=verdict.checks, degraded=verdict.degraded or None))
+    return ok(200, verdict.body())
 
 
 @app.add("GET", "/metrics", docs.METRICS)

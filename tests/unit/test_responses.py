@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,11 @@ from artemis.db import repo_requests
 from artemis.db import sites as sites_db
 from artemis.http import json_response
 from artemis.services import audit, registry, repos
+from artemis_local.functions import FUNCTIONS_DIR
+from tests.conftest import base_env
 
 SERVICES = Path(responses.__file__).parent / "services"
+API_APP = FUNCTIONS_DIR / "api" / "app.py"
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
 REPO_ROW = responses.RepoRow(
@@ -192,3 +198,28 @@ def test_a_site_row_keeps_a_hidden_creator_as_empty() -> None:
         '{"slug":"www","teams":["web","staff"],"createdAt":"2026-01-02T03:04:05.678000Z",'
         '"updatedAt":"2026-01-02T03:04:05.678000Z","createdBy":""}'
     )
+
+
+def test_the_services_leave_the_models_off_the_cold_init() -> None:
+    """The API imports every service at init; the models load with the first answer."""
+    code = (
+        "import sys, artemis.http\n"
+        "from artemis.services import aliases, audit, deletion, deploys, registry, repos, whoami\n"
+        "sys.exit('artemis.responses' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_api_cold_init_loads_neither_the_models_nor_the_route_promises_text() -> None:
+    """The API function's import registers every route, yet defines no response model: the
+    models and each route's OpenAPI fields are built only when the document is generated."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('api_app', {str(API_APP)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "assert module.app.routes is not None\n"
+        "sys.exit('artemis.responses' in sys.modules)"
+    )
+    env = {**os.environ, **base_env()}
+    assert subprocess.run([sys.executable, "-c", code], env=env, check=False).returncode == 0

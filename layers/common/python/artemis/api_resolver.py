@@ -1,8 +1,9 @@
 """The API function's resolver: Powertools' HTTP API resolver with the routing rules Artemis
 answers by, so that functions/api/app.py holds nothing but its routes.
 
-- A route is registered with its promises (an artemis.route_docs.Doc): the resolver keeps them
-  per route, and artemis.openapi generates the OpenAPI document from the registered routes.
+- A route is registered with its promises (an artemis.route_docs.Doc): `routes()` hands each
+  route over with them in Powertools' per-route fields, and artemis.openapi generates the
+  OpenAPI document from those routes.
 - Path parameters reach a route percent-decoded: API Gateway passes the raw path, and
   `/alias/%20Production` must reach the route as " Production".
 - A fixed path (`/api/repo/templates`) is its own resource, even where a parameterised
@@ -44,6 +45,7 @@ RouteFunction = Callable[..., Response[str]]
 class ApiResolver(APIGatewayHttpResolver):
     def __init__(self) -> None:
         super().__init__()
+        self._docs: dict[tuple[str, str], Doc] = {}
         self.exception_handler(ArtemisError)(self._domain_error)
         self.exception_handler(Exception)(self._unexpected)
         self.not_found(self._not_found)
@@ -59,14 +61,24 @@ class ApiResolver(APIGatewayHttpResolver):
                     return _method_not_allowed(fixed)
                 return fn(**{name: unquote(value) for name, value in params.items()})
 
-            self.route(path, method, **doc.route_options(path))(decoded)
+            self.route(path, method, operation_id=doc.operation_id)(decoded)
+            self._docs[(method, path)] = doc
             return fn
 
         return register
 
     def routes(self) -> list[Route]:
-        """Every registered route: the fixed paths, then the parameterised ones."""
-        return [*self._static_routes, *self._dynamic_routes]
+        """Every registered route, the fixed paths first, each carrying its promises in
+        Powertools' per-route fields. Those are filled in here, for the document, rather than
+        at registration: building them (and the response models they name) would cost every
+        cold start for an answer only `make apidoc` needs."""
+        routes = [*self._static_routes, *self._dynamic_routes]
+        for route in routes:
+            for name, value in (
+                self._docs[(route.method, route.path)].route_options(route.path).items()
+            ):
+                setattr(route, name, value)
+        return routes
 
     def handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         """Answer one API Gateway event; every answer carries the request's X-Request-ID."""

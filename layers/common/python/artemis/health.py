@@ -7,7 +7,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from artemis.deadlines import Deadline
 from artemis.observability import logger
@@ -23,6 +23,13 @@ class Readiness:
     degraded: bool
     failed_code: str | None = None
     checks: dict[str, ProbeState] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        """The ready answer: `degraded` appears only when a dependency other than the bucket
+        is unreachable."""
+        return {"ready": True, "checks": self.checks} | (
+            {"degraded": True} if self.degraded else {}
+        )
 
 
 def readiness(rt: Runtime, timeout: float = PROBE_TIMEOUT_SECONDS) -> Readiness:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from types import GenericAlias
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -27,28 +28,6 @@ from artemis import (
 )
 from artemis.config import Settings
 from artemis.keys import MARKER_NAME
-from artemis.responses import (
-    AliasMove,
-    AliasResponse,
-    AuditRow,
-    DeployDeleted,
-    DeployRestored,
-    DeployRow,
-    ErrorEnvelope,
-    FinalizeResponse,
-    Health,
-    InitResponse,
-    PresignResponse,
-    Readiness,
-    RepoApproval,
-    RepoRow,
-    RepoTemplates,
-    SitePurged,
-    SiteRow,
-    TrashEntry,
-    UploadResponse,
-    Whoami,
-)
 from artemis.services.audit import DEFAULT_LIMIT as AUDIT_DEFAULT_LIMIT
 from artemis.services.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 from artemis.services.deploys import MAX_PRESIGN_FILES, PRESIGN_MAX_EXPIRY_SECONDS
@@ -313,7 +292,9 @@ class Doc:
     credential: Credential
     gate: str
     status: int
-    response: type[BaseModel] | dict[str, Any] | None
+    # The success answer: a model of artemis.responses by name (imported when the document is
+    # generated, never at a cold start), or a schema, or None for no body.
+    response: str | dict[str, Any] | None
     example: Any
     errors: tuple[str, ...]
     many: bool = False
@@ -330,10 +311,10 @@ class Doc:
     links: tuple[tuple[str, str, str, str], ...] = ()
 
     def route_options(self, path: str) -> dict[str, Any]:
-        """Keyword arguments for the resolver's `route()`: the OpenAPI operation in the fields
-        Powertools keeps per route. A response's `model` (a pydantic class, or `list[...]` of
-        one) becomes a schema reference when the document is generated; `openapi_extensions`
-        carries the operation fields Powertools has no argument for."""
+        """The OpenAPI operation, in the fields Powertools keeps per route (its `route()`
+        arguments). A response's `model` (a pydantic class, or `list[...]` of one) becomes a
+        schema reference when the document is generated; `openapi_extensions` carries the
+        operation fields Powertools has no argument for."""
         extensions: dict[str, Any] = {
             "parameters": self._parameters(path),
             "x-credential": GATE_NOTE[self.credential],
@@ -354,6 +335,8 @@ class Doc:
         }
 
     def _responses(self) -> dict[int, dict[str, Any]]:
+        from artemis import responses as models  # only the document needs them
+
         success: dict[str, Any] = {
             "description": self.response_description or "success",
             "headers": dict(_REQUEST_ID_HEADER),
@@ -363,7 +346,8 @@ class Doc:
             if isinstance(self.response, dict):
                 media = {"schema": dict(self.response)}
             else:
-                media = {"model": list[self.response] if self.many else self.response}  # type: ignore[name-defined]
+                model = getattr(models, self.response)
+                media = {"model": GenericAlias(list, (model,)) if self.many else model}
             if self.example is not None:
                 media["example"] = self.example
             success["content"] = {self.media_type: media}
@@ -385,7 +369,7 @@ class Doc:
             responses[status] = {
                 "description": f"One of:\n\n{lines}",
                 "headers": dict(_REQUEST_ID_HEADER),
-                "content": {"application/json": {"model": ErrorEnvelope}},
+                "content": {"application/json": {"model": models.ErrorEnvelope}},
                 "x-error-codes": codes,
             }
         return dict(sorted(responses.items()))
@@ -631,7 +615,7 @@ _INT_QUERY = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
 HEALTHZ = Doc(
         "healthz", "Health", "Liveness",
         "Always `200 {\"ok\": true}`; touches no dependency.",
-        "none", "—", 200, Health, {"ok": True}, (),
+        "none", "—", 200, "Health", {"ok": True}, (),
 )  # fmt: skip
 
 READYZ = Doc(
@@ -640,7 +624,7 @@ READYZ = Doc(
         "and Redis (`PING`, only when `REDIS_URL` is set) concurrently, each within 5 s. The "
         "bucket decides: its failure answers `503 r2_unreachable`. A Postgres or Redis failure "
         "only degrades the answer (`\"degraded\": true`). GitHub is not probed.",
-        "none", "—", 200, Readiness,
+        "none", "—", 200, "Readiness",
         {"ready": True, "checks": {"bucket": "ok", "postgres": "ok", "redis": "unconfigured"}},
         ("r2_unreachable",),
 )  # fmt: skip
@@ -670,7 +654,7 @@ WHOAMI = Doc(
         "has one of them. `authorizedSites` is advisory: it counts any listed "
         "membership, while the per-site gate probes for an active one, and it covers per-site "
         "rights only, not the registry or audit gates.",
-        "github", "any GitHub user", 200, Whoami,
+        "github", "any GitHub user", 200, "Whoami",
         {"login": "octocat", "authorizedSites": ["learn", "www"]},
         (*_BEARER, "insufficient_scope", "registry_read_failed"),
 )  # fmt: skip
@@ -685,7 +669,7 @@ DEPLOY_INIT = Doc(
         "the deploy-session token for it. Nothing is written to the bucket. Not idempotent: "
         "every call mints a new token, and usually a new id.",
         "github", "per-site (a member of one of the site's registry teams)", 200,
-        InitResponse,
+        "InitResponse",
         {"deployId": "20260420-141522-abc1234", "jwt": "<token>",
          "expiresAt": "2026-04-20T14:30:22Z"},
         (*_BEARER, *_BODY, *_SITE_GATE, "jwt_sign_failed"),
@@ -696,7 +680,7 @@ DEPLOY_UPLOAD = Doc(
         "deployUpload", "Deploys",
         "Upload one file (raw bytes, small files)", UPLOAD_DESCRIPTION,
         "session", "the token's site still has teams, and the granting team is one of them",
-        200, UploadResponse,
+        200, "UploadResponse",
         {"received": "assets/app.js", "key": "www/deploys/20260420-141522-abc1234/assets/app.js"},
         (*_SESSION, "bad_request", "too_large", "pg_read_failed", "deploy_deleted",
          "deploy_busy", "deploy_finalized", "r2_put_failed"),
@@ -711,7 +695,7 @@ DEPLOY_PRESIGN_UPLOADS = Doc(
         "deployPresignUploads", "Deploys",
         "Presign direct uploads to the bucket (large files)", PRESIGN_DESCRIPTION,
         "session", "the token's site still has teams, and the granting team is one of them",
-        200, PresignResponse,
+        200, "PresignResponse",
         {"uploads": [{"path": "media/intro.mp4",
                       "key": "www/deploys/20260420-141522-abc1234/media/intro.mp4",
                       "url": "https://s3.us-east-1.amazonaws.com/artemis-sites",
@@ -728,7 +712,7 @@ DEPLOY_FINALIZE = Doc(
         "deployFinalize", "Deploys",
         "Verify the manifest and publish the deploy to an alias", FINALIZE_DESCRIPTION,
         "session", "the token's site still has teams, and the granting team is one of them",
-        200, FinalizeResponse,
+        200, "FinalizeResponse",
         {"url": "https://www.preview.freecode.camp", "deployId": "20260420-141522-abc1234",
          "mode": "preview"},
         (*_SESSION, *_BODY, "manifest_required", "missing_index", "deploy_busy",
@@ -744,7 +728,7 @@ DEPLOY_LIST = Doc(
         "and in-progress deploys; excludes trashed ones. `actor` is the latest finalizer's "
         "login (from the audit log, shown to members of the site's teams and of the audit "
         "team); it is omitted when unknown, and for every row when the lookup fails.",
-        "github", "per-site", 200, DeployRow,
+        "github", "per-site", 200, "DeployRow",
         [{"deployId": "20260419-110000-old1234"},
          {"deployId": "20260420-141522-abc1234", "actor": "octocat"}],
         (*_BEARER, *_SITE_GATE, "r2_list_failed"), many=True,
@@ -756,7 +740,7 @@ ALIAS_READ = Doc(
         "(`400 bad_request`, checked before authorization). `404 no_alias` when the alias "
         "object is absent or empty. Read-only, takes no lock: use it to learn the outcome of a "
         "timed-out mutation and to obtain the value for `expectedCurrent`.",
-        "github", "per-site", 200, AliasResponse,
+        "github", "per-site", 200, "AliasResponse",
         {"site": "www", "mode": "production", "deployId": "20260420-141522-abc1234",
          "url": "https://www.freecode.camp"},
         (*_BEARER, "bad_request", *_SITE_GATE, "no_alias", "r2_get_failed"),
@@ -765,7 +749,7 @@ ALIAS_READ = Doc(
 ALIAS_PROMOTE = Doc(
         "aliasPromote", "Aliases",
         "Point production at a deploy (default: the preview deploy)", PROMOTE_DESCRIPTION,
-        "github", "per-site", 200, AliasMove,
+        "github", "per-site", 200, "AliasMove",
         {"url": "https://www.freecode.camp", "deployId": "20260420-141522-abc1234"},
         (*_BEARER, *_SITE_GATE, *_BODY, *_LOCK, "alias_drift", "r2_get_failed", "no_preview",
          "missing_index", "deploy_incomplete", "r2_head_failed", "r2_put_failed",
@@ -776,7 +760,7 @@ ALIAS_PROMOTE = Doc(
 ALIAS_ROLLBACK = Doc(
         "aliasRollback", "Aliases",
         "Point production at a past deploy", ROLLBACK_DESCRIPTION,
-        "github", "per-site", 200, AliasMove,
+        "github", "per-site", 200, "AliasMove",
         {"url": "https://www.freecode.camp", "deployId": "20260419-110000-old1234"},
         (*_BEARER, *_SITE_GATE, *_BODY, *_LOCK, "deploy_missing", "r2_list_failed",
          "missing_index", "deploy_incomplete", "r2_head_failed", "alias_drift", "r2_get_failed",
@@ -787,7 +771,7 @@ ALIAS_ROLLBACK = Doc(
 DEPLOY_DELETE = Doc(
         "deployDelete", "Deletion",
         "Move a deploy to trash", DELETE_DEPLOY_DESCRIPTION,
-        "github", "per-site", 200, DeployDeleted,
+        "github", "per-site", 200, "DeployDeleted",
         {"site": "www", "deployId": "20260419-110000-old1234", "status": "tombstoned",
          "moved": 42},
         (*_BEARER, *_SITE_GATE, "bad_request", "deploy_busy", "deploy_lock_failed", *_LOCK,
@@ -798,7 +782,7 @@ DEPLOY_DELETE = Doc(
 DEPLOY_RESTORE = Doc(
         "deployRestore", "Deletion",
         "Bring a trashed deploy back", RESTORE_DESCRIPTION,
-        "github", "per-site", 200, DeployRestored,
+        "github", "per-site", 200, "DeployRestored",
         {"site": "www", "deployId": "20260419-110000-old1234", "status": "restored",
          "moved": 42, "bytes": 123456},
         (*_BEARER, *_SITE_GATE, "bad_request", *_LOCK, "registry_read_failed", "site_gone",
@@ -812,7 +796,7 @@ TRASH_LIST = Doc(
         "The site's tombstones, newest first. `expiresAt` is `trashedAt` + "
         "`CLEANUP_RECOVERY_DAYS`: the earliest time the hard delete may remove the bytes. After "
         "a purge and re-registration the site-wide tombstone appears with `deployId: \"\"`.",
-        "github", "per-site", 200, TrashEntry,
+        "github", "per-site", 200, "TrashEntry",
         [{"deployId": "20260419-110000-old1234", "trashedAt": "2026-04-20T14:15:22Z",
           "expiresAt": "2026-04-27T14:15:22Z", "bytes": 123456}],
         (*_BEARER, *_SITE_GATE, "pg_read_failed"), many=True,
@@ -825,7 +809,7 @@ SITES_LIST = Doc(
         "belong to. `createdBy` is shown to members of the site's teams and of "
         "`AUDIT_READ_AUTHZ_TEAM`, and is `\"\"` for everyone else (a failed visibility probe "
         "blanks it, never fails the list).",
-        "github", "any GitHub user (rows filtered by team)", 200, SiteRow,
+        "github", "any GitHub user (rows filtered by team)", 200, "SiteRow",
         [{"slug": "www", "teams": ["staff"], "createdAt": "2026-04-20T14:15:22.123456Z",
           "updatedAt": "2026-04-20T14:15:22.123456Z", "createdBy": "octocat"}],
         (*_BEARER, "registry_read_failed", "insufficient_scope"), many=True,
@@ -840,7 +824,7 @@ SITE_REGISTER = Doc(
         "always carries "
         "`createdBy` (the caller). Registering a bare-deleted slug adopts the deploys still in "
         "the bucket.",
-        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 201, SiteRow,
+        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 201, "SiteRow",
         {"slug": "www", "teams": ["staff"], "createdAt": "2026-04-20T14:15:22.123456Z",
          "updatedAt": "2026-04-20T14:15:22.123456Z", "createdBy": "octocat"},
         (*_BEARER, *_TEAM_GATE, *_BODY, "invalid_slug", "invalid_team", "already_exists",
@@ -855,7 +839,7 @@ SITE_UPDATE = Doc(
         "removing a site is DELETE's job). Under the site lock, replaces the list and sets "
         "`updatedAt`; `404 not_found` for an unregistered slug. `createdBy` follows the "
         "visibility rule of `GET /api/sites` (the site's teams and the audit team).",
-        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 200, SiteRow,
+        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 200, "SiteRow",
         {"slug": "www", "teams": ["staff", "web"], "createdAt": "2026-04-20T14:15:22.123456Z",
          "updatedAt": "2026-04-21T09:00:00.5Z", "createdBy": ""},
         (*_BEARER, *_TEAM_GATE, "invalid_slug", *_BODY, "invalid_team", *_LOCK,
@@ -868,7 +852,7 @@ SITE_UPDATE = Doc(
 SITE_DELETE = Doc(
         "siteDelete", "Registry",
         "Deregister a site, or purge it with ?purge=true", SITE_DELETE_DESCRIPTION,
-        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 200, SitePurged,
+        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 200, "SitePurged",
         {"slug": "www", "status": "purged", "moved": 812},
         (*_BEARER, *_TEAM_GATE, "bad_request", "invalid_slug", *_LOCK, "registry_read_failed",
          "not_found", "tombstone_record_failed", "r2_move_failed", "r2_verify_failed",
@@ -883,7 +867,7 @@ SITE_DELETE = Doc(
 
 REPO_CREATE = Doc(
         "repoCreate", "Repos", "Request a repository", REPO_CREATE_DESCRIPTION,
-        "github", "repo create (`REPO_CREATE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 201, RepoRow,
+        "github", "repo create (`REPO_CREATE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 201, "RepoRow",
         _REPO_EXAMPLE,
         (*_BEARER, *_TEAM_GATE, *_BODY, "invalid_name", "invalid_visibility", "invalid_template",
          "invalid_description", "already_exists", "repo_store_failed", "not_found"),
@@ -899,7 +883,7 @@ REPO_LIST = Doc(
         "Oldest first. `status` filters (default `pending`; `all` for every row); `mine=1` or "
         "`true` keeps the caller's own requests. Actor fields are blank unless the caller is "
         "in `AUDIT_READ_AUTHZ_TEAM`." + _REPO_GATED,
-        "github", "any GitHub user", 200, RepoRow, [_REPO_EXAMPLE],
+        "github", "any GitHub user", 200, "RepoRow", [_REPO_EXAMPLE],
         (*_BEARER, "invalid_status", "repo_store_failed", "not_found"), many=True,
         query=(
             Query("status", "pending (default, also for an empty value), approved, active, "
@@ -915,21 +899,21 @@ REPO_TEMPLATES = Doc(
         "Template repositories of `GH_REPO_ORG` the App can read, sorted, cached 5 minutes. "
         "Never fails: any error answers an empty list, so clients fall back to free text."
         + _REPO_GATED,
-        "github", "any GitHub user", 200, RepoTemplates, {"templates": ["site-template"]},
+        "github", "any GitHub user", 200, "RepoTemplates", {"templates": ["site-template"]},
         (*_BEARER, "not_found"),
 )  # fmt: skip
 
 REPO_GET = Doc(
         "repoGet", "Repos", "Read a repo request",
         "One request; actor fields blank unless the caller is in the audit team." + _REPO_GATED,
-        "github", "any GitHub user", 200, RepoRow, _REPO_EXAMPLE,
+        "github", "any GitHub user", 200, "RepoRow", _REPO_EXAMPLE,
         (*_BEARER, "not_found", "repo_store_failed"),
 )  # fmt: skip
 
 REPO_APPROVE = Doc(
         "repoApprove", "Repos",
         "Approve a request: create the repository", REPO_APPROVE_DESCRIPTION,
-        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, RepoApproval,
+        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, "RepoApproval",
         {"outcome": "ok", "request": {**_REPO_EXAMPLE, "status": "active",
                                       "url": "https://github.com/freeCodeCamp-Universe/docs-site",
                                       "approver": "octocat"}},
@@ -941,7 +925,7 @@ REPO_REJECT = Doc(
         "repoReject", "Repos", "Reject a request",
         "Optional body `{reason}` (at most 350 characters, else `400 invalid_reason`); only a "
         "`pending` request (`409 already_resolved` otherwise). Releases the name." + _REPO_GATED,
-        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, RepoRow,
+        "github", "repo approve (`REPO_APPROVE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, "RepoRow",
         {**_REPO_EXAMPLE, "status": "rejected", "rejectReason": "duplicate"},
         (*_BEARER, *_TEAM_GATE, *_BODY, "invalid_reason", "not_found", "already_resolved",
          "repo_store_failed"),
@@ -958,7 +942,7 @@ REPO_DELETE = Doc(
 
 AUDIT_LIST = Doc(
         "auditList", "Audit", "Read the audit log", AUDIT_DESCRIPTION,
-        "github", "audit read (`AUDIT_READ_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, AuditRow,
+        "github", "audit read (`AUDIT_READ_AUTHZ_TEAM` in `GH_REPO_ORG`)", 200, "AuditRow",
         [{"id": 7177, "occurredAt": "2026-08-21T10:00:00.123456Z", "actor": "octocat",
           "action": "deploy.finalize", "site": "www", "deployId": "20260821-095955-abc1234",
           "outcome": "success", "requestId": "9f2c4e1a0b7d3c5e8f6a2b1c",

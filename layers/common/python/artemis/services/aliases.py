@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from artemis import bodies, deploy_ids
 from artemis.db import aliases as aliases_db
@@ -28,12 +29,15 @@ from artemis.errors import (
 )
 from artemis.keys import AliasName, Dirname, Slug
 from artemis.observability import logger
-from artemis.responses import AliasMove, AliasResponse
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member
 from artemis.services.context import Caller, RequestContext
 from artemis.times import utcnow
+
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import AliasMove, AliasResponse
 
 INDEX_WRITE_ATTEMPTS = 3
 
@@ -76,6 +80,8 @@ def parse_alias_name(raw: str) -> AliasName:
 
 
 def read(rt: Runtime, caller: Caller, slug: str, mode_raw: str) -> AliasResponse:
+    from artemis.responses import AliasResponse
+
     name = parse_alias_name(mode_raw)  # checked before authorization, as the reference does
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
@@ -109,6 +115,8 @@ def _check_deployable(rt: Runtime, site: Dirname, deploy_id: str) -> None:
 def promote(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
 ) -> AliasMove:
+    from artemis.responses import AliasMove
+
     require_site_member(rt, caller, slug)
     body = bodies.parse(bodies.PromoteBody, raw_body, required=False)
     deploy_id, expected = body.deploy_id.strip(), body.expected_current.strip()
@@ -138,6 +146,8 @@ def promote(
 def rollback(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, raw_body: bytes
 ) -> AliasMove:
+    from artemis.responses import AliasMove
+
     require_site_member(rt, caller, slug)
     body = bodies.parse(bodies.RollbackBody, raw_body)
     to, expected = body.to.strip(), body.expected_current.strip()

@@ -7,16 +7,19 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artemis.config import DatabaseSettings
 from artemis.db import audit as audit_db
 from artemis.errors import DependencyError, InvalidLimit, InvalidOffset, InvalidSince
 from artemis.observability import logger
-from artemis.responses import AuditRow
 from artemis.runtime import Runtime
 from artemis.services.context import RequestContext
 from artemis.times import parse_rfc3339, rfc3339
+
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import AuditRow
 
 AUDIT_WRITE_TIMEOUT_MS = 5000
 DEFAULT_LIMIT = 100
@@ -112,6 +115,8 @@ def read(rt: Runtime, query: AuditQuery) -> list[AuditRow]:
 
 def _row_json(row: audit_db.AuditRow) -> AuditRow:
     """Empty optional columns are left out of the answer (None is omitted), never sent as ""."""
+    from artemis.responses import AuditRow
+
     return AuditRow(
         id=row.id,
         occurredAt=rfc3339(row.occurred_at),

@@ -10,6 +10,7 @@ tombstone's original `trashed_at`, so a retry never extends the recovery window.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from artemis import deploy_ids, site_names
 from artemis.db import aliases as aliases_db
@@ -33,13 +34,16 @@ from artemis.errors import (
 )
 from artemis.keys import ALIAS_NAMES, MARKER_NAME, Dirname, Slug
 from artemis.observability import logger
-from artemis.responses import DeployDeleted, DeployRestored, SitePurged, TrashEntry
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member, require_team
 from artemis.services.context import Caller, RequestContext
 from artemis.storage.objects import MoveIncomplete, ObjectInfo
 from artemis.times import rfc3339_seconds, utcnow
+
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import DeployDeleted, DeployRestored, SitePurged, TrashEntry
 
 
 def _deploy_target(rt: Runtime, caller: Caller, slug: str, deploy_id: str) -> Dirname:
@@ -60,6 +64,8 @@ def _mark_moved(rt: Runtime, site: Dirname, deploy_id: str) -> None:
 def delete_deploy(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
 ) -> DeployDeleted:
+    from artemis.responses import DeployDeleted
+
     site = _deploy_target(rt, caller, slug, deploy_id)
     try:
         with rt.db.transaction() as lock_conn:
@@ -107,6 +113,8 @@ def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int
 def restore(
     rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, deploy_id: str
 ) -> DeployRestored:
+    from artemis.responses import DeployRestored
+
     site = _deploy_target(rt, caller, slug, deploy_id)
     layout = rt.settings.key_layout
     live = layout.deploy_prefix(site, deploy_id)
@@ -211,6 +219,8 @@ def _has(rt: Runtime, prefix: str) -> bool:
 
 
 def trash(rt: Runtime, caller: Caller, slug: str) -> list[TrashEntry]:
+    from artemis.responses import TrashEntry
+
     require_site_member(rt, caller, slug)
     site = rt.settings.key_layout.dirname(Slug(slug))
     try:
@@ -310,6 +320,8 @@ class _PurgeFailed(Exception):
 def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> SitePurged:
     """Tombstone, unpublish, move the whole tree to trash, verify, deregister.
     Every failing stage writes one `site.purge` failure row; a repeat resumes the move."""
+    from artemis.responses import SitePurged
+
     site_slug = _registry_slug(rt, caller, slug)
     site = rt.settings.key_layout.dirname(site_slug)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from artemis import (
     bodies,
@@ -35,20 +36,22 @@ from artemis.errors import (
 )
 from artemis.keys import MARKER_FILES, MARKER_NAME, AliasName, Dirname, Slug, finalize_record
 from artemis.observability import logger
-from artemis.responses import (
-    DeployRow,
-    FinalizeResponse,
-    InitResponse,
-    PresignedUpload,
-    PresignResponse,
-    UploadResponse,
-)
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.aliases import record_alias_move
 from artemis.services.auth import require_site_member
 from artemis.services.context import Caller, RequestContext
 from artemis.times import rfc3339_seconds, utcnow
+
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import (
+        DeployRow,
+        FinalizeResponse,
+        InitResponse,
+        PresignResponse,
+        UploadResponse,
+    )
 
 MAX_ID_ATTEMPTS = 30  # advance the id by a second per collision, this many times at most
 MAX_PRESIGN_FILES = 1000
@@ -62,6 +65,8 @@ def _site(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
 
 
 def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> InitResponse:
+    from artemis.responses import InitResponse
+
     body = bodies.parse(bodies.InitBody, raw_body, limit=bodies.MANIFEST_LIMIT)
     site, sha = body.site, body.sha
     if not site or not sha or not deploy_ids.is_sha(sha):
@@ -145,6 +150,8 @@ def upload(
     rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str | None,
     content_type: str | None, body: bytes,
 ) -> UploadResponse:  # fmt: skip
+    from artemis.responses import UploadResponse
+
     path = _check_path(path)
     _check_key(rt, claims, deploy_id, path)
     if len(body) > rt.settings.upload_max_bytes:
@@ -175,6 +182,8 @@ def presign_uploads(
 ) -> PresignResponse:
     """One presigned POST per file: exact key, 0..UPLOAD_MAX_BYTES, expiring with the session
     (at most 15 minutes). For files above what API Gateway and Lambda accept in one request."""
+    from artemis.responses import PresignedUpload, PresignResponse
+
     files = bodies.parse(bodies.UploadsBody, raw_body, limit=bodies.MANIFEST_LIMIT).files
     if not files or len(files) > MAX_PRESIGN_FILES:
         raise BadRequest(f"files must list 1 to {MAX_PRESIGN_FILES} entries")
@@ -205,6 +214,8 @@ def presign_uploads(
 def finalize(
     rt: Runtime, ctx: RequestContext, claims: session.SessionClaims, deploy_id: str, raw_body: bytes
 ) -> FinalizeResponse:
+    from artemis.responses import FinalizeResponse
+
     body = bodies.parse(bodies.FinalizeBody, raw_body, limit=bodies.MANIFEST_LIMIT)
     files = body.files
     mode = deploy_mode.parse_mode(body.mode)
@@ -294,6 +305,8 @@ def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[DeployRow]:
     """Deploy ids from the bucket (a delimited listing, so the cost follows the number of
     deploys, not of files), oldest first, with the latest finalizer as `actor` (shown to
     members of the site's teams and of the audit team)."""
+    from artemis.responses import DeployRow
+
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
     _, site = _site(rt, slug)

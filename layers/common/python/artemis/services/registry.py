@@ -3,7 +3,7 @@ over the sites table. Authorization reads the snapshot in `artemis.db.registry_s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artemis import bodies, site_names
 from artemis.db import sites as sites_db
@@ -17,15 +17,20 @@ from artemis.errors import (
 )
 from artemis.keys import Slug
 from artemis.observability import logger
-from artemis.responses import SiteRow
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
 from artemis.services.context import Caller, RequestContext
 from artemis.times import rfc3339
 
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import SiteRow
+
 
 def site_json(row: sites_db.SiteRow, *, show_actor: bool) -> SiteRow:
+    from artemis.responses import SiteRow
+
     return SiteRow(
         slug=row.slug,
         teams=list(row.teams),

@@ -13,7 +13,7 @@ existing repo's URL).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from artemis import bodies
 from artemis.config import RepoSettings
@@ -36,13 +36,16 @@ from artemis.errors import (
 )
 from artemis.github_app import GENERIC_FAILURE, RepoCreateError
 from artemis.observability import logger
-from artemis.responses import RepoApproval, RepoRow, RepoTemplates
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_team, sees_actors
 from artemis.services.context import Caller, RequestContext
 from artemis.site_names import REPO_NAME_RE
 from artemis.times import rfc3339
+
+# The answer's models are imported where it is built: off the cold init (see __init__).
+if TYPE_CHECKING:
+    from artemis.responses import RepoApproval, RepoRow, RepoTemplates
 
 Outcome = Literal["ok", "approved_failed"]  # what creating an approved repository came to
 TEXT_MAX = 350  # description and reject reason, in code points
@@ -57,6 +60,8 @@ VANISHED = "the repository no longer exists on GitHub; its name was reclaimed by
 def repo_json(row: store.RepoRequest, *, show_actor: bool) -> RepoRow:
     """Empty optional columns (and a hidden approver) are left out (None is omitted);
     `requestedBy` is always present, "" when hidden."""
+    from artemis.responses import RepoRow
+
     return RepoRow(
         id=row.id,
         name=row.name,
@@ -171,6 +176,8 @@ def get(rt: Runtime, caller: Caller, request_id: str) -> RepoRow:
 
 
 def templates(rt: Runtime) -> RepoTemplates:
+    from artemis.responses import RepoTemplates
+
     try:
         return RepoTemplates(templates=rt.github_app.templates())
     except Exception:  # never fails: the CLI falls back to free-text entry
@@ -202,6 +209,8 @@ def approve(
 ) -> RepoApproval:
     """`deadline` bounds the creation so the answer beats the API Gateway limit; a creation
     that needs longer is left to the worker (503 retryable)."""
+    from artemis.responses import RepoApproval
+
     require_team(rt.repo_github, caller, rt.settings.repo_approve_authz_team)
     # One approval of a request at a time: a concurrent approval waits here,
     # then finds the request resolved, so GitHub never sees two creations of one repository
