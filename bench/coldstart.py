@@ -15,9 +15,9 @@ other work shares the cores); (a) and (b) alternate. Prints the medians and the 
 imported one by one in load order after (b), and the imports our code makes (-X importtime);
 then a what-if: the same pair with `artemis.storage.s3` (and so botocore) kept off the cold path,
 simulated by a stand-in module that defines only the names the cold path imports from it; and
-last the pair as the layer is deployed today, with no bytecode cache (5 runs): the layer is
-built with `pip install --no-compile` and without `__pycache__`, and Lambda's /opt is
-read-only, so every module is compiled at every cold start.
+last the pair without any bytecode cache (5 runs): what a layer built without bytecode
+(`BYTECODE=0` in layers/common/Makefile) would cost, since Lambda's /opt is read-only and
+every module would then be compiled at every cold start.
 """
 
 from __future__ import annotations
@@ -41,8 +41,10 @@ APP = REPO_ROOT / "functions" / FUNCTION / "app.py"
 IMPORTTIME_RUNS = 5
 TARGET_RATIO = 1.3
 MARK = "--artemis-bench-mark--"
+# The main pair runs with a bytecode cache, as the deployed layer does (it ships compiled
+# bytecode), whatever the caller's environment says; the last section measures without one.
 ENV = {
-    **os.environ,
+    **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
     "JWT_SIGNING_KEY": "bench-signing-key-0123456789abcdef0123456789",
     "DATABASE_URL": "postgresql://127.0.0.1/unused",
     "SITE_EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/bench.fifo",
