@@ -21,6 +21,10 @@ DEPLOY_ID = "<ts>-<sha>"
 MARKER_NAME = "_artemis_meta.json"
 # The marker's field recording what the deploy held at finalize: relative path -> ETag.
 MARKER_FILES = "files"
+# And its SHA-256 digests (relative path -> lowercase hex), for the files whose digest the
+# content index held at finalize: backfill rebuilds the index from them without re-reading
+# an object whose ETag still matches.
+MARKER_DIGESTS = "digests"
 READYZ_PROBE_PREFIX = "_artemis_readyz_probe_no_match"
 
 
@@ -201,3 +205,18 @@ def finalize_record(body: bytes | None) -> dict[str, str] | None:
     if not isinstance(files, dict):
         return None
     return {str(k): str(v) for k, v in files.items()}
+
+
+def finalize_digests(body: bytes | None) -> dict[str, str]:
+    """The SHA-256 digests a completion marker records (relative path -> hex); empty for a
+    marker without them or unreadable."""
+    if body is None:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return {}
+    digests = data.get(MARKER_DIGESTS) if isinstance(data, dict) else None
+    if not isinstance(digests, dict):
+        return {}
+    return {str(k): str(v) for k, v in digests.items()}

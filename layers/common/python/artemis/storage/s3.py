@@ -8,6 +8,7 @@ resumable: re-running the same (src, dst) completes whatever a failed run left b
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 1000  # ListObjectsV2 page and DeleteObjects batch ceiling
 COPY_CONCURRENCY = 16
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
+# A conditional copy whose source changed, or a source that vanished mid-request.
+_SOURCE_GONE = _NOT_FOUND | {"412", "PreconditionFailed"}
 _AWS_ERRORS = (ClientError, BotoCoreError)
 
 
@@ -245,6 +248,33 @@ class Bucket:
                 if len(copied) != len(page):
                     raise MoveIncomplete(moved)
 
+    def copy_verified(self, src: str, dst: str, sha256: bytes, content_type: str) -> bool:
+        """Copy `src` to `dst` inside the bucket, S3 computing the SHA-256 of the copy; True
+        only when that digest is `sha256`. A source that vanished, or bytes that are not the
+        expected ones (the source was overwritten since it was indexed), answer False and
+        leave nothing at `dst`, so the caller asks for the bytes instead."""
+        try:
+            resp = self.client.copy_object(
+                Bucket=self.name,
+                Key=dst,
+                CopySource={"Bucket": self.name, "Key": src},
+                ChecksumAlgorithm="SHA256",
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+            )
+        except _AWS_ERRORS as err:
+            if (
+                isinstance(err, ClientError)
+                and str(err.response.get("Error", {}).get("Code")) in _SOURCE_GONE
+            ):
+                return False
+            raise StorageError("r2_copy_failed") from err
+        checksum = resp.get("CopyObjectResult", {}).get("ChecksumSHA256", "")
+        if checksum == base64.b64encode(sha256).decode():
+            return True
+        self._delete_batch([dst], code="r2_delete_failed")
+        return False
+
     def _copy(self, src: str, dst: str) -> bool:
         try:
             self.client.copy_object(
@@ -280,14 +310,21 @@ class Bucket:
 
     # --- direct uploads -----------------------------------------------------------------
     def presigned_post(
-        self, key: str, *, max_bytes: int, expires_in: int, content_type: str | None = None
-    ) -> PresignedPost:
-        """A POST policy for exactly `key`, 0..max_bytes long, valid for `expires_in` s."""
+        self, key: str, *, max_bytes: int, expires_in: int, content_type: str | None = None,
+        sha256: bytes | None = None,
+    ) -> PresignedPost:  # fmt: skip
+        """A POST policy for exactly `key`, 0..max_bytes long, valid for `expires_in` s. With
+        `sha256`, the policy binds the body's checksum: S3 refuses any other bytes."""
         fields: dict[str, str] = {}
         conditions: list[Any] = [["content-length-range", 0, max_bytes]]
         if content_type:
             fields["Content-Type"] = content_type
             conditions.append({"Content-Type": content_type})
+        if sha256 is not None:
+            fields["x-amz-checksum-algorithm"] = "SHA256"
+            fields["x-amz-checksum-sha256"] = base64.b64encode(sha256).decode()
+            conditions.append({"x-amz-checksum-algorithm": "SHA256"})
+            conditions.append({"x-amz-checksum-sha256": fields["x-amz-checksum-sha256"]})
         try:
             post = self.client.generate_presigned_post(
                 Bucket=self.name,
