@@ -81,10 +81,15 @@ def _integral(value: object) -> object:
     return value
 
 
+SHA256_HEX = r"^[0-9a-f]{64}$"
+
+
 class UploadFile(_Body):
     path: str
     size: Annotated[int, BeforeValidator(_integral)] = Field(ge=0)
     content_type: str | None = Field(None, alias="contentType")
+    # Optional: the presigned POST then binds it, so S3 accepts only those bytes.
+    sha256: str | None = Field(None, pattern=SHA256_HEX)
 
 
 class UploadsBody(_Body):

@@ -123,6 +123,8 @@ DEPENDENCY_CODES: dict[str, tuple[int, str]] = {
         502, "the alias moved (the deploy is live) but the index write failed; reconcile repairs it"
     ),
     "pg_read_failed": (502, "a Postgres read failed"),
+    "content_index_failed": (502, "reading or writing the content index (file digests) failed"),
+    "r2_copy_failed": (502, "a copy inside the bucket failed (other than a vanished source)"),
     "deploy_lock_failed": (502, "taking or holding the deploy's lock failed"),
     "registry_read_failed": (502, "reading the site registry failed"),
     "registry_write_failed": (502, "writing the site registry failed"),
@@ -717,7 +719,7 @@ DEPLOY_FINALIZE = Doc(
          "mode": "preview"},
         (*_SESSION, *_BODY, "manifest_required", "missing_index", "deploy_busy",
          "deploy_lock_failed", "deploy_deleted", "verify_failed", "r2_list_failed", *_LOCK,
-         "site_gone", "r2_put_failed", "index_write_failed"),
+         "site_gone", "r2_put_failed", "index_write_failed", "content_index_failed"),
         body=bodies.FinalizeBody, body_limit=bodies.MANIFEST_LIMIT,
 )  # fmt: skip
 

@@ -3,6 +3,7 @@ deploy list. A finalized deploy is immutable; only finalize writes the completio
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -17,9 +18,11 @@ from artemis import (
     upload_paths,
 )
 from artemis.db import audit as audit_db
+from artemis.db import content as content_db
 from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
+from artemis.db.content import FileDigest
 from artemis.db.lock import site_lock
 from artemis.errors import (
     ArtemisError,
@@ -34,7 +37,15 @@ from artemis.errors import (
     TooLarge,
     VerifyFailed,
 )
-from artemis.keys import MARKER_FILES, MARKER_NAME, AliasName, Dirname, Slug, finalize_record
+from artemis.keys import (
+    MARKER_DIGESTS,
+    MARKER_FILES,
+    MARKER_NAME,
+    AliasName,
+    Dirname,
+    Slug,
+    finalize_record,
+)
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
@@ -60,7 +71,8 @@ MAX_PRESIGN_FILES = 1000
 PRESIGN_MAX_EXPIRY_SECONDS = 900
 
 
-def _site(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
+def site_of(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
+    """The site's slug and its storage dirname."""
     return Slug(slug), rt.settings.key_layout.dirname(Slug(slug))
 
 
@@ -72,7 +84,7 @@ def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> I
     if not site or not sha or not deploy_ids.is_sha(sha):
         raise BadRequest("site and sha are required; sha must match ^[A-Za-z0-9-]{1,64}$")
     team = require_site_member(rt, caller, site)
-    slug, dirname = _site(rt, site)
+    slug, dirname = site_of(rt, site)
     now = utcnow()
     deploy_id = _unique_deploy_id(rt, dirname, now, sha)
     token, claims = session.issue(
@@ -103,7 +115,7 @@ def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> st
     return candidate
 
 
-def _refuse_closed(status: deploy_lock.DeployStatus) -> None:
+def refuse_closed(status: deploy_lock.DeployStatus) -> None:
     """A deleted deploy takes no more bytes (its tombstone ends every session of it, durably:
     the session tokens are stateless, so the routes look the tombstone up); a finalized one is
     immutable (a live deploy never changes under its visitors); a finalize or delete in
@@ -116,18 +128,7 @@ def _refuse_closed(status: deploy_lock.DeployStatus) -> None:
         raise DeployFinalized()
 
 
-def _refuse_closed_now(rt: Runtime, site: Dirname, deploy_id: str) -> None:
-    """The same refusals, read once without holding the lock (presign: its uploads land
-    later, outside any lock, so holding it here would protect nothing)."""
-    try:
-        with rt.db.transaction() as conn:
-            status = deploy_lock.share(conn, site, deploy_id)
-    except Exception as err:
-        raise DependencyError("pg_read_failed") from err
-    _refuse_closed(status)
-
-
-def _check_path(path: str | None) -> str:
+def check_path(path: str | None) -> str:
     if not path:
         raise BadRequest("the path query parameter is required")
     problem = upload_paths.upload_path_error(path)
@@ -136,9 +137,9 @@ def _check_path(path: str | None) -> str:
     return path
 
 
-def _check_key(rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str) -> None:
+def check_key(rt: Runtime, claims: session.SessionClaims, deploy_id: str, path: str) -> None:
     """Refuse, before any write, a path whose full key S3 would reject as too long."""
-    _, site = _site(rt, claims.site)
+    _, site = site_of(rt, claims.site)
     problem = upload_paths.key_length_error(
         rt.settings.key_layout.deploy_prefix(site, deploy_id), path
     )
@@ -152,8 +153,8 @@ def upload(
 ) -> UploadResponse:  # fmt: skip
     from artemis.responses import UploadResponse
 
-    path = _check_path(path)
-    _check_key(rt, claims, deploy_id, path)
+    path = check_path(path)
+    check_key(rt, claims, deploy_id, path)
     if len(body) > rt.settings.upload_max_bytes:
         raise TooLarge(
             f"file over UPLOAD_MAX_BYTES ({rt.settings.upload_max_bytes})",
@@ -161,15 +162,19 @@ def upload(
                     "/api/deploy/{id}/uploads (presigned direct uploads, the route for files "
                     "above about 4.5 MB, which this one cannot carry)"},
         )  # fmt: skip
-    _, site = _site(rt, claims.site)
+    _, site = site_of(rt, claims.site)
     key = rt.settings.key_layout.deploy_prefix(site, deploy_id) + path
     # The check and the write are one critical section under the deploy lock (shared): a
     # finalize or delete waits for this PUT, and once either committed no upload gets past
     # the check, so no API upload lands in a finalized or deleted deploy.
+    # The server saw these bytes, so their digest enters the content index with them (in the
+    # same transaction: a failed PUT records nothing).
+    digest = FileDigest(path, hashlib.sha256(body).digest(), len(body))
     try:
         with rt.db.transaction() as conn:
-            _refuse_closed(deploy_lock.share(conn, site, deploy_id))
+            refuse_closed(deploy_lock.share(conn, site, deploy_id))
             rt.bucket.put(key, body, content_types.content_type_for(path, content_type))
+            content_db.record(conn, site, deploy_id, [digest])
     except ArtemisError:
         raise
     except Exception as err:
@@ -189,14 +194,30 @@ def presign_uploads(
         raise BadRequest(f"files must list 1 to {MAX_PRESIGN_FILES} entries")
     limit = rt.settings.upload_max_bytes
     for spec in files:
-        _check_path(spec.path)
-        _check_key(rt, claims, deploy_id, spec.path)
+        check_path(spec.path)
+        check_key(rt, claims, deploy_id, spec.path)
         if spec.size < 0:
             raise BadRequest("size must be >= 0")
         if spec.size > limit:
             raise TooLarge(f"{spec.path}: over UPLOAD_MAX_BYTES ({limit})")
-    _, site = _site(rt, claims.site)
-    _refuse_closed_now(rt, site, deploy_id)
+    _, site = site_of(rt, claims.site)
+    # A file sent with its digest is indexed now: S3 will refuse any other bytes for its POST.
+    # One sent without loses any digest its path had, since its new bytes are unknown.
+    bound = [
+        FileDigest(spec.path, bytes.fromhex(spec.sha256), spec.size)
+        for spec in files
+        if spec.sha256
+    ]
+    unbound = [spec.path for spec in files if not spec.sha256]
+    try:
+        with rt.db.transaction() as conn:
+            refuse_closed(deploy_lock.share(conn, site, deploy_id))
+            content_db.forget(conn, site, deploy_id, unbound)
+            content_db.record(conn, site, deploy_id, bound)
+    except ArtemisError:
+        raise
+    except Exception as err:
+        raise DependencyError("pg_read_failed") from err
     expires_in = int(max(1, min(claims.exp - now, PRESIGN_MAX_EXPIRY_SECONDS)))
     prefix = rt.settings.key_layout.deploy_prefix(site, deploy_id)
     uploads = []
@@ -204,8 +225,9 @@ def presign_uploads(
         key = prefix + spec.path
         ctype = content_types.content_type_for(spec.path, spec.content_type)
         post = rt.bucket.presigned_post(
-            key, max_bytes=limit, expires_in=expires_in, content_type=ctype
-        )
+            key, max_bytes=limit, expires_in=expires_in, content_type=ctype,
+            sha256=bytes.fromhex(spec.sha256) if spec.sha256 else None,
+        )  # fmt: skip
         uploads.append(PresignedUpload(path=spec.path, key=key, url=post.url, fields=post.fields))
     expires_at = datetime.fromtimestamp(now + expires_in, tz=UTC)
     return PresignResponse(uploads=uploads, expiresAt=rfc3339_seconds(expires_at), maxBytes=limit)
@@ -231,9 +253,9 @@ def finalize(
         )
         raise MissingIndex(detail=hint)
     for name in dict.fromkeys(files):
-        _check_key(rt, claims, deploy_id, name)
+        check_key(rt, claims, deploy_id, name)
     layout = rt.settings.key_layout
-    slug, site = _site(rt, claims.site)
+    slug, site = site_of(rt, claims.site)
     prefix = layout.deploy_prefix(site, deploy_id)
     try:
         with rt.db.transaction() as lock_conn:
@@ -275,6 +297,16 @@ def _publish(
     if MARKER_NAME in present:
         held = finalize_record(rt.bucket.get(layout.marker_key(site, deploy_id))) or held
     size = sum(obj.size for obj in listing if obj.key[len(prefix) :] != MARKER_NAME)
+    # The content index keeps only what the listing shows (a presigned POST that never came
+    # leaves no digest behind); the marker carries the digests for a later backfill.
+    try:
+        with rt.db.transaction() as conn:
+            content_db.keep_only(conn, site, deploy_id, list(held))
+            digests = {
+                p: d.sha256.hex() for p, d in content_db.for_deploy(conn, site, deploy_id).items()
+            }
+    except Exception as err:
+        raise DependencyError("content_index_failed") from err
     now = utcnow()
     with site_lock(rt.db.conninfo, site):
         try:
@@ -291,7 +323,7 @@ def _publish(
         # recalled).
         marker = json.dumps(
             {"site": slug, "deployId": deploy_id, "mode": mode,
-             "finalizedAt": rfc3339_seconds(now), MARKER_FILES: held},
+             "finalizedAt": rfc3339_seconds(now), MARKER_FILES: held, MARKER_DIGESTS: digests},
             separators=(",", ":"),
         ).encode()  # fmt: skip
         rt.bucket.put(layout.marker_key(site, deploy_id), marker, "application/json")
@@ -309,7 +341,7 @@ def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[DeployRow]:
 
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
-    _, site = _site(rt, slug)
+    _, site = site_of(rt, slug)
     site_prefix = layout.site_prefix(site)
     ids = [
         deploy_id
