@@ -14,7 +14,7 @@ from artemis import route_docs as docs
 from artemis.api_resolver import ApiResolver
 from artemis.http import current_request_id, json_response, no_content
 from artemis.observability import logger
-from artemis.services import aliases, audit, auth, deletion, deploys, registry, whoami
+from artemis.services import aliases, audit, auth, content, deletion, deploys, registry, whoami
 from artemis.services.context import Caller, RequestContext
 from artemis.session import SessionClaims
 
@@ -87,6 +87,12 @@ def deploy_upload(deploy_id: str) -> Response[str]:
 def deploy_presign(deploy_id: str) -> Response[str]:
     rt, _, claims = _session(deploy_id)
     return ok(200, deploys.presign_uploads(rt, claims, deploy_id, app.body(), now=time.time()))
+
+
+@app.add("POST", "/api/deploy/<deploy_id>/digests", docs.DEPLOY_DIGESTS)
+def deploy_digests(deploy_id: str) -> Response[str]:
+    rt, _, claims = _session(deploy_id)
+    return ok(200, content.digests(rt, claims, deploy_id, app.body()))
 
 
 @app.add("POST", "/api/deploy/<deploy_id>/finalize", docs.DEPLOY_FINALIZE)

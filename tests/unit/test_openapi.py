@@ -34,6 +34,7 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 SESSION_ROUTES = {
     ("PUT", "/api/deploy/{deploy_id}/upload"),
     ("POST", "/api/deploy/{deploy_id}/uploads"),
+    ("POST", "/api/deploy/{deploy_id}/digests"),
     ("POST", "/api/deploy/{deploy_id}/finalize"),
 }
 OPEN_ROUTES = {

@@ -39,6 +39,7 @@ SAMPLES: dict[str, BaseModel] = {
     "Whoami": responses.Whoami(login="octo", authorizedSites=["www"]),
     "InitResponse": responses.InitResponse(deployId="d", jwt="j", expiresAt="t"),
     "UploadResponse": responses.UploadResponse(received="index.html", key="www/d/index.html"),
+    "DigestsResponse": responses.DigestsResponse(upload=["a"], copied=["b"], remaining=[]),
     "PresignedUpload": responses.PresignedUpload(path="a", key="k", url="u", fields={"f": "v"}),
     "PresignResponse": responses.PresignResponse(
         uploads=[responses.PresignedUpload(path="a", key="k", url="u", fields={})],

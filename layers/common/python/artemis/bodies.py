@@ -96,6 +96,17 @@ class UploadsBody(_Body):
     files: list[UploadFile] = Field(default_factory=list)
 
 
+class DigestFile(_Body):
+    path: str
+    sha256: str = Field(pattern=SHA256_HEX)
+    size: Annotated[int, BeforeValidator(_integral)] = Field(ge=0)
+    content_type: str | None = Field(None, alias="contentType")
+
+
+class DigestsBody(_Body):
+    files: list[DigestFile] = Field(default_factory=list)
+
+
 class RepoCreateBody(_Body):
     name: str = ""
     visibility: str = ""

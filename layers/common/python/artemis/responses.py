@@ -60,6 +60,20 @@ class UploadResponse(_Shape):
     key: str = Field(description="the object's bucket key")
 
 
+class DigestsResponse(_Shape):
+    upload: list[str] = Field(
+        description="send these files' bytes (bundle, upload or presigned POST): the site holds "
+        "no verified copy of their content, or the copy failed"
+    )
+    copied: list[str] = Field(
+        description="the deploy now holds these files with the given digest (copied inside the "
+        "bucket by this call, or already held): do not send them"
+    )
+    remaining: list[str] = Field(
+        description="not handled by this call (its copy budget ran out): send these entries again"
+    )
+
+
 class PresignedUpload(_Shape):
     path: str = Field(description="the file's path, as requested")
     key: str = Field(description="the exact bucket key the POST may write")

@@ -30,6 +30,7 @@ from artemis.config import Settings
 from artemis.keys import MARKER_NAME
 from artemis.services.audit import DEFAULT_LIMIT as AUDIT_DEFAULT_LIMIT
 from artemis.services.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
+from artemis.services.content import COPY_BATCH, COPY_SECONDS, MAX_DIGEST_FILES
 from artemis.services.deploys import MAX_PRESIGN_FILES, PRESIGN_MAX_EXPIRY_SECONDS
 
 SCHEMA_REF = "#/components/schemas/{model}"
@@ -173,7 +174,7 @@ _ALWAYS = ("internal_error",)
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     bodies.InitBody, bodies.UploadsBody, bodies.FinalizeBody, bodies.PromoteBody,
     bodies.RollbackBody, bodies.RegisterBody, bodies.TeamsBody, bodies.RepoCreateBody,
-    bodies.RejectBody,
+    bodies.RejectBody, bodies.DigestsBody,
 )  # fmt: skip
 
 # What the parser's models cannot say: field meanings and the fields the route itself requires
@@ -196,6 +197,15 @@ BODY_NOTES: dict[str, dict[str, str]] = {
         "path": "the file's path relative to the deploy root (the upload route's path rules)",
         "size": "the file's size in bytes, at most UPLOAD_MAX_BYTES",
         "contentType": "the object's Content-Type; default: guessed from the extension",
+        "sha256": "optional: the file's SHA-256 (lowercase hex); the POST policy binds it, so "
+        "S3 refuses other bytes, and the file is indexed for later deploys' copies",
+    },
+    "DigestsBody": {"files": f"1 to {MAX_DIGEST_FILES} files with their digests"},
+    "DigestFile": {
+        "path": "the file's path relative to the deploy root (the upload route's path rules)",
+        "sha256": "the file's SHA-256, 64 lowercase hex digits",
+        "size": "the file's size in bytes, at most UPLOAD_MAX_BYTES",
+        "contentType": "the copy's Content-Type; default: guessed from the extension",
     },
     "FinalizeBody": {
         "mode": '`preview` (default, also for "") or `production`; trimmed, case-insensitive',
@@ -708,6 +718,41 @@ DEPLOY_PRESIGN_UPLOADS = Doc(
         (*_SESSION, *_BODY, "pg_read_failed", "deploy_deleted", "deploy_busy",
          "deploy_finalized", "r2_put_failed"),
         body=bodies.UploadsBody, body_limit=bodies.MANIFEST_LIMIT,
+)  # fmt: skip
+
+DIGESTS_DESCRIPTION = f"""\
+Incremental deploys: list files with their SHA-256 (lowercase hex) and size, 1 to
+{MAX_DIGEST_FILES} per request (send a large manifest in several requests). For every file whose
+content the site already holds in a finalized deploy that is not deleted, the server copies the
+bytes inside the bucket into this deploy; the answer says which files it still needs.
+
+- `copied`: the deploy now holds these files with these digests (copied by this call, or already
+  held from an earlier upload or call). Do not send them.
+- `upload`: send these files' bytes (a bundle, the upload route, or presigned POSTs with their
+  `sha256`): no verified copy of their content exists in this site, or the copy failed (its
+  source was deleted meanwhile, or no longer holds that content).
+- `remaining`: this call's copy budget (at most {COPY_BATCH} copies or about
+  {COPY_SECONDS:.0f} seconds) ran out before these; send them again.
+
+Digests are never trusted: content is looked up only within the token's site, S3 computes the
+digest of every copy and a copy that does not match is removed and asked for instead, and a
+digest enters the site's content index only for bytes the server hashed itself (uploads,
+bundles), S3 checked (presigned POSTs sent with `sha256`) or a verified copy. Finalize checks
+copied files like uploaded ones. Paths follow the upload route's rules; duplicate paths in one
+request are `400 bad_request`. Refused like an upload once the deploy is finalized or deleted,
+or while a finalize or delete of it runs.
+"""
+
+DEPLOY_DIGESTS = Doc(
+        "deployDigests", "Deploys",
+        "Send file digests; the server copies what the site already holds", DIGESTS_DESCRIPTION,
+        "session", "the token's site still has teams, and the granting team is one of them",
+        200, "DigestsResponse",
+        {"upload": ["assets/app.4f2a.js"], "copied": ["index.html", "assets/logo.svg"],
+         "remaining": []},
+        (*_SESSION, *_BODY, "deploy_deleted", "deploy_busy", "deploy_finalized",
+         "content_index_failed", "r2_copy_failed"),
+        body=bodies.DigestsBody, body_limit=bodies.MANIFEST_LIMIT,
 )  # fmt: skip
 
 DEPLOY_FINALIZE = Doc(
