@@ -97,3 +97,54 @@ def test_a_finalize_reaches_the_site_worker_through_the_local_workers(system: Lo
             time.sleep(0.5)
     assert runs[0][0] in ("succeeded", "skipped")
     assert published is not None and published[0] >= 1
+
+
+def test_a_lying_presigned_upload_is_refused_by_s3_and_never_indexed(
+    system: LocalSystem, database_url: str
+) -> None:
+    """Through the API on LocalStack: a client presigns a file with the digest of content the
+    site already holds, then sends other bytes. S3 refuses them, so finalize finds the file
+    missing, and no later deploy is ever offered the liar's bytes under that digest."""
+    import hashlib
+
+    import requests
+
+    from tests.conftest import TRUNCATE
+    from tests.integration.api.conftest import Api
+
+    assert system.gateway is not None
+    api = Api(system.gateway.url, system, database_url)
+    api.sql(TRUNCATE)
+    api.register("liar", ["web"])
+    logo = b"<svg>the real logo</svg>"
+    first = api.deploy("liar", files={"index.html": b"<h1>v1</h1>", "logo.svg": logo})
+    s = api.init("liar")
+    digest = hashlib.sha256(logo).hexdigest()
+    reply = api.call(
+        "POST", f"/api/deploy/{s['deployId']}/uploads", token=s["jwt"],
+        json_body={"files": [{"path": "evil.svg", "size": 5, "sha256": digest}]},
+    )  # fmt: skip
+    assert reply.status == 200, reply.raw
+    [post] = reply.body["uploads"]
+    resp = requests.post(
+        post["url"], data=post["fields"], files={"file": ("f", b"EVIL!")}, timeout=30
+    )
+    assert resp.status_code == 400, resp.text
+    assert api.upload(s, "index.html", b"<h1>v2</h1>").status == 200
+    reply = api.finalize(s, ["index.html", "evil.svg"])
+    assert (reply.status, reply.code) == (422, "verify_failed")
+    assert reply.body["error"]["missing"] == ["evil.svg"]
+    # finalized without it, the deploy keeps no digest for a file the listing does not show
+    assert api.finalize(s, ["index.html"]).status == 200
+    rows = api.sql("SELECT path FROM deploy_files WHERE deploy_id = %s", [s["deployId"]])
+    assert rows == [("index.html",)]
+    later = api.init("liar")
+    reply = api.call(
+        "POST", f"/api/deploy/{later['deployId']}/digests", token=later["jwt"],
+        json_body={"files": [{"path": "logo.svg", "size": len(logo), "sha256": digest}]},
+    )  # fmt: skip
+    assert reply.body["copied"] == ["logo.svg"]
+    layout = api.rt.settings.key_layout
+    copied = layout.deploy_prefix(layout.dirname("liar"), later["deployId"]) + "logo.svg"  # type: ignore[arg-type]
+    assert api.rt.bucket.get(copied) == logo
+    assert first != later["deployId"]
