@@ -5,12 +5,13 @@ computing the digest of a copy), never taken from the client."""
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 
-from artemis.keys import Slug, finalize_digests
+from artemis.keys import Slug, finalize_digests, finalize_record
 from artemis.services import content
 from tests.integration.api.conftest import DEV, UPLOAD_MAX_BYTES, Api
 
@@ -327,3 +328,55 @@ def test_a_deleted_deploy_takes_no_copies(www: Api) -> None:
     reply = digests(www, s, [entry("app.js", V1["app.js"])])
     assert (reply.status, reply.code) == (410, "deploy_deleted")
     assert deploy_keys(www, "www", s["deployId"]) == []
+
+
+# --- races and crashes ----------------------------------------------------------------------
+def test_a_finalize_racing_a_copy_never_finalizes_around_it(www: Api) -> None:
+    """The digests call holds the deploy's shared lock while it copies, as an upload does: a
+    finalize waits for the copies (its listing then records them), or refuses the call once
+    it committed. Either way no copy lands in a finalized deploy unrecorded."""
+    files = {f"f/{i:03d}.txt": f"file {i}".encode() for i in range(200)} | {"index.html": b"i"}
+    www.deploy("www", files=files)
+    s = www.init("www")
+    assert www.upload(s, "index.html", b"<h1>v2</h1>").status == 200
+    manifest = [entry(p, d) for p, d in files.items() if p != "index.html"]
+    with ThreadPoolExecutor(2) as pool:
+        copying = pool.submit(digests, www, s, manifest)
+        finalizing = pool.submit(www.finalize, s, ["index.html"])
+        copy_reply, final_reply = copying.result(), finalizing.result()
+    assert final_reply.status == 200, final_reply.raw
+    marker = www.rt.bucket.get(key(www, "www", s["deployId"], "_artemis_meta.json"))
+    recorded = set(finalize_record(marker) or {})
+    held = set(deploy_keys(www, "www", s["deployId"])) - {"_artemis_meta.json"}
+    if copy_reply.status == 200:
+        assert sorted(copy_reply.body["copied"]) == sorted(p for p in files if p != "index.html")
+    else:
+        assert copy_reply.code in ("deploy_finalized", "deploy_busy")
+    assert held == recorded  # nothing in the prefix the finalize did not see
+
+
+def test_a_crash_between_the_copies_and_the_index_write_is_repaired_by_repeating(
+    www: Api,
+) -> None:
+    """The copies land, then the index write fails (a real Postgres error, raised by a
+    trigger): the call answers 502 and records nothing. Repeating it copies again over the same
+    keys and records them; finalize then verifies every file."""
+    www.deploy("www", files=V1)
+    s = www.init("www")
+    www.sql(
+        "CREATE FUNCTION refuse_index() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'index down'; END $$;"
+        " CREATE TRIGGER refuse_index BEFORE INSERT ON deploy_files"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_index()"
+    )
+    try:
+        reply = digests(www, s, [entry(p, d) for p, d in V1.items()])
+    finally:
+        www.sql("DROP TRIGGER refuse_index ON deploy_files; DROP FUNCTION refuse_index()")
+    assert (reply.status, reply.code) == (502, "content_index_failed")
+    assert index_rows(www, s["deployId"]) == {}
+    reply = digests(www, s, [entry(p, d) for p, d in V1.items()])
+    assert reply.body == {"upload": [], "copied": list(V1), "remaining": []}
+    assert www.finalize(s, list(V1)).status == 200
+    for path, data in V1.items():
+        assert www.rt.bucket.get(key(www, "www", s["deployId"], path)) == data
