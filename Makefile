@@ -127,6 +127,10 @@ bench-coldstart: $(VENV)/.installed
 	$(PY) bench/coldstart.py $(or $(RUNS),15)
 
 # A CLI deploy (1,000 x 4 KiB + 20 x 2 MiB) beside a plain boto3 upload of the same tree.
+.PHONY: bench-content-index
+bench-content-index: $(VENV)/.installed
+	$(PY) bench/content_index.py
+
 .PHONY: bench-deploy
 bench-deploy: $(VENV)/.installed
 	$(PY) bench/deploy.py

@@ -74,18 +74,22 @@ def sources(
     conn: Connection, site: Dirname, digests: Sequence[bytes], *, excluding: str
 ) -> dict[bytes, Source]:
     """For each digest the site holds in a finalized, live deploy other than `excluding`, one
-    file holding it (the newest deploy's, so a copy reads what GC will keep longest)."""
+    file holding it. Per digest, the first such row the digest index yields: a manifest's
+    lookup costs a few index probes per file, however many deploys hold the content."""
     if not digests:
         return {}
     rows = conn.execute(
-        "SELECT DISTINCT ON (f.sha256) f.sha256, f.deploy_id, f.path, f.size"
-        " FROM deploy_files f JOIN deploys d ON d.site = f.site AND d.id = f.deploy_id"
-        " WHERE f.site = %(site)s AND f.sha256 = ANY(%(digests)s) AND f.deploy_id <> %(own)s"
-        "   AND d.state = 'active' AND d.has_marker"
-        "   AND NOT EXISTS (SELECT 1 FROM tombstones t"
-        "     WHERE t.site = f.site AND t.id IN (f.deploy_id, ''))"
-        " ORDER BY f.sha256, d.mtime DESC, f.deploy_id DESC, f.path",
-        {"site": site, "digests": list(digests), "own": excluding},
+        "SELECT w.sha256, s.deploy_id, s.path, s.size"
+        " FROM unnest(%(digests)s::bytea[]) AS w(sha256)"
+        " CROSS JOIN LATERAL (SELECT f.deploy_id, f.path, f.size"
+        "   FROM deploy_files f JOIN deploys d ON d.site = f.site AND d.id = f.deploy_id"
+        "   WHERE f.site = %(site)s AND f.sha256 = w.sha256 AND f.deploy_id <> %(own)s"
+        "     AND d.state = 'active' AND d.has_marker"
+        "     AND NOT EXISTS (SELECT 1 FROM tombstones t"
+        "       WHERE t.site = f.site AND t.id = f.deploy_id)"
+        "   LIMIT 1) s"
+        " WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE site = %(site)s AND id = '')",
+        {"site": site, "digests": list(dict.fromkeys(digests)), "own": excluding},
     ).fetchall()
     return {bytes(d): Source(str(i), str(p), int(s)) for d, i, p, s in rows}
 
