@@ -91,7 +91,7 @@ def main() -> None:
             heap, total = conn.execute(
                 "SELECT pg_table_size('deploy_files'), pg_total_relation_size('deploy_files')"
             ).fetchone() or (0, 0)
-            by_index = dict(
+            by_index: dict[str, int] = dict(
                 conn.execute(
                     "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes"
                     " WHERE relname = 'deploy_files'"
