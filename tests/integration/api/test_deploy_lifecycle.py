@@ -275,6 +275,9 @@ def test_presigned_uploads_then_finalize(www: Api) -> None:
         ([], "bad_request"),
         ([{"path": "a", "size": -1}], "bad_request"),
         ([{"path": "a"}], "bad_request"),
+        ([{"path": "a", "size": 1, "sha256": "AB" * 32}], "bad_request"),
+        ([{"path": "a", "size": 1, "sha256": "ab" * 33}], "bad_request"),
+        ([{"path": "a", "size": 1, "sha256": 12}], "bad_request"),
     ],
 )
 def test_presign_applies_the_upload_rules(www: Api, files: list[dict[str, Any]], code: str) -> None:
@@ -283,6 +286,29 @@ def test_presign_applies_the_upload_rules(www: Api, files: list[dict[str, Any]],
         "POST", f"/api/deploy/{s['deployId']}/uploads", token=s["jwt"], json_body={"files": files}
     )
     assert reply.code == code
+
+
+def test_presign_with_a_digest_binds_it_and_indexes_it(www: Api) -> None:
+    import base64
+    import hashlib
+
+    s = www.init("www")
+    www.upload(s, "big.bin", b"old bytes")
+    digest = hashlib.sha256(b"z" * 5000).digest()
+    reply = www.call(
+        "POST", f"/api/deploy/{s['deployId']}/uploads", token=s["jwt"],
+        json_body={"files": [{"path": "big.bin", "size": 5000, "sha256": digest.hex()},
+                             {"path": "other.bin", "size": 3}]},
+    )  # fmt: skip
+    assert reply.status == 200, reply.raw
+    bound, unbound = reply.body["uploads"]
+    assert bound["fields"]["x-amz-checksum-sha256"] == base64.b64encode(digest).decode()
+    assert bound["fields"]["x-amz-checksum-algorithm"] == "SHA256"
+    assert "x-amz-checksum-sha256" not in unbound["fields"]
+    rows = www.sql(
+        "SELECT path, sha256, size FROM deploy_files WHERE deploy_id = %s", [s["deployId"]]
+    )
+    assert [(p, bytes(d), n) for p, d, n in rows] == [("big.bin", digest, 5000)]
 
 
 def test_presign_is_bound_to_the_sessions_deploy(www: Api) -> None:
