@@ -263,14 +263,6 @@ def test_a_source_overwritten_after_finalize_is_never_copied(www: Api) -> None:
         ([{"path": "/etc/passwd", "size": 1, "sha256": "ab" * 32}], 400, "bad_request"),
         ([{"path": "_artemis_meta.json", "size": 1, "sha256": "ab" * 32}], 400, "bad_request"),
         ([{"path": "a" * 2000, "size": 1, "sha256": "ab" * 32}], 400, "bad_request"),
-        (
-            [
-                {"path": "a", "size": 1, "sha256": "ab" * 32},
-                {"path": "a", "size": 2, "sha256": "cd" * 32},
-            ],
-            400,
-            "bad_request",
-        ),
         ([{"path": "a", "size": UPLOAD_MAX_BYTES + 1, "sha256": "ab" * 32}], 413, "too_large"),
     ],
 )
@@ -283,6 +275,14 @@ def test_hostile_manifests_are_refused_and_copy_nothing(
     assert (reply.status, reply.code) == (status, code), reply.raw
     assert deploy_keys(www, "www", s["deployId"]) == []
     assert index_rows(www, s["deployId"]) == {}
+
+
+def test_a_path_listed_twice_takes_its_last_entry(www: Api) -> None:
+    www.deploy("www", files=V1)
+    s = www.init("www")
+    reply = digests(www, s, [entry("x.js", b"never held"), entry("x.js", V1["app.js"])])
+    assert reply.body == {"upload": [], "copied": ["x.js"], "remaining": []}
+    assert www.rt.bucket.get(key(www, "www", s["deployId"], "x.js")) == V1["app.js"]
 
 
 def test_a_body_that_is_not_json_is_400(www: Api) -> None:

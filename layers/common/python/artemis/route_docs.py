@@ -247,6 +247,16 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
         "path": UPLOAD_PATH_SCHEMA,
         "size": {"type": "integer", "minimum": 0, "maximum": UPLOAD_MAX_BYTES_DEFAULT},
     },
+    "DigestsBody": {
+        "files": {
+            "type": "array", "minItems": 1, "maxItems": MAX_DIGEST_FILES,
+            "items": {"$ref": SCHEMA_REF.format(model="DigestFile")},
+        },
+    },
+    "DigestFile": {
+        "path": UPLOAD_PATH_SCHEMA,
+        "size": {"type": "integer", "minimum": 0, "maximum": UPLOAD_MAX_BYTES_DEFAULT},
+    },
     "FinalizeBody": {
         "mode": {"anyOf": [{"type": "string", "pattern": FINALIZE_MODE_PATTERN}, {"type": "null"}]},
         "files": {
@@ -272,6 +282,7 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
 ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
     "InitBody": ("site", "sha"),
     "UploadsBody": ("files",),
+    "DigestsBody": ("files",),
     "FinalizeBody": ("files",),
     "RollbackBody": ("to",),
     "RegisterBody": ("slug",),
@@ -738,8 +749,8 @@ Digests are never trusted: content is looked up only within the token's site, S3
 digest of every copy and a copy that does not match is removed and asked for instead, and a
 digest enters the site's content index only for bytes the server hashed itself (uploads,
 bundles), S3 checked (presigned POSTs sent with `sha256`) or a verified copy. Finalize checks
-copied files like uploaded ones. Paths follow the upload route's rules; duplicate paths in one
-request are `400 bad_request`. Refused like an upload once the deploy is finalized or deleted,
+copied files like uploaded ones. Paths follow the upload route's rules; a path listed twice
+in one request takes its last entry. Refused like an upload once the deploy is finalized or deleted,
 or while a finalize or delete of it runs.
 """
 

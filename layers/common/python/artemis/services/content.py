@@ -44,7 +44,7 @@ def digests(rt: Runtime, claims: SessionClaims, deploy_id: str, raw_body: bytes)
     _validate(rt, claims, deploy_id, files)
     _, site = site_of(rt, claims.site)
     prefix = rt.settings.key_layout.deploy_prefix(site, deploy_id)
-    wanted = {spec.path: spec for spec in files}
+    wanted = {spec.path: spec for spec in files}  # a path listed twice: its last entry
     try:
         # The shared deploy lock for the whole call, as for an upload: a finalize or delete
         # waits for these copies, and none starts once either committed.
@@ -76,13 +76,9 @@ def _validate(rt: Runtime, claims: SessionClaims, deploy_id: str, files: list[Di
     if not files or len(files) > MAX_DIGEST_FILES:
         raise BadRequest(f"files must list 1 to {MAX_DIGEST_FILES} entries")
     limit = rt.settings.upload_max_bytes
-    seen: set[str] = set()
     for spec in files:
         check_path(spec.path)
         check_key(rt, claims, deploy_id, spec.path)
-        if spec.path in seen:
-            raise BadRequest(f"duplicate path: {spec.path}")
-        seen.add(spec.path)
         if spec.size > limit:
             raise TooLarge(f"{spec.path}: over UPLOAD_MAX_BYTES ({limit})")
 
