@@ -303,6 +303,7 @@ HOSTILE_BYTES: dict[str, bytes] = {
     ),
     "size-declares-fewer": with_size(GOOD, 0, 100),
     "size-declares-none": with_size(GOOD, 0, 0),
+    "size-declares-fewer-within-its-last-block": with_size(GOOD, 0, 999),
     "bad-checksum": _bad_checksum(),
     "garbage-after-end": GOOD + b"\x01",
     "header-after-end": _stray_header_after_end(),

@@ -166,6 +166,14 @@ def _read(tar: tarfile.TarFile, member_limit: int, key_prefix: str) -> list[Memb
         data = handle.read() if handle is not None else b""
         if len(data) != info.size:
             raise BundleInvalid(f"{_shown(path)}: its data ends before its declared size")
+        # Writers pad the last block of a member's data with zeros: anything else there is
+        # data its header leaves out (a size that lies within one block).
+        padding = cast(IO[bytes], tar.fileobj).read(-info.size % _BLOCK)
+        if padding.count(0) != len(padding):
+            raise BundleInvalid(
+                f"{_shown(path)}: bytes follow its data in its last block (its header declares "
+                "fewer bytes than it holds)"
+            )
         total += len(data)
         members.append(Member(path, data, hashlib.sha256(data).digest()))
     return members

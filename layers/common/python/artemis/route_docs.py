@@ -503,9 +503,9 @@ refused whole, with nothing written:
   {BUNDLE_MAX_BYTES // (1024 * 1024)} MiB) of files, unpacked;
 * `400 bundle_invalid`: an empty body; bytes that are neither a tar archive nor a gzip stream
   of one; a corrupt or truncated gzip stream; a header with a wrong checksum; a member whose
-  data is shorter than its header declares, or is followed by bytes that are not a header (its
-  declared size is too small); an archive without its end-of-archive block, or with anything
-  but zeros after it.
+  data is shorter than its header declares, or is followed by anything but zero padding and
+  the next header (its declared size is too small); an archive without its end-of-archive
+  block, or with anything but zeros after it.
 
 Sizes are checked from the headers before any data is read, and a gzip body is inflated only as
 far as those limits allow, so a compression bomb is refused after bounded work.
