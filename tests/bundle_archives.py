@@ -106,4 +106,4 @@ def zero_member_bomb(declared: int, zeros: int) -> bytes:
 
 
 def gz(body: bytes) -> bytes:
-    return gzip.compress(body, mtime=0)
+    return gzip.compress(body, compresslevel=6, mtime=0)
