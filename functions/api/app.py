@@ -14,7 +14,17 @@ from artemis import route_docs as docs
 from artemis.api_resolver import ApiResolver
 from artemis.http import current_request_id, json_response, no_content
 from artemis.observability import logger
-from artemis.services import aliases, audit, auth, content, deletion, deploys, registry, whoami
+from artemis.services import (
+    aliases,
+    audit,
+    auth,
+    bundles,
+    content,
+    deletion,
+    deploys,
+    registry,
+    whoami,
+)
 from artemis.services.context import Caller, RequestContext
 from artemis.session import SessionClaims
 
@@ -81,6 +91,12 @@ def deploy_upload(deploy_id: str) -> Response[str]:
     rt, _, claims = _session(deploy_id)
     path, content_type = app.query().get("path"), app.header("content-type")
     return ok(200, deploys.upload(rt, claims, deploy_id, path, content_type, app.body()))
+
+
+@app.add("PUT", "/api/deploy/<deploy_id>/bundle", docs.DEPLOY_BUNDLE)
+def deploy_bundle(deploy_id: str) -> Response[str]:
+    rt, _, claims = _session(deploy_id)
+    return ok(200, bundles.upload_bundle(rt, claims, deploy_id, app.body()))
 
 
 @app.add("POST", "/api/deploy/<deploy_id>/uploads", docs.DEPLOY_PRESIGN_UPLOADS)

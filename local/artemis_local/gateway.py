@@ -14,12 +14,12 @@ must reproduce so it fails where production would:
 * a body over MAX_BODY_BYTES is `413 too_large`, answered at once, and the rest of the body
   is read and dropped before the connection closes (up to a bound): a client still sending
   when the server closes would see a reset instead of the 413;
-* on the upload route (PUT /api/deploy/{id}/upload), an event over LAMBDA_PAYLOAD_BYTES
-  (Lambda's synchronous invoke limit, about 4.5 MB of file once base64-encoded) is
-  `413 too_large` with a hint naming the presigned route: on AWS it never reaches the
-  function. Other routes keep the 10 MB body limit here, so the API's own JSON limits (up
-  to 8 MiB) stay testable locally, although on AWS a JSON body above about 6 MB fails the
-  same way.
+* on the routes whose body is raw bytes (PUT /api/deploy/{id}/upload and .../bundle), an
+  event over LAMBDA_PAYLOAD_BYTES (Lambda's synchronous invoke limit, about 4.5 MB of body
+  once base64-encoded) is `413 too_large` with a hint naming the way out (the presigned
+  route, or smaller bundles): on AWS it never reaches the function. Other routes keep the
+  10 MB body limit here, so the API's own JSON limits (up to 8 MiB) stay testable locally,
+  although on AWS a JSON body above about 6 MB fails the same way.
 * every answer the gateway makes itself carries the error envelope.
 """
 
@@ -59,6 +59,12 @@ UPLOAD_ROUTE_HINT = (
     "PUT /api/deploy/{id}/upload takes files up to about 4.5 MB; upload larger files with "
     "POST /api/deploy/{id}/uploads (presigned direct uploads)"
 )
+BUNDLE_ROUTE_HINT = (
+    "PUT /api/deploy/{id}/bundle takes a body of up to about 4.5 MB; split the files into "
+    "several bundles, and upload large files with POST /api/deploy/{id}/uploads"
+)
+# The routes whose body is raw bytes (base64 in the event), by their last path segment.
+_BINARY_ROUTE_HINTS = {"upload": UPLOAD_ROUTE_HINT, "bundle": BUNDLE_ROUTE_HINT}
 _READ = 64 * 1024
 _TEXT_TYPES = (
     "text/",
@@ -414,11 +420,12 @@ class Gateway:
         event = build_event(
             request.method, request.target, request.headers, request.body, request.client
         )
-        if _is_upload(request) and len(json.dumps(event)) > LAMBDA_PAYLOAD_BYTES:
+        hint = _binary_route_hint(request)
+        if hint is not None and len(json.dumps(event)) > LAMBDA_PAYLOAD_BYTES:
             message = (
                 f"request over what one function invocation takes ({LAMBDA_PAYLOAD_BYTES} bytes)"
             )
-            return envelope(413, "too_large", message, hint=UPLOAD_ROUTE_HINT)
+            return envelope(413, "too_large", message, hint=hint)
         try:
             context = LocalContext.invocation(self.function_name, self.timeout_ms)
             result = self.handler(event, context)
@@ -473,10 +480,10 @@ class Gateway:
             self._thread.join(timeout=5)
 
 
-def _is_upload(request: Request) -> bool:
-    """PUT /api/deploy/{id}/upload: the route whose body is a whole file, base64 in the event."""
+def _binary_route_hint(request: Request) -> str | None:
+    """For PUT /api/deploy/{id}/upload and .../bundle, the routes whose body is raw bytes
+    (base64 in the event), the way out of Lambda's event limit; None for any other route."""
     parts = urlsplit(request.target).path.strip("/").split("/")
-    return (
-        request.method == "PUT" and len(parts) == 4 and parts[:2] == ["api", "deploy"]
-        and parts[3] == "upload"
-    )  # fmt: skip
+    if request.method == "PUT" and len(parts) == 4 and parts[:2] == ["api", "deploy"]:
+        return _BINARY_ROUTE_HINTS.get(parts[3])
+    return None

@@ -339,6 +339,24 @@ def test_the_upload_route_takes_what_fits_one_lambda_invocation(
     assert resp.status == 201 and len(recorder.events) == 2
 
 
+def test_the_bundle_route_takes_what_fits_one_lambda_invocation(
+    gateway: Gateway, recorder: Recorder
+) -> None:
+    """A bundle is raw bytes too, base64 in the event: the same ceiling as the upload route,
+    with a hint to split the bundle."""
+    path = "/api/deploy/d1/bundle"
+    tar = {"Content-Type": "application/x-tar"}
+    resp = request(gateway, "PUT", path, os.urandom(4_800_000), tar)
+    body = json.loads(resp.read())
+    assert resp.status == 413 and body["error"]["code"] == "too_large"
+    assert "split the files into several bundles" in body["error"]["hint"]
+    assert recorder.events == []
+    resp = request(gateway, "PUT", path, os.urandom(4_500_000), tar)
+    resp.read()
+    assert resp.status == 201 and len(recorder.events) == 1
+    assert recorder.events[0]["isBase64Encoded"] is True
+
+
 def test_keep_alive_carries_several_requests(gateway: Gateway, recorder: Recorder) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
     for n in range(3):

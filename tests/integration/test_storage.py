@@ -205,3 +205,48 @@ def test_g14_moves_copy_in_parallel(bucket: Bucket) -> None:
     bucket.client.meta.events.register("after-call.s3.CopyObject", finished)
     assert bucket.move_prefix("www/deploys/d1/", "_trash/www/d1/") == 200
     assert peak > 4
+
+
+def test_put_many_writes_every_item_with_its_content_type_in_parallel(bucket: Bucket) -> None:
+    import threading
+
+    items = [(f"www/deploys/d1/f{n:03d}.css", b"x" * n, "text/css") for n in range(100)]
+    in_flight = peak = 0
+    guard = threading.Lock()
+
+    def started(**_: Any) -> None:
+        nonlocal in_flight, peak
+        with guard:
+            in_flight += 1
+            peak = max(peak, in_flight)
+
+    def finished(**_: Any) -> None:
+        nonlocal in_flight
+        with guard:
+            in_flight -= 1
+
+    bucket.client.meta.events.register("before-call.s3.PutObject", started)
+    bucket.client.meta.events.register("after-call.s3.PutObject", finished)
+    bucket.put_many(items)
+    assert peak > 1
+    assert {o.key: o.size for o in bucket.list_keys("www/deploys/d1/")} == {
+        key: len(body) for key, body, _ in items
+    }
+    head = bucket.client.head_object(Bucket=bucket.name, Key="www/deploys/d1/f007.css")
+    assert head["ContentType"] == "text/css"
+    bucket.put_many([])  # nothing to write is no call at all
+
+
+def test_put_many_fails_as_r2_put_failed_and_stops_starting_puts(bucket: Bucket) -> None:
+    items = [(f"www/deploys/d1/f{n:04d}.txt", b"x", "text/plain") for n in range(1000)]
+    calls = count_calls(bucket)
+
+    def fail_one(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == "www/deploys/d1/f0003.txt":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    bucket.client.meta.events.register("provide-client-params.s3.PutObject", fail_one)
+    with pytest.raises(StorageError) as info:
+        bucket.put_many(items)
+    assert (info.value.code, info.value.status) == ("r2_put_failed", 502)
+    assert calls["PutObject"] < len(items)  # the puts not yet started were cancelled

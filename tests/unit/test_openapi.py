@@ -33,6 +33,7 @@ from tests.conftest import base_env
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 SESSION_ROUTES = {
     ("PUT", "/api/deploy/{deploy_id}/upload"),
+    ("PUT", "/api/deploy/{deploy_id}/bundle"),
     ("POST", "/api/deploy/{deploy_id}/uploads"),
     ("POST", "/api/deploy/{deploy_id}/digests"),
     ("POST", "/api/deploy/{deploy_id}/finalize"),

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 PURE = [
+    "bundles",
     "content_types",
     "deadlines",
     "deploy_ids",

@@ -40,6 +40,7 @@ SAMPLES: dict[str, BaseModel] = {
     "InitResponse": responses.InitResponse(deployId="d", jwt="j", expiresAt="t"),
     "UploadResponse": responses.UploadResponse(received="index.html", key="www/d/index.html"),
     "DigestsResponse": responses.DigestsResponse(upload=["a"], copied=["b"], remaining=[]),
+    "BundleResponse": responses.BundleResponse(received=["index.html"], files=1, bytes=4),
     "PresignedUpload": responses.PresignedUpload(path="a", key="k", url="u", fields={"f": "v"}),
     "PresignResponse": responses.PresignResponse(
         uploads=[responses.PresignedUpload(path="a", key="k", url="u", fields={})],
@@ -205,7 +206,8 @@ def test_the_services_leave_the_models_off_the_cold_init() -> None:
     """The API imports every service at init; the models load with the first answer."""
     code = (
         "import sys, artemis.http\n"
-        "from artemis.services import aliases, audit, deletion, deploys, registry, repos, whoami\n"
+        "from artemis.services import aliases, audit, bundles, deletion, deploys, registry, repos\n"
+        "from artemis.services import whoami\n"
         "sys.exit('artemis.responses' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -28,6 +28,7 @@ from tests.conftest import SLUG_NOT_DIRNAME, base_env
 from tests.integration.api.conftest import STAFF, Api, local_api_system
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")  # the bundle route's tar bodies
 ORG = "freeCodeCamp-Universe"
 
 
@@ -86,6 +87,7 @@ def test_schemathesis_finds_no_contract_violation(contract_api: Api, tmp_path: P
         "ARTEMIS_FUZZ_TOKEN": STAFF,
         "ARTEMIS_FUZZ_SESSION": session["jwt"],
         "ARTEMIS_FUZZ_DEPLOY": session["deployId"],
+        "SCHEMATHESIS_HOOKS": str(HOOKS),
         "NO_COLOR": "1",
     }
     argv = [

@@ -39,6 +39,17 @@ InvalidTeam = _error(400, "invalid_team", "team must match ^[a-z0-9][a-z0-9_-]{0
 InvalidSince = _error(400, "invalid_since", "since must be an RFC 3339 time")
 InvalidLimit = _error(400, "invalid_limit", "limit must be an integer >= 0")
 InvalidOffset = _error(400, "invalid_offset", "offset must be an integer >= 0")
+# A bundle (PUT /api/deploy/{id}/bundle, artemis.bundles) is refused whole, before any write.
+BundleInvalid = _error(
+    400, "bundle_invalid", "the body is not a readable tar archive (optionally gzip-compressed)"
+)
+BundleMemberInvalid = _error(
+    400, "bundle_member_invalid",
+    "a member is a link or special file, or its path breaks the upload path rules",
+)  # fmt: skip
+BundleDuplicate = _error(400, "bundle_duplicate", "two members of the bundle have one path")
+BundleTooManyMembers = _error(413, "bundle_too_many_members", "the bundle has too many members")
+BundleTooLarge = _error(413, "bundle_too_large", "the bundle unpacks to too many bytes")
 NotFound = _error(404, "not_found", "not found")
 MethodNotAllowed = _error(405, "method_not_allowed", "method not allowed")
 

@@ -74,6 +74,14 @@ class DigestsResponse(_Shape):
     )
 
 
+class BundleResponse(_Shape):
+    received: list[str] = Field(
+        description="the paths written, relative to the deploy root, in archive order"
+    )
+    files: int = Field(description="how many files were written")
+    bytes: int = Field(description="their total size, unpacked")
+
+
 class PresignedUpload(_Shape):
     path: str = Field(description="the file's path, as requested")
     key: str = Field(description="the exact bucket key the POST may write")
@@ -229,7 +237,8 @@ class ErrorEnvelope(BaseModel):
 
 
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    Health, Readiness, Whoami, InitResponse, UploadResponse, PresignResponse, FinalizeResponse,
-    DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored, TrashEntry, SiteRow,
-    SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates, ErrorEnvelope,
+    Health, Readiness, Whoami, InitResponse, UploadResponse, BundleResponse, PresignResponse,
+    FinalizeResponse, DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored,
+    TrashEntry, SiteRow, SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates,
+    ErrorEnvelope,
 )  # fmt: skip

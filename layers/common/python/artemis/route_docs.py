@@ -26,6 +26,7 @@ from artemis import (
     request_headers,
     site_names,
 )
+from artemis.bundles import BUNDLE_MAX_BYTES, BUNDLE_MAX_MEMBERS
 from artemis.config import Settings
 from artemis.keys import MARKER_NAME
 from artemis.services.audit import DEFAULT_LIMIT as AUDIT_DEFAULT_LIMIT
@@ -321,7 +322,7 @@ class Doc:
     example: Any
     errors: tuple[str, ...]
     many: bool = False
-    body: type[BaseModel] | Literal["binary"] | None = None
+    body: type[BaseModel] | Literal["binary", "tar"] | None = None
     body_required: bool = True
     body_limit: int | None = None
     query: tuple[Query, ...] = ()
@@ -411,6 +412,17 @@ class Doc:
                     }
                 },
             }
+        if self.body == "tar":
+            return {
+                "required": True,
+                "description": "a tar archive, optionally gzip-compressed (told apart by its "
+                "first bytes; send either media type, or application/octet-stream); about "
+                "4.5 MB at most through API Gateway and Lambda (see the description)",
+                "content": {
+                    media: {"schema": {"type": "string", "contentMediaType": media}}
+                    for media in ("application/x-tar", "application/gzip")
+                },
+            }
         limit = self.body_limit or bodies.SMALL_LIMIT
         return {
             "required": self.body_required,
@@ -487,6 +499,51 @@ the same requests with `413 too_large` and a `hint` naming the direct uploads, s
 tested locally fails where it would on AWS. `UPLOAD_MAX_BYTES` (default
 {UPLOAD_MAX_BYTES_DEFAULT:,} bytes) still applies here (`413 too_large`), and is the per-file
 limit of the direct uploads.
+"""
+
+BUNDLE_DESCRIPTION = f"""\
+Many small files in one request. The body is a tar archive (ustar, pax or GNU), optionally
+gzip-compressed: the compression is recognised by its first bytes, not by `Content-Type` (send
+a binary media type such as `application/x-tar`, `application/gzip` or
+`application/octet-stream`, so the bytes travel intact). Each regular-file member is one file
+of the deploy, at its name, as if sent to `PUT /api/deploy/{{deploy_id}}/upload`: the same path
+rules, at most `UPLOAD_MAX_BYTES` per file (`413 too_large`, with `member`), the content type
+guessed from the extension. Directory members are skipped and one leading `./` is removed from
+each name, so `tar -C build -czf - .` makes a bundle of the directory `build`.
+
+The whole bundle is checked before anything is written, and a bundle with one bad member is
+refused whole, with nothing written:
+
+* `400 bundle_member_invalid` (`member` and `reason` in `error`): a symbolic or hard link, a
+  device, fifo, sparse or other special member, an absolute name, a `..` segment, a name the
+  path rules refuse (for directory members too), or a key over S3's 1,024 bytes;
+* `400 bundle_duplicate` (`path` in `error`): two members with one path (`a` and `./a` too);
+* `413 bundle_too_many_members` (`limit`): over {BUNDLE_MAX_MEMBERS:,} members
+  (`BUNDLE_MAX_MEMBERS`), directory members included;
+* `413 bundle_too_large` (`limit`): over {BUNDLE_MAX_BYTES:,} bytes (`BUNDLE_MAX_BYTES`,
+  {BUNDLE_MAX_BYTES // (1024 * 1024)} MiB) of files, unpacked;
+* `400 bundle_invalid`: an empty body; bytes that are neither a tar archive nor a gzip stream
+  of one; a corrupt or truncated gzip stream; a header with a wrong checksum; a member whose
+  data is shorter than its header declares, or is followed by anything but zero padding and
+  the next header (its declared size is too small); an archive without its end-of-archive
+  block, or with anything but zeros after it.
+
+Sizes are checked from the headers before any data is read, and a gzip body is inflated only as
+far as those limits allow, so a compression bomb is refused after bounded work.
+
+Then, as for the upload route: under the deploy's lock, refused with `409 deploy_finalized`
+once the deploy is finalized, `410 deploy_deleted` once it was deleted and `409 deploy_busy`
+while a finalize or delete of it runs; the files are written in parallel and the SHA-256 of
+each, computed while unpacking, is recorded in the content index. Sending a file again (in a
+bundle or alone) overwrites it. A `502 r2_put_failed` may leave some of the files written:
+send the bundle again.
+
+**Body ceiling:** the upload route's. A binary body reaches Lambda base64-encoded within a
+synchronous Lambda event of at most 6 MB, so about 4.5 MB of (compressed) bundle is the most
+one request carries; larger requests are refused by API Gateway or Lambda with their own
+status and body, and by the local gateway (`make run`) with `413 too_large` and a `hint`.
+Split a large set of files into several bundles, and send files above `UPLOAD_MAX_BYTES`
+through `POST /api/deploy/{{deploy_id}}/uploads`.
 """
 
 PRESIGN_DESCRIPTION = f"""\
@@ -712,6 +769,19 @@ DEPLOY_UPLOAD = Doc(
             Query("path", f"the file's path relative to the deploy root: {_UPLOAD_PATH_RULES}",
                   UPLOAD_PATH_SCHEMA, required=True),
         ),
+)  # fmt: skip
+
+DEPLOY_BUNDLE = Doc(
+        "deployBundle", "Deploys",
+        "Upload many small files in one tar archive", BUNDLE_DESCRIPTION,
+        "session", "the token's site still has teams, and the granting team is one of them",
+        200, "BundleResponse",
+        {"received": ["index.html", "assets/app.js", "assets/app.css"], "files": 3,
+         "bytes": 48213},
+        (*_SESSION, "bundle_invalid", "bundle_member_invalid", "bundle_duplicate",
+         "bundle_too_many_members", "bundle_too_large", "too_large", "pg_read_failed",
+         "deploy_deleted", "deploy_busy", "deploy_finalized", "r2_put_failed"),
+        body="tar",
 )  # fmt: skip
 
 DEPLOY_PRESIGN_UPLOADS = Doc(

@@ -9,7 +9,7 @@ resumable: re-running the same (src, dst) completes whatever a failed run left b
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,20 @@ class Bucket:
             )
         except _AWS_ERRORS as err:
             raise StorageError("r2_put_failed") from err
+
+    def put_many(self, items: Sequence[tuple[str, bytes, str]]) -> None:
+        """Put every (key, body, content type), COPY_CONCURRENCY at a time. The first failure
+        (r2_put_failed) cancels the puts not yet started and is raised once the running ones
+        ended; what was written by then stays written."""
+        if not items:
+            return
+        with ThreadPoolExecutor(max_workers=min(COPY_CONCURRENCY, len(items))) as pool:
+            try:
+                for _ in pool.map(lambda item: self.put(*item), items):
+                    pass
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
 
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
