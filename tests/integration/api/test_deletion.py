@@ -23,6 +23,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from artemis.db.lock import site_lock
+from artemis.deadlines import Deadline
+from artemis.jobs.gc_site import run_gc_site
 from artemis.keys import Dirname, Slug
 from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api, Reply
 
@@ -1138,3 +1140,29 @@ def test_a_bare_site_delete_keeps_the_index_rows_of_the_deploys_it_keeps(api: Ap
     assert index_rows(api, old) == index_rows(api, new) == expected_rows(FILES)
     api.register(SITE, ["web"])
     assert offer(api, FILES)["copied"] == list(FILES)
+
+
+def test_a_gc_collected_deploy_is_asked_for_and_a_source_again_once_restored(api: Api) -> None:
+    """End to end: GC collects the deploy (its rows leave with the tombstone), a later
+    deploy's digests are asked for; the restore writes the rows back and they are copied."""
+    victim, _ = indexed_victim(api)
+    for sha in ("ccccccc", "ddddddd", "eeeeeee"):  # three newer deploys keep their keep-N slots
+        api.deploy(SITE, sha, "preview", FILES)
+    later = datetime.now(UTC) + timedelta(days=30)  # past the grace and the retention
+
+    result = run_gc_site(api.rt, Dirname(DIR), now=later, deadline=Deadline.after(600),
+                         dry_run=False)  # fmt: skip
+
+    assert victim in result.tombstoned
+    assert result.index_rows_dropped >= len(FILES) + len(OWN)
+    assert objects(api, live_prefix(victim)) == {}
+    assert index_rows(api, victim) == {}
+    assert offer(api, OWN)["upload"] == list(OWN)
+
+    assert restore(api, victim).status == 200
+
+    assert index_rows(api, victim) == expected_rows({**FILES, **OWN})
+    answer = offer(api, OWN)
+    assert answer["copied"] == list(OWN) and answer["upload"] == []
+    for path, data in OWN.items():
+        assert api.rt.bucket.get(live_prefix(answer["deployId"]) + path) == data
