@@ -237,8 +237,9 @@ def _measure(rt: Runtime, live: str, listing: list[ObjectInfo] | None) -> tuple[
 def _index_rows(rt: Runtime, live: str, listing: list[ObjectInfo] | None) -> list[FileDigest]:
     """The content index rows of a restored deploy, from the digests its completion marker
     recorded at finalize: only for a path the listing shows with the ETag the marker recorded
-    for it (an object a presigned POST overwrote after finalize is not what was hashed), with
-    the listing's size.
+    for it (an object a presigned POST overwrote after finalize is not what was hashed; the
+    move to trash and back copies single-part objects, which keeps their ETag), with the
+    listing's size.
 
     A marker without digests (finalized before the index existed), an unreadable marker or a
     failed listing restores the deploy with no rows: it is then simply never a copy source
@@ -344,7 +345,7 @@ def _unpublish(rt: Runtime, site: Dirname) -> int:
 def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> None:
     """Take the lock, unpublish (the site stops serving), drop the registry row; deploy bytes
     stay, so registering the slug again and promoting brings the site back. Their deploy rows
-    and content index rows stay with them: no deploy left, so nothing leaves the index."""
+    and content index rows stay with them: no deploy leaves, so nothing leaves the index."""
     site_slug = _registry_slug(rt, caller, slug)
     site = rt.settings.key_layout.dirname(site_slug)
     with site_lock(rt.db.conninfo, site):  # so no finalize can republish it meanwhile
