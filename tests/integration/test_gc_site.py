@@ -7,6 +7,7 @@ append-only and outlives each test.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
-from artemis.db import aliases, audit, deploys, job_runs, tombstones
+from artemis.db import aliases, audit, content, deploys, job_runs, tombstones
 from artemis.db import lock as lock_module
 from artemis.db.lock import site_lock
 from artemis.deadlines import Deadline
@@ -458,6 +459,161 @@ def test_out_of_time_stops_cleanly_and_the_next_run_resumes(rt: Runtime) -> None
     assert tombstone_rows(rt) == {} and index_ids(rt) == set(ids)
     resumed = run(rt)
     assert set(resumed.tombstoned) == expected_victims(ids) and not resumed.incomplete
+
+
+# --- the content index (issue 13) ----------------------------------------------------------
+
+
+def own_bytes(did: str) -> bytes:
+    """Content only this deploy holds."""
+    return f"only in {did}".encode()
+
+
+def index_twelve(rt: Runtime) -> list[str]:
+    """`seed_twelve`, each deploy also holding `own.txt` (content no other deploy has), with
+    the content index rows an upload would have written for every file it holds."""
+    ids, _ = seed_twelve(rt)
+    for did in ids:
+        rt.bucket.put(rt.settings.key_layout.deploy_prefix(SITE, did) + "own.txt",
+                      own_bytes(did), "text/plain")  # fmt: skip
+        held = {**FILES, "own.txt": own_bytes(did)}
+        with rt.db.transaction() as conn:
+            content.record(conn, SITE, did, [
+                content.FileDigest(p, hashlib.sha256(b).digest(), len(b)) for p, b in held.items()
+            ])  # fmt: skip
+    return ids
+
+
+def indexed_ids(rt: Runtime) -> dict[str, int]:
+    """deploy id → its content index rows."""
+    with rt.db.transaction() as conn:
+        rows = conn.execute(
+            "SELECT deploy_id, count(*) FROM deploy_files WHERE site = %s GROUP BY deploy_id",
+            [SITE],
+        ).fetchall()
+    return {str(d): int(n) for d, n in rows}
+
+
+def copy_source(rt: Runtime, data: bytes) -> str | None:
+    """The deploy a new deploy of the site would copy `data` from, if any."""
+    digest = hashlib.sha256(data).digest()
+    with rt.db.transaction() as conn:
+        found = content.sources(conn, SITE, [digest], excluding="20991231-000000-new")
+    return found[digest].deploy_id if digest in found else None
+
+
+def assert_index_points_only_at_live_deploys(rt: Runtime) -> None:
+    """Every row names a deploy that is active, not tombstoned, and whose live prefix holds
+    that path: the index never offers a copy from trash."""
+    tombstoned = set(tombstone_rows(rt))
+    live = index_ids(rt)
+    with rt.db.transaction() as conn:
+        rows = conn.execute(
+            "SELECT deploy_id, path FROM deploy_files WHERE site = %s", [SITE]
+        ).fetchall()
+    for did, path in rows:
+        assert did in live and did not in tombstoned, did
+        assert rt.bucket.head(rt.settings.key_layout.deploy_prefix(SITE, did) + path) is not None
+
+
+def test_gc_drops_the_index_rows_of_what_it_tombstones(rt: Runtime) -> None:
+    ids = index_twelve(rt)
+    victims = expected_victims(ids)
+
+    result = run(rt)
+
+    assert set(result.tombstoned) == victims
+    per_deploy = len(FILES) + 1
+    assert indexed_ids(rt) == {did: per_deploy for did in set(ids) - victims}
+    assert result.index_rows_dropped == per_deploy * len(victims)
+    assert result.to_json()["index_rows_dropped"] == per_deploy * len(victims)
+    assert job_row(rt, result.run_id).counts["index_rows_dropped"] == per_deploy * len(victims)
+    for did in victims:  # content only a collected deploy held is asked for again
+        assert copy_source(rt, own_bytes(did)) is None
+    for did in set(ids) - victims:
+        assert copy_source(rt, own_bytes(did)) == did
+    assert copy_source(rt, FILES["app.js"]) in set(ids) - victims
+    assert_index_points_only_at_live_deploys(rt)
+    assert run(rt).index_rows_dropped == 0  # nothing more to drop
+
+
+def test_a_dry_run_keeps_every_index_row(rt: Runtime) -> None:
+    ids = index_twelve(rt)
+    result = run(rt, dry_run=True)
+    assert result.index_rows_dropped == 0
+    assert indexed_ids(rt) == {did: len(FILES) + 1 for did in ids}
+
+
+@pytest.mark.parametrize(
+    "fail_at",
+    ["before-call.s3.ListObjectsV2", "before-call.s3.CopyObject"],
+    ids=["before-the-move", "mid-move"],
+)
+def test_crash_after_the_tombstone_never_leaves_the_index_pointing_at_trash(
+    rt: Runtime, fail_at: str
+) -> None:
+    """GC dies once its tombstone committed, before its move starts (the listing fails) or
+    part-way through it (a copy fails): the deploy's rows went with the tombstone, so no copy
+    is offered from it, and the re-drive that finishes the move finds nothing left to drop."""
+    ids = index_twelve(rt)
+    victims = expected_victims(ids)
+    failures = {"left": 1}
+
+    def fail_once(**_: Any) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "S3")
+
+    rt.bucket.client.meta.events.register(fail_at, fail_once)
+
+    with pytest.raises(MoveIncomplete):
+        run(rt)
+
+    [(broken, row)] = tombstone_rows(rt).items()
+    assert row.move_state == "pending"
+    layout = rt.settings.key_layout
+    assert keys_under(rt, layout.deploy_prefix(SITE, broken)), "bytes are still at the live prefix"
+    assert broken not in indexed_ids(rt)
+    assert copy_source(rt, own_bytes(broken)) is None
+    assert copy_source(rt, FILES["index.html"]) != broken
+    assert len(indexed_ids(rt)) == len(ids) - 1
+    assert_index_points_only_at_live_deploys(rt)
+    failed = job_runs_for(rt, "gc-site")[-1]
+    assert failed.outcome == "failed" and failed.counts["index_rows_dropped"] == len(FILES) + 1
+
+    again = run(rt)
+
+    assert again.redriven == [broken]
+    assert keys_under(rt, layout.deploy_prefix(SITE, broken)) == set()
+    assert again.index_rows_dropped == (len(FILES) + 1) * (len(victims) - 1)
+    assert set(indexed_ids(rt)) == set(ids) - victims
+    assert_index_points_only_at_live_deploys(rt)
+
+
+def test_a_failed_tombstone_write_keeps_the_deploys_index_rows(
+    rt: Runtime, database_url: str
+) -> None:
+    """The rows leave in the tombstone's transaction: a tombstone that is refused leaves the
+    deploy live, and its rows with it."""
+    ids = index_twelve(rt)
+    poisoned = run(rt, dry_run=True).planned[0]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION gc_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'tombstone write refused'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER gc_test_refuse BEFORE INSERT ON tombstones FOR EACH ROW"
+            f" WHEN (NEW.id = '{poisoned}') EXECUTE FUNCTION gc_test_refuse()"
+        )
+        try:
+            with pytest.raises(psycopg.errors.RaiseException):
+                run(rt)
+        finally:
+            conn.execute("DROP TRIGGER gc_test_refuse ON tombstones")
+            conn.execute("DROP FUNCTION gc_test_refuse()")
+    assert indexed_ids(rt) == {did: len(FILES) + 1 for did in ids}
+    assert copy_source(rt, own_bytes(poisoned)) == poisoned
 
 
 # --- pending deploys, site-level re-drive, keyspaces -----------------------------------------

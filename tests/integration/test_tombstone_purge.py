@@ -3,6 +3,7 @@ tombstone purge, outbox purge, gc-site backstop, and the Lambda handler that run
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 
 from artemis import runtime
-from artemis.db import audit, deploys, job_runs, outbox, tombstones
+from artemis.db import audit, content, deploys, job_runs, outbox, tombstones
 from artemis.db.lock import site_lock
 from artemis.deadlines import Deadline
 from artemis.jobs.purge import (
@@ -357,6 +358,96 @@ def test_tombstone_cleared_meanwhile_is_not_counted_deleted_or_audited(
     assert result.expired == [f"{site}/{did}"] and result.purged == [] and result.bytes == 0
     assert keys(rt, rt.settings.key_layout.deploy_trash_prefix(site, did))  # bytes untouched
     assert purge_audit(rt, slug) == []
+
+
+# --- the content index (issue 13) ----------------------------------------------------------
+
+
+def index(rt: Runtime, site: Dirname, did: str) -> None:
+    """The rows an upload of FILES into `did` writes."""
+    with rt.db.transaction() as conn:
+        content.record(conn, site, did, [
+            content.FileDigest(n, hashlib.sha256(n.encode()).digest(), len(n)) for n in FILES
+        ])  # fmt: skip
+
+
+def indexed(rt: Runtime, site: Dirname) -> dict[str, int]:
+    """deploy id → its content index rows."""
+    with rt.db.transaction() as conn:
+        got = conn.execute(
+            "SELECT deploy_id, count(*) FROM deploy_files WHERE site = %s GROUP BY deploy_id",
+            [site],
+        ).fetchall()
+    return {str(d): int(n) for d, n in got}
+
+
+def test_purge_leaves_no_index_row_for_the_deploy_it_purges(rt: Runtime) -> None:
+    """Its delete or GC dropped the rows with the tombstone; a row recorded since (an upload
+    racing GC's collection of an abandoned deploy) goes with the tombstone's row."""
+    _, site = unique_site()
+    stale, clean, young, live = new_id(), new_id(), new_id(), new_id()
+    seed_tombstone(rt, site, stale, NOW - 9 * DAY)
+    seed_tombstone(rt, site, clean, NOW - 9 * DAY)
+    seed_tombstone(rt, site, young, NOW - 2 * DAY)
+    for did in (stale, young, live):
+        index(rt, site, did)
+
+    result = purge(rt)
+
+    assert sorted(result.purged) == sorted([f"{site}/{stale}", f"{site}/{clean}"])
+    assert result.index_rows_dropped == len(FILES)
+    assert result.to_json()["index_rows_dropped"] == len(FILES)
+    assert last_run(rt, "tombstone-purge").counts["index_rows_dropped"] == len(FILES)
+    # The young tombstone waits for its own purge; a live deploy is never touched.
+    assert indexed(rt, site) == {young: len(FILES), live: len(FILES)}
+    again = purge(rt, now=NOW + 6 * DAY)  # idempotent: nothing left to drop but the young one
+    assert again.purged == [f"{site}/{young}"] and again.index_rows_dropped == len(FILES)
+    assert indexed(rt, site) == {live: len(FILES)}
+
+
+def test_a_crash_before_the_row_clear_keeps_the_index_rows_until_the_next_run(
+    rt: Runtime, trigger: Callable[[str], None], database_url: str
+) -> None:
+    """The rows leave in the transaction that clears the tombstone: a refused clear keeps
+    both (the tombstone still hides the deploy from the index lookup), the next run drops
+    both."""
+    _, site = unique_site()
+    did = new_id()
+    seed_tombstone(rt, site, did, NOW - 9 * DAY)
+    index(rt, site, did)
+    trigger("true")
+
+    with pytest.raises(PurgeFailed) as info:
+        purge(rt)
+
+    assert info.value.result.index_rows_dropped == 0
+    assert indexed(rt, site) == {did: len(FILES)}
+    with rt.db.transaction() as conn:  # never a copy source meanwhile: it is tombstoned
+        assert (
+            content.sources(conn, site, [hashlib.sha256(b"app.js").digest()], excluding=new_id())
+            == {}
+        )
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        drop(conn)
+
+    again = purge(rt)
+
+    assert again.purged == [f"{site}/{did}"] and again.index_rows_dropped == len(FILES)
+    assert indexed(rt, site) == {} and rows(rt) == set()
+
+
+def test_a_site_level_purge_keeps_the_rows_of_a_site_registered_again(rt: Runtime) -> None:
+    """The site purge dropped the site's rows when it recorded its tombstone; rows under the
+    dirname now belong to the site registered since, and stay."""
+    _, site = unique_site()
+    seed_tombstone(rt, site, tombstones.SITE_PURGE_ID, NOW - 10 * DAY)
+    redeployed = new_id()
+    index(rt, site, redeployed)
+
+    result = purge(rt)
+
+    assert result.purged == [f"{site}/"] and result.index_rows_dropped == 0
+    assert indexed(rt, site) == {redeployed: len(FILES)}
 
 
 def wait_for_lock_waiter(database_url: str) -> None:

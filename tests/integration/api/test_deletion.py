@@ -9,6 +9,8 @@ live under `www.example.org/`, so a handler that skips the slug → dirname conv
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +23,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from artemis.db.lock import site_lock
-from artemis.keys import Dirname
+from artemis.deadlines import Deadline
+from artemis.jobs.gc_site import run_gc_site
+from artemis.keys import Dirname, Slug
 from tests.integration.api.conftest import DEV, OUTSIDER, STAFF, Api, Reply
 
 SITE = "www"
@@ -970,3 +974,195 @@ def test_purge_that_finds_objects_left_is_502_incomplete_and_repeatable(api: Api
     assert reply.body == {"slug": SITE, "status": "purged", "moved": 1}
     assert objects(api, f"{DIR}/") == {}
     assert not registered(api)
+
+
+# --- the content index (issue 13): rows leave with their deploy, come back on restore ----------
+
+OWN = {"own.txt": b"only the victim holds this", "own.css": b"body { color: teal }"}
+
+
+def index_rows(api: Api, deploy_id: str, dirname: str = DIR) -> dict[str, tuple[str, int]]:
+    """path → (sha256 hex, size) of the deploy's content index rows."""
+    rows = api.sql(
+        "SELECT path, sha256, size FROM deploy_files WHERE site = %s AND deploy_id = %s",
+        [dirname, deploy_id],
+    )
+    return {p: (bytes(d).hex(), s) for p, d, s in rows}
+
+
+def site_index_count(api: Api, dirname: str = DIR) -> int:
+    return int(api.sql("SELECT count(*) FROM deploy_files WHERE site = %s", [dirname])[0][0])
+
+
+def offer(api: Api, files: dict[str, bytes], site: str = SITE) -> dict[str, Any]:
+    """What a new deploy's POST /digests answers for `files` (and its session)."""
+    session = api.init(site)
+    manifest = [
+        {"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)}
+        for p, d in files.items()
+    ]
+    reply = api.call("POST", f"/api/deploy/{session['deployId']}/digests", token=session["jwt"],
+                     json_body={"files": manifest})  # fmt: skip
+    assert reply.status == 200, reply.raw
+    body: dict[str, Any] = reply.body
+    return {**body, "deployId": session["deployId"]}
+
+
+def indexed_victim(api: Api) -> tuple[str, str]:
+    """A site whose unaliased `victim` alone holds OWN; `kept` (the preview) holds FILES."""
+    api.register(SITE, ["web"])
+    victim = api.deploy(SITE, "aaaaaaa", "preview", {**FILES, **OWN})
+    kept = api.deploy(SITE, "bbbbbbb", "preview", FILES)
+    return victim, kept
+
+
+def expected_rows(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
+    return {p: (hashlib.sha256(d).hexdigest(), len(d)) for p, d in files.items()}
+
+
+def test_a_deploy_delete_drops_its_index_rows_and_its_content_is_asked_for(api: Api) -> None:
+    victim, kept = indexed_victim(api)
+    assert index_rows(api, victim) == expected_rows({**FILES, **OWN})
+    assert offer(api, OWN)["copied"] == list(OWN)  # a copy source, before
+
+    assert delete_deploy(api, victim).status == 200
+
+    assert index_rows(api, victim) == {}
+    assert index_rows(api, kept) == expected_rows(FILES)  # a neighbour keeps its rows
+    answer = offer(api, {**OWN, "index.html": FILES["index.html"]})
+    assert sorted(answer["upload"]) == sorted(OWN)  # only the deleted deploy held it
+    assert answer["copied"] == ["index.html"]  # still held by a live deploy
+
+
+def test_a_failed_delete_move_has_already_dropped_the_rows(api: Api) -> None:
+    """The rows leave in the tombstone's transaction: a move that fails part-way leaves bytes
+    at the live prefix, but never an index row offering them."""
+    victim, _ = indexed_victim(api)
+    with failing_copies(api, lambda src, _dst: src.endswith("/own.txt")):
+        reply = delete_deploy(api, victim)
+    assert (reply.status, reply.code) == (502, "r2_move_failed")
+    assert live_prefix(victim) + "own.txt" in objects(api, live_prefix(victim))
+    assert index_rows(api, victim) == {}
+    assert offer(api, OWN)["upload"] == list(OWN)
+
+
+def test_restore_writes_the_rows_back_from_the_marker_and_is_a_source_again(api: Api) -> None:
+    victim, _ = indexed_victim(api)
+    before = index_rows(api, victim)
+    assert delete_deploy(api, victim).status == 200
+    assert index_rows(api, victim) == {}
+    assert offer(api, OWN)["upload"] == list(OWN)
+
+    reply = restore(api, victim)
+    assert reply.status == 200, reply.raw
+
+    assert index_rows(api, victim) == before == expected_rows({**FILES, **OWN})
+    answer = offer(api, OWN)
+    assert answer["copied"] == list(OWN) and answer["upload"] == []
+    for path, data in OWN.items():  # the copies are the restored deploy's bytes
+        assert api.rt.bucket.get(live_prefix(answer["deployId"]) + path) == data
+    assert restore(api, victim).status == 200  # the idempotent repeat changes no row
+    assert index_rows(api, victim) == before
+
+
+def test_restore_never_trusts_a_marker_digest_for_an_object_rewritten_since(api: Api) -> None:
+    """An object written after finalize (a presigned POST cannot be recalled) is not what
+    the marker's digest was computed from: its ETag differs, so it comes back without a row."""
+    victim, _ = indexed_victim(api)
+    api.rt.bucket.put(live_prefix(victim) + "own.txt", b"written after finalize", "text/plain")
+    assert delete_deploy(api, victim).status == 200
+
+    assert restore(api, victim).status == 200
+
+    assert index_rows(api, victim) == expected_rows({**FILES, "own.css": OWN["own.css"]})
+    answer = offer(api, {"own.txt": OWN["own.txt"], "later.txt": b"written after finalize"})
+    assert answer["upload"] == ["own.txt", "later.txt"]
+
+
+def test_restore_of_a_marker_without_digests_has_no_rows(api: Api) -> None:
+    """A deploy finalized before the index existed: restored, live, and never a copy source
+    until backfill rebuilds its rows."""
+    victim, _ = indexed_victim(api)
+    marker_key = live_prefix(victim) + MARKER
+    marker = json.loads(api.rt.bucket.get(marker_key) or b"{}")
+    del marker["digests"]
+    api.rt.bucket.put(marker_key, json.dumps(marker).encode(), "application/json")
+    assert delete_deploy(api, victim).status == 200
+
+    assert restore(api, victim).status == 200
+
+    assert index_rows(api, victim) == {}
+    row = deploy_row(api, victim)
+    assert row is not None and row[:2] == ("active", True)
+    assert offer(api, OWN)["upload"] == list(OWN)
+
+
+def test_restore_of_a_never_finalized_deploy_has_no_rows(api: Api) -> None:
+    api.register(SITE, ["web"])
+    session = api.init(SITE, "ccccccc")
+    assert api.upload(session, "index.html", b"<h1>draft</h1>").status == 200
+    assert index_rows(api, session["deployId"]) != {}
+    assert delete_deploy(api, session["deployId"]).status == 200
+    assert index_rows(api, session["deployId"]) == {}
+
+    assert restore(api, session["deployId"]).status == 200
+
+    assert index_rows(api, session["deployId"]) == {}  # no marker vouches for anything
+
+
+def test_purge_drops_every_index_row_of_the_site_and_only_of_it(api: Api) -> None:
+    published_site(api)
+    api.register("docs", ["web"])
+    neighbour = api.deploy("docs", files=FILES)
+    docs_dir = api.rt.settings.key_layout.dirname(Slug("docs"))
+    assert site_index_count(api) == 2 * len(FILES)
+
+    reply = delete_site(api, query="?purge=true")
+    assert reply.status == 200, reply.raw
+
+    assert site_index_count(api) == 0
+    assert index_rows(api, neighbour, docs_dir) == expected_rows(FILES)
+
+
+def test_a_failed_purge_move_has_already_dropped_the_rows(api: Api) -> None:
+    published_site(api)
+    with failing_copies(api, lambda src, _dst: src.endswith("/app.js")):
+        reply = delete_site(api, query="?purge=true")
+    assert (reply.status, reply.code) == (502, "r2_move_failed")
+    assert site_index_count(api) == 0
+
+
+def test_a_bare_site_delete_keeps_the_index_rows_of_the_deploys_it_keeps(api: Api) -> None:
+    """The bare delete removes no deploy (its bytes and rows stay, so the site comes back by
+    registering and promoting), so nothing leaves the index either."""
+    old, new = published_site(api)
+    assert delete_site(api).status == 204
+    assert index_rows(api, old) == index_rows(api, new) == expected_rows(FILES)
+    api.register(SITE, ["web"])
+    assert offer(api, FILES)["copied"] == list(FILES)
+
+
+def test_a_gc_collected_deploy_is_asked_for_and_a_source_again_once_restored(api: Api) -> None:
+    """End to end: GC collects the deploy (its rows leave with the tombstone), a later
+    deploy's digests are asked for; the restore writes the rows back and they are copied."""
+    victim, _ = indexed_victim(api)
+    for sha in ("ccccccc", "ddddddd", "eeeeeee"):  # three newer deploys keep their keep-N slots
+        api.deploy(SITE, sha, "preview", FILES)
+    later = datetime.now(UTC) + timedelta(days=30)  # past the grace and the retention
+
+    result = run_gc_site(api.rt, Dirname(DIR), now=later, deadline=Deadline.after(600),
+                         dry_run=False)  # fmt: skip
+
+    assert victim in result.tombstoned
+    assert result.index_rows_dropped >= len(FILES) + len(OWN)
+    assert objects(api, live_prefix(victim)) == {}
+    assert index_rows(api, victim) == {}
+    assert offer(api, OWN)["upload"] == list(OWN)
+
+    assert restore(api, victim).status == 200
+
+    assert index_rows(api, victim) == expected_rows({**FILES, **OWN})
+    answer = offer(api, OWN)
+    assert answer["copied"] == list(OWN) and answer["upload"] == []
+    for path, data in OWN.items():
+        assert api.rt.bucket.get(live_prefix(answer["deployId"]) + path) == data

@@ -6,8 +6,8 @@
 4. Dry run: stop there (no lock, no bucket). Live run, per planned deploy: check the time
    budget, take the site lock, re-read the alias OBJECTS and the current rows and re-evaluate
    the whole keep predicate (a deploy restored or promoted since planning is kept), write the
-   tombstone row, move the bytes to trash, mark the
-   move done, release, audit `gc.tombstone`.
+   tombstone row and drop the deploy's content index rows (one transaction), move the bytes to
+   trash, mark the move done, release, audit `gc.tombstone`.
 
 Nothing here deletes bytes: a deploy only ever moves to trash; the purge destroys it later.
 """
@@ -22,6 +22,7 @@ from typing import Any
 from artemis import retention
 from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
+from artemis.db import content as content_db
 from artemis.db import deploys as deploys_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import SiteLockSession
@@ -62,6 +63,7 @@ class GcResult:
     redrive_blocked: list[str] = field(default_factory=list)
     incomplete_moves: int = 0  # tombstones of the site with move_state 'pending' at start
     bytes: int = 0  # plan bytes of the tombstoned deploys
+    index_rows_dropped: int = 0  # content index rows of the tombstoned deploys
     capped: bool = False
     reason: str = ""
     incomplete: bool = False  # stopped for lack of time; the next run resumes
@@ -81,6 +83,7 @@ class GcResult:
             "redrive_blocked": self.redrive_blocked,
             "incomplete_moves": self.incomplete_moves,
             "bytes": self.bytes,
+            "index_rows_dropped": self.index_rows_dropped,
             "capped": self.capped,
             "reason": self.reason,
             "incomplete": self.incomplete,
@@ -97,6 +100,7 @@ class GcResult:
             "redrive_blocked": len(self.redrive_blocked),
             "incomplete_moves": self.incomplete_moves,
             "bytes_trashed": self.bytes,
+            "index_rows_dropped": self.index_rows_dropped,
             "capped": int(self.capped),
             "incomplete": int(self.incomplete),
         }
@@ -321,6 +325,10 @@ def _collect(
         size = plan.bytes_of(deploy_id)
         with rt.db.transaction() as conn:  # row first: the intent is durable before bytes move
             tombstones_db.tombstone_deploy(conn, site, deploy_id, size)
+            # With the tombstone, in its transaction: the index never offers a copy from a
+            # deploy on its way to trash, whatever happens to the move below.
+            dropped = content_db.drop_deploys(conn, site, [deploy_id])
+        result.index_rows_dropped += dropped
         try:
             rt.bucket.move_prefix(layout.deploy_prefix(site, deploy_id), trash)
         except MoveIncomplete:
@@ -345,4 +353,5 @@ def _signals(result: GcResult) -> None:
     emit("gc.skipped_aliased", len(result.skipped_aliased))
     emit("gc.capped", int(result.capped))
     emit("gc.bytes_trashed", result.bytes, "Bytes")
+    emit("gc.index_rows_dropped", result.index_rows_dropped)
     emit("gc.incomplete_moves", result.incomplete_moves)

@@ -4,10 +4,11 @@ an expired pending deploy, since no event may come for those sites). Each part w
 `job_runs` row; a failing part never stops the later ones, and the night fails if any did.
 
 Tombstone purge, per expired tombstone and under that site's lock: re-read the row, delete the
-bytes (trash, plus the live remainder of a move that never completed), then clear
-the row. A crash between the two leaves the row, so the next run deletes again (a no-op) and
-clears it. A site-level tombstone is refused while younger deploy-level tombstones of the same
-dirname exist, because its trash subtree holds their bytes too.
+bytes (trash, plus the live remainder of a move that never completed), then clear the row, with
+any content index rows the deploy still has (one transaction). A crash between the two leaves
+the row, so the next run deletes again (a no-op) and clears it. A site-level tombstone is
+refused while younger deploy-level tombstones of the same dirname exist, because its trash
+subtree holds their bytes too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from artemis.config import JobSettings
+from artemis.db import content as content_db
 from artemis.db import deploys as deploys_db
 from artemis.db import job_runs
 from artemis.db import outbox as outbox_db
@@ -65,6 +67,7 @@ class PurgeResult:
     deferred: dict[str, str] = field(default_factory=dict)  # key → why it waits
     failed: dict[str, str] = field(default_factory=dict)  # key → error
     bytes: int = 0
+    index_rows_dropped: int = 0  # content index rows a purged deploy still had
     capped: bool = False
     reason: str = ""
     incomplete: bool = False  # stopped for lack of time
@@ -77,6 +80,7 @@ class PurgeResult:
             "deferred": len(self.deferred),
             "failed": len(self.failed),
             "bytes": self.bytes,
+            "index_rows_dropped": self.index_rows_dropped,
             "capped": int(self.capped),
             "incomplete": int(self.incomplete),
         }
@@ -92,6 +96,7 @@ class PurgeResult:
             "deferred": self.deferred,
             "failed": self.failed,
             "bytes": self.bytes,
+            "index_rows_dropped": self.index_rows_dropped,
             "capped": self.capped,
             "reason": self.reason,
             "incomplete": self.incomplete,
@@ -152,6 +157,7 @@ def run_tombstone_purge(
             emit("purge.selected", len(result.selected))
             emit("purge.purged", len(result.purged))
             emit("purge.bytes", result.bytes, "Bytes")
+            emit("purge.index_rows_dropped", result.index_rows_dropped)
             emit("purge.failed", len(result.failed))
             emit("purge.capped", int(result.capped))
             logger.info("gc.tombstone-purge.done", extra=result.counts())
@@ -247,6 +253,12 @@ def _purge_one(
                 rt.bucket.delete_prefix(layout.deploy_prefix(site, row.id))
         with rt.db.transaction() as conn:  # bytes first, then the row
             cleared = tombstones_db.clear(conn, site, row.id)
+            # The delete or GC that tombstoned it dropped its rows; one an upload recorded
+            # meanwhile (GC collects an abandoned deploy without its deploy lock) goes now, so
+            # no row outlives the deploy's bytes. A site-level tombstone drops none: the site
+            # purge dropped the site's rows, and a site registered again since holds live ones.
+            dropped = 0 if site_level else content_db.drop_deploys(conn, site, [row.id])
+    result.index_rows_dropped += dropped
     if not cleared:
         return
     result.purged.append(key)

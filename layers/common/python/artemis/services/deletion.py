@@ -5,6 +5,10 @@ A tombstone row is written before any byte moves, and marked `moved` only once t
 completed, so a failed or partial move is always visible to the jobs that re-drive it.
 Moves are parallel and resumable; repeating a delete or purge resumes the move and keeps the
 tombstone's original `trashed_at`, so a retry never extends the recovery window.
+
+The content index (`deploy_files`) follows: a delete or purge drops the rows of what it
+removes in the transaction that records the tombstone (no copy is ever offered from trash),
+and a restore writes the deploy's rows back from its completion marker.
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from typing import TYPE_CHECKING
 
 from artemis import deploy_ids, site_names
 from artemis.db import aliases as aliases_db
+from artemis.db import content as content_db
 from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
 from artemis.db import tombstones as tombstones_db
+from artemis.db.content import FileDigest
 from artemis.db.lock import site_lock
 from artemis.errors import (
     AlreadyPurged,
@@ -32,7 +38,14 @@ from artemis.errors import (
     SiteGone,
     StorageError,
 )
-from artemis.keys import ALIAS_NAMES, MARKER_NAME, Dirname, Slug
+from artemis.keys import (
+    ALIAS_NAMES,
+    MARKER_NAME,
+    Dirname,
+    Slug,
+    finalize_digests,
+    finalize_record,
+)
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
@@ -101,10 +114,15 @@ def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int
                 if not present and tombstones_db.get(conn, site, deploy_id) is None:
                     raise DeployNotFound()  # never tombstone a deploy that never existed
                 tombstones_db.tombstone_deploy(conn, site, deploy_id, size)
+                dropped = content_db.drop_deploys(conn, site, [deploy_id])
         except ArtemisError:
             raise
         except Exception as err:
             raise DependencyError("tombstone_record_failed") from err
+        logger.info(
+            "deploy.delete: index rows dropped",
+            extra={"site": site, "id": deploy_id, "index_rows_dropped": dropped},
+        )
         moved = rt.bucket.move_prefix(prefix, layout.deploy_trash_prefix(site, deploy_id))
         _mark_moved(rt, site, deploy_id)
     return moved
@@ -156,13 +174,19 @@ def restore(
             except Exception as err:
                 raise DependencyError("tombstone_record_failed") from err
         moved = rt.bucket.move_prefix(trash, live)
-        size, has_marker = _measure(rt, live)
+        listing = _listing(rt, live)
+        size, has_marker = _measure(rt, live, listing)
+        rows = _index_rows(rt, live, listing) if has_marker else []
         try:
             with rt.db.transaction() as conn:
                 tombstones_db.clear(conn, site, deploy_id)
                 deploys_db.upsert_finalized(
                     conn, site, deploy_id, utcnow(), size, has_marker=has_marker
                 )
+                # Rewritten, not merged: whatever rows the deploy had are replaced by what
+                # its marker vouches for now.
+                content_db.drop_deploys(conn, site, [deploy_id])
+                content_db.record(conn, site, deploy_id, rows)
         except Exception as err:
             raise DependencyError("restore_failed") from err
     audit.record(rt, ctx, "site.deploy.restore", site=slug, deploy_id=deploy_id,
@@ -198,17 +222,50 @@ def _listing(rt: Runtime, live: str) -> list[ObjectInfo] | None:
         return None
 
 
-def _measure(rt: Runtime, live: str) -> tuple[int, bool]:
+def _measure(rt: Runtime, live: str, listing: list[ObjectInfo] | None) -> tuple[int, bool]:
     """The restored deploy's size and whether its completion marker is present: a
     restored deploy counts as finished only if its marker says so.
 
     Without a listing the marker is probed directly; a failing probe fails the restore
     (the tombstone stays, so a repeat finishes it) rather than guessing.
     """
-    listing = _listing(rt, live)
     if listing is None:
         return 0, rt.bucket.head(live + MARKER_NAME) is not None
     return sum(obj.size for obj in listing), any(obj.key == live + MARKER_NAME for obj in listing)
+
+
+def _index_rows(rt: Runtime, live: str, listing: list[ObjectInfo] | None) -> list[FileDigest]:
+    """The content index rows of a restored deploy, from the digests its completion marker
+    recorded at finalize: only for a path the listing shows with the ETag the marker recorded
+    for it (an object a presigned POST overwrote after finalize is not what was hashed; the
+    move to trash and back copies single-part objects, which keeps their ETag), with the
+    listing's size.
+
+    A marker without digests (finalized before the index existed), an unreadable marker or a
+    failed listing restores the deploy with no rows: it is then simply never a copy source
+    until backfill rebuilds its rows from its objects. Never a reason to fail the restore.
+    """
+    if listing is None:
+        return []
+    try:
+        marker = rt.bucket.get(live + MARKER_NAME)
+    except StorageError:
+        logger.warning("restore: reading the marker failed; no content index rows",
+                       extra={"prefix": live})  # fmt: skip
+        return []
+    digests, etags = finalize_digests(marker), finalize_record(marker) or {}
+    rows = []
+    for obj in listing:
+        path = obj.key[len(live) :]
+        if path == MARKER_NAME or not obj.etag or etags.get(path) != obj.etag:
+            continue
+        try:
+            digest = bytes.fromhex(digests.get(path, ""))
+        except ValueError:
+            continue
+        if len(digest) == 32:
+            rows.append(FileDigest(path, digest, obj.size))
+    return rows
 
 
 def _has(rt: Runtime, prefix: str) -> bool:
@@ -287,7 +344,8 @@ def _unpublish(rt: Runtime, site: Dirname) -> int:
 
 def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> None:
     """Take the lock, unpublish (the site stops serving), drop the registry row; deploy bytes
-    stay, so registering the slug again and promoting brings the site back."""
+    stay, so registering the slug again and promoting brings the site back. Their deploy rows
+    and content index rows stay with them: no deploy leaves, so nothing leaves the index."""
     site_slug = _registry_slug(rt, caller, slug)
     site = rt.settings.key_layout.dirname(site_slug)
     with site_lock(rt.db.conninfo, site):  # so no finalize can republish it meanwhile
@@ -343,8 +401,12 @@ def _purge_locked(rt: Runtime, slug: Slug, site: Dirname) -> int:
     try:
         with rt.db.transaction() as conn:
             tombstones_db.record_site_purge(conn, site)
+            dropped = content_db.drop_site(conn, site)
     except Exception as err:
         raise _PurgeFailed("tombstone", DependencyError("tombstone_record_failed"), moved) from err
+    logger.info(
+        "site.purge: index rows dropped", extra={"site": site, "index_rows_dropped": dropped}
+    )
     # `moved` counts every object this attempt moved, the alias objects included.
     try:
         moved = _unpublish(rt, site)
