@@ -30,7 +30,7 @@ MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS = "redis://127.0.0.1:6379/15"
 TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef0123456789"
 TRUNCATE = (
-    "TRUNCATE deploys, aliases, tombstones, outbox, sites, repo_requests, job_runs RESTART IDENTITY"
+    "TRUNCATE deploys, aliases, tombstones, outbox, sites, repo_requests, job_runs, deploy_files RESTART IDENTITY"
 )
 
 
