@@ -28,6 +28,16 @@ sweep only reports).
    |           | the deploy prefix listing             | marker absent                          |
    | prune     | the deploy prefix; alias rows, then   | no bytes, unaliased, the row still     |
    |           | objects; the row itself               | active and past grace                  |
+   | index     | the deploy row and tombstones; its    | orphans: path still unlisted (every    |
+   |           | prefix listing; its marker            | row once the deploy left the live set);|
+   |           |                                       | restores: marker ETag = listing ETag,  |
+   |           |                                       | deploy finalized and live; never while |
+   |           |                                       | the deploy is pending                  |
+
+   The index repairs (artemis.reconcile_plan, "the content index") come last, one per deploy
+   with orphan or missing `deploy_files` rows, so a deploy just reindexed is judged as live;
+   missing rows without a trusted marker digest are only counted (`index_deferred_to_backfill`:
+   backfill hashes them). They are not capped: they touch no bytes.
 
    A tombstone measures the deploy's bytes, writes the tombstone row (which drops any index
    row), moves the prefix to trash and marks the tombstone moved — row first, bytes second.
