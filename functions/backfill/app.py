@@ -3,6 +3,8 @@ an operator (or `artemis-admin backfill`).
 
 Event: `{}` or `{"start_after": "<dirname>"}`. A bucket too large for one invocation returns
 `complete: false` and `resume_after`; invoke again with `{"start_after": <resume_after>}`.
+Content-index rows the run's hashing budget did not reach are counted `deferred`: invoke again
+(from the start) until it is 0.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         deadline=Deadline.from_lambda(context, reserve_seconds=15.0),
         start_after=start_after or None,
     )
-    for name in ("sites", "deploys", "aliases", "skipped_tombstoned", "size_probe_failures"):
+    for name in (
+        "sites",
+        "deploys",
+        "aliases",
+        "skipped_tombstoned",
+        "size_probe_failures",
+        "digests_from_marker",
+        "hashed",
+        "deferred",
+    ):
         metrics.add_metric(
             name=f"backfill.{name}", unit=MetricUnit.Count, value=getattr(result, name)
         )

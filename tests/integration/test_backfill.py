@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from artemis.deadlines import Deadline
+from artemis.jobs import backfill as backfill_job
 from artemis.jobs.backfill import BackfillResult, run_backfill
 from artemis.keys import MARKER_NAME, Dirname
-from tests.integration.test_drift import OLD, YOUNG, Fleet, run_admin, runtime_env
+from tests.integration.test_drift import OLD, PAGES, YOUNG, Fleet, run_admin, runtime_env
 
 
 def backfill(f: Fleet, **kwargs: Any) -> BackfillResult:
@@ -160,3 +164,102 @@ def test_backfill_via_artemis_admin(fleet: Fleet, tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["inserted"] == 4 and result["complete"] is True
     assert index(fleet) == bucket_truth(fleet)[0]
+
+
+# --- the content index ---------------------------------------------------------------------------
+
+
+def sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def test_backfill_rebuilds_the_index_from_markers_and_hashes_what_it_must(fleet: Fleet) -> None:
+    site = fleet.site("content")
+    fresh = fleet.indexed_deploy(site, PAGES, age=timedelta(days=3))
+    # Overwritten after finalize: the marker's digest (and ETag) describe the old bytes.
+    changed = fleet.indexed_deploy(site, PAGES, age=timedelta(days=2))
+    rewritten = b"<h1>rewritten</h1>"
+    fleet.bucket.client.put_object(
+        Bucket=fleet.bucket_name,
+        Key=fleet.layout.deploy_prefix(site, changed) + "index.html",
+        Body=rewritten,
+    )
+    legacy = fleet.deploy(site, timedelta(days=4))  # finalized before the index: no digests
+    unfinalized = fleet.did(YOUNG)
+    fleet.put_bytes(site, unfinalized, marker=False)
+    fleet.put_row(site, unfinalized, age=YOUNG, marker=False, state="pending")
+    gone = fleet.indexed_deploy(site, PAGES, age=timedelta(days=5))
+    fleet.sql("DELETE FROM deploys WHERE id = %s", [gone])
+    fleet.tombstone(site, gone)  # soft-deleted, its move still pending: bytes in place
+    fleet.sql("TRUNCATE deploy_files")
+
+    result = backfill(fleet)
+
+    assert result.complete and result.deferred == 0
+    assert result.digests_from_marker == 3 + 2  # fresh, and changed's untouched files
+    legacy_files = {"index.html": b"<h1>hello</h1>", "app.js": b"console.log(1)"}
+    assert result.hashed == 1 + 2  # changed/index.html, and legacy's two files
+    assert result.hashed_bytes == len(rewritten) + sum(map(len, legacy_files.values()))
+    full = [(p, sha(b), len(b)) for p, b in sorted(PAGES.items())]
+    expected = [(fresh, *row) for row in full]
+    expected += [(changed, *row) for row in full if row[0] != "index.html"]
+    expected += [(changed, "index.html", sha(rewritten), len(rewritten))]  # the real bytes
+    expected += [(legacy, p, sha(b), len(b)) for p, b in legacy_files.items()]
+    assert sorted(fleet.content_rows(site)) == sorted(expected)  # nothing of gone, unfinalized
+    (run,) = fleet.job_runs("backfill")
+    assert run[2]["hashed"] == 3 and run[2]["digests_from_marker"] == 5
+
+    rows = fleet.content_rows()
+    again = backfill(fleet)  # idempotent: nothing is missing, nothing is read or written
+    assert (again.digests_from_marker, again.hashed, again.deferred) == (0, 0, 0)
+    assert fleet.content_rows() == rows
+
+
+def test_backfill_keeps_a_row_it_finds_and_never_indexes_a_tombstoned_site(fleet: Fleet) -> None:
+    kept = fleet.site("kept")
+    deploy_id = fleet.indexed_deploy(kept, PAGES, rows=False)
+    fleet.index_rows(kept, deploy_id, {"app.js": b"what an upload hashed"})
+    purged = fleet.site("purged")
+    fleet.indexed_deploy(purged, PAGES, rows=False)
+    fleet.tombstone(purged, "")  # a whole-site purge whose bytes are not gone yet
+    result = backfill(fleet)
+    assert result.digests_from_marker == 2 and result.hashed == 0
+    rows = {path: digest for _, path, digest, _ in fleet.content_rows(kept)}
+    assert rows["app.js"] == sha(b"what an upload hashed")  # left as it was
+    assert fleet.content_rows(purged) == []
+
+
+@pytest.mark.parametrize("limit", ["objects", "bytes"])
+def test_backfill_defers_what_its_hashing_budget_does_not_reach_and_the_next_run_finishes(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch, limit: str
+) -> None:
+    site = fleet.site("budget")
+    files = {f"f{i}.txt": bytes([65 + i]) * 100 for i in range(5)}
+    deploy_id = fleet.did(OLD)
+    fleet.put_bytes(site, deploy_id, files=files)  # a legacy marker: every file is hashed
+    if limit == "objects":
+        monkeypatch.setattr(backfill_job, "MAX_HASHED_OBJECTS", 3)
+    else:
+        monkeypatch.setattr(backfill_job, "MAX_HASHED_BYTES", 350)
+
+    first = backfill(fleet)
+    assert (first.hashed, first.deferred, first.hashed_bytes) == (3, 2, 300)
+    assert [p for _, p, _, _ in fleet.content_rows(site)] == ["f0.txt", "f1.txt", "f2.txt"]
+    second = backfill(fleet)
+    assert (second.hashed, second.deferred) == (2, 0)
+    assert fleet.content_rows(site) == [
+        (deploy_id, p, sha(b), len(b)) for p, b in sorted(files.items())
+    ]
+
+
+def test_backfill_hashes_nothing_out_of_time_but_still_takes_marker_digests(
+    fleet: Fleet,
+) -> None:
+    site = fleet.site("late")
+    indexed = fleet.indexed_deploy(site, PAGES)
+    legacy = fleet.deploy(site)
+    fleet.sql("TRUNCATE deploy_files")
+    result = backfill(fleet, deadline=Deadline.after(backfill_job.HASH_RESERVE_SECONDS - 1))
+    assert (result.digests_from_marker, result.hashed, result.deferred) == (3, 0, 2)
+    assert {d for d, *_ in fleet.content_rows(site)} == {indexed}
+    assert legacy not in {d for d, *_ in fleet.content_rows(site)}

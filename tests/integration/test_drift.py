@@ -8,6 +8,7 @@ drift is exactly state that no correct write path produces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +30,15 @@ from artemis.db.lock import SiteLockSession
 from artemis.deadlines import Deadline
 from artemis.drift_report import DriftReport
 from artemis.jobs.drift import DEADLINE_ERROR, DriftFailed, Shard, run_drift
-from artemis.keys import MARKER_NAME, AliasName, Dirname, KeyLayout, Slug
+from artemis.keys import (
+    MARKER_DIGESTS,
+    MARKER_FILES,
+    MARKER_NAME,
+    AliasName,
+    Dirname,
+    KeyLayout,
+    Slug,
+)
 from artemis.readonly import (
     BUCKET_READS,
     ReadOnlyBucket,
@@ -179,6 +188,53 @@ class Fleet:
         self.put_row(site, deploy_id, age=age, marker=marker, size=size)
         return deploy_id
 
+    # --- the content index (deploy_files) ----------------------------------------------------
+    def index_rows(self, site: Dirname, deploy_id: str, files: dict[str, bytes]) -> None:
+        """A `deploy_files` row per file, with the digest of the given bytes."""
+        for path, body in files.items():
+            self.sql(
+                "INSERT INTO deploy_files (site, deploy_id, path, sha256, size)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [site, deploy_id, path, hashlib.sha256(body).digest(), len(body)],
+            )
+
+    def indexed_deploy(
+        self,
+        site: Dirname,
+        files: dict[str, bytes],
+        *,
+        age: timedelta = OLD,
+        rows: bool = True,
+        state: str = "active",
+    ) -> str:
+        """A deploy as finalize leaves it since the content index: bytes, a marker recording
+        each file's ETag and digest, an active row and (`rows`) a `deploy_files` row per file."""
+        deploy_id = self.did(age)
+        prefix = self.layout.deploy_prefix(site, deploy_id)
+        etags = {
+            path: self.bucket.client.put_object(
+                Bucket=self.bucket_name, Key=prefix + path, Body=body
+            )["ETag"].strip('"')
+            for path, body in files.items()
+        }
+        digests = {path: hashlib.sha256(body).hexdigest() for path, body in files.items()}
+        marker = {"deployId": deploy_id, MARKER_FILES: etags, MARKER_DIGESTS: digests}
+        self.bucket.client.put_object(
+            Bucket=self.bucket_name, Key=prefix + MARKER_NAME, Body=json.dumps(marker).encode()
+        )
+        self.put_row(site, deploy_id, age=age, state=state, size=sum(map(len, files.values())))
+        if rows:
+            self.index_rows(site, deploy_id, files)
+        return deploy_id
+
+    def content_rows(self, site: Dirname | None = None) -> list[tuple[Any, ...]]:
+        """(deploy id, path, hex digest, size) of every index row (of one site)."""
+        rows = self.sql(
+            "SELECT site, deploy_id, path, encode(sha256, 'hex'), size FROM deploy_files"
+            " ORDER BY site, deploy_id, path"
+        )
+        return [r[1:] for r in rows if site is None or r[0] == site]
+
     def state(self) -> dict[str, Any]:
         """Everything a sweep could change: tables and bucket (keys and alias bodies)."""
         return {
@@ -186,6 +242,7 @@ class Fleet:
             "aliases": self.sql("SELECT * FROM aliases ORDER BY site, name"),
             "tombstones": self.sql("SELECT * FROM tombstones ORDER BY site, id"),
             "sites": self.sql("SELECT * FROM sites ORDER BY slug"),
+            "deploy_files": self.sql("SELECT * FROM deploy_files ORDER BY site, deploy_id, path"),
             "audit": self.sql("SELECT count(*) FROM audit_log"),
             "keys": self.all_keys(),
         }
@@ -328,6 +385,94 @@ def test_e4_sweep_pointed_at_a_wrong_template_fails_its_self_check(
     (alert,) = records(caplog, "drift.selfcheck")
     assert alert.levelname == "ERROR"
     assert [r[0] for r in fleet.job_runs("drift-detect")] == ["failed"]
+
+
+# --- the content index ---------------------------------------------------------------------------
+
+PAGES = {"index.html": b"<h1>home</h1>", "about.html": b"<h1>about</h1>", "app.js": b"go()"}
+
+
+@dataclass
+class IndexDriftSeed:
+    site: Dirname
+    ids: dict[str, str]
+
+
+def seed_index_drift(f: Fleet) -> IndexDriftSeed:
+    """One site with every kind of index row: clean, orphaned and missing, and the rows no
+    one may judge (a deploy in flight, a deploy finalized before the index existed)."""
+    f.register("idx")
+    site = f.site("idx")
+    ids: dict[str, str] = {}
+    ids["clean"] = f.indexed_deploy(site, PAGES, age=timedelta(days=9))
+    # A row whose path the deploy's listing does not show.
+    ids["ghost_path"] = f.indexed_deploy(site, PAGES, age=timedelta(days=8))
+    f.index_rows(site, ids["ghost_path"], {"gone.css": b"body{}"})
+    # A deploy tombstoned (bytes and row gone) whose rows stayed behind.
+    ids["tombstoned"] = f.did(timedelta(days=7))
+    f.tombstone(site, ids["tombstoned"])
+    f.index_rows(site, ids["tombstoned"], {"index.html": PAGES["index.html"]})
+    # Rows of a deploy that has neither a row nor bytes.
+    ids["nothing"] = f.did(timedelta(days=6))
+    f.index_rows(site, ids["nothing"], {"a.js": b"a", "b.js": b"b"})
+    # A finalized deploy that lost two of its rows.
+    ids["lost"] = f.indexed_deploy(site, PAGES, age=timedelta(days=2), rows=False)
+    f.index_rows(site, ids["lost"], {"app.js": PAGES["app.js"]})
+    # In flight: a presigned POST is indexed before its bytes arrive. Never judged.
+    ids["pending"] = f.did(YOUNG)
+    f.put_row(site, ids["pending"], age=YOUNG, marker=False, state="pending")
+    f.index_rows(site, ids["pending"], {"late.html": b"<p>late</p>"})
+    # Finalized before the content index (its marker has no digests): no rows by design.
+    ids["legacy"] = f.deploy(site, timedelta(days=10))
+    return IndexDriftSeed(site, ids)
+
+
+def test_the_sweep_reports_index_orphan_and_missing_rows_and_writes_nothing(
+    fleet: Fleet,
+) -> None:
+    seeded = seed_index_drift(fleet)
+    ids = seeded.ids
+    before = fleet.state()
+    rows_before = fleet.sql("SELECT count(*) FROM deploy_files")[0][0]
+
+    report = sweep(fleet.rt, fleet.now)
+
+    assert fleet.sql("SELECT count(*) FROM deploy_files")[0][0] == rows_before == 12
+    assert fleet.state() == before
+    assert report.complete and report.verdict == "clean"  # index drift decides no verdict
+    (result,) = report.sites  # notable for its index findings alone
+    assert result.site == seeded.site
+    assert result.index_orphan_rows == 4
+    assert result.index_orphan_sample == tuple(
+        sorted(
+            [
+                f"{ids['ghost_path']}/gone.css",
+                f"{ids['tombstoned']}/index.html",
+                f"{ids['nothing']}/a.js",
+                f"{ids['nothing']}/b.js",
+            ]
+        )
+    )
+    assert result.index_missing_rows == 2
+    assert result.index_missing_sample == (
+        f"{ids['lost']}/about.html",
+        f"{ids['lost']}/index.html",
+    )
+    assert (report.totals["index_orphan_rows"], report.totals["index_missing_rows"]) == (4, 2)
+    assert report.metrics()["drift.index_orphan_rows"] == 4
+    (run,) = fleet.job_runs("drift-detect")
+    assert (run[2]["index_orphan_rows"], run[2]["index_missing_rows"]) == (4, 2)
+    stored = fleet.sql("SELECT result FROM drift_site_results")
+    assert [r[0]["index_missing_rows"] for r in stored] == [2]
+
+
+def test_a_site_whose_index_matches_its_listing_is_not_notable(fleet: Fleet) -> None:
+    fleet.register("tidy")
+    site = fleet.site("tidy")
+    fleet.indexed_deploy(site, PAGES)
+    report = sweep(fleet.rt, fleet.now)
+    assert report.verdict == "clean" and report.sites == []
+    assert (report.totals["index_orphan_rows"], report.totals["index_missing_rows"]) == (0, 0)
 
 
 def test_a_sweep_that_would_prune_more_than_half_the_index_fails_self_check_4(

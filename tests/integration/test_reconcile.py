@@ -3,6 +3,7 @@ V10, E4). Fixtures use the production-like template, so slugs and dirnames diffe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -28,11 +29,14 @@ from artemis.keys import MARKER_NAME, Dirname
 from artemis.runtime import Runtime
 from tests.integration.test_drift import (
     OLD,
+    PAGES,
     YOUNG,
     Fleet,
+    IndexDriftSeed,
     make_runtime,
     run_admin,
     runtime_env,
+    seed_index_drift,
 )
 
 
@@ -177,6 +181,94 @@ def test_v10_a_second_apply_finds_no_drift(fleet: Fleet) -> None:
     second = reconcile(fleet, fleet.slug("www"), apply=True)
     assert second.plan is not None and second.plan.classification.is_clean()
     assert second.tombstoned == second.reindexed == second.pruned == []
+
+
+# --- the content index ---------------------------------------------------------------------------
+
+
+def sha(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def seed_index_repairs(f: Fleet) -> IndexDriftSeed:
+    """The drift sweep's index fixture, plus a finalized deploy that lost the row of a file
+    overwritten after finalize: its marker digest describes bytes that are no longer there."""
+    seeded = seed_index_drift(f)
+    changed = f.indexed_deploy(seeded.site, PAGES, age=timedelta(days=3), rows=False)
+    f.index_rows(seeded.site, changed, {p: PAGES[p] for p in ("about.html", "app.js")})
+    key = f.layout.deploy_prefix(seeded.site, changed) + "index.html"
+    f.bucket.client.put_object(Bucket=f.bucket_name, Key=key, Body=b"<h1>rewritten</h1>")
+    seeded.ids["changed"] = changed
+    return seeded
+
+
+def test_a_dry_run_plans_the_index_repair_and_writes_nothing(fleet: Fleet) -> None:
+    seeded = seed_index_repairs(fleet)
+    before = fleet.state()
+    report = reconcile(fleet, fleet.slug("idx"), apply=False)
+    assert fleet.state() == before
+    counts = report.counts()
+    assert (counts["index_orphan_rows"], counts["index_missing_rows"]) == (4, 3)
+    assert (counts["index_restore_from_marker"], counts["index_deferred_to_backfill"]) == (2, 1)
+    assert counts["index_rows_deleted"] == counts["index_rows_restored"] == 0
+    planned = report.to_json()["planned"]
+    assert planned["index_missing_sample"] == [
+        f"{seeded.ids['changed']}/index.html",
+        f"{seeded.ids['lost']}/about.html",
+        f"{seeded.ids['lost']}/index.html",
+    ]
+    (run,) = fleet.job_runs("reconcile")
+    assert run[2]["index_orphan_rows"] == 4 and run[2]["index_rows_deleted"] == 0
+
+
+def test_apply_deletes_orphan_rows_and_restores_missing_ones_from_the_marker(
+    fleet: Fleet,
+) -> None:
+    seeded = seed_index_repairs(fleet)
+    ids, site = seeded.ids, seeded.site
+    report = reconcile(fleet, fleet.slug("idx"), apply=True)
+    assert report.complete and report.error is None
+    assert (report.index_rows_deleted, report.index_rows_restored) == (4, 2)
+    rows = fleet.content_rows(site)
+    by_deploy: dict[str, list[tuple[str, str, int]]] = {}
+    for deploy_id, path, digest, size in rows:
+        by_deploy.setdefault(deploy_id, []).append((path, digest, size))
+    full = sorted((p, sha(b), len(b)) for p, b in PAGES.items())
+    assert by_deploy[ids["clean"]] == full
+    assert by_deploy[ids["ghost_path"]] == full  # gone.css dropped
+    assert by_deploy[ids["lost"]] == full  # restored from the marker, with the listed sizes
+    # The overwritten file's marker digest is not trusted: left for backfill, no row.
+    assert [p for p, _, _ in by_deploy[ids["changed"]]] == ["about.html", "app.js"]
+    assert ids["tombstoned"] not in by_deploy and ids["nothing"] not in by_deploy
+    assert by_deploy[ids["pending"]] == [("late.html", sha(b"<p>late</p>"), 11)]  # in flight
+    assert ids["legacy"] not in by_deploy  # backfill's, not reconcile's
+    (run,) = fleet.job_runs("reconcile")
+    assert run[2]["index_rows_deleted"] == 4 and run[2]["index_rows_restored"] == 2
+    again = reconcile(fleet, fleet.slug("idx"), apply=True)
+    counts = again.counts()
+    assert (counts["index_orphan_rows"], counts["index_missing_rows"]) == (0, 1)
+    assert (counts["index_deferred_to_backfill"], counts["index_rows_restored"]) == (1, 0)
+    assert fleet.content_rows(site) == rows
+
+
+def test_the_in_lock_read_keeps_an_orphan_row_whose_path_appeared_meanwhile(
+    fleet: Fleet,
+) -> None:
+    fleet.register("race")
+    site = fleet.site("race")
+    deploy_id = fleet.indexed_deploy(site, PAGES)
+    fleet.index_rows(site, deploy_id, {"late.css": b"a{}"})
+    prefix = fleet.layout.deploy_prefix(site, deploy_id)
+
+    def change() -> None:  # the object arrives after the snapshot (a late presigned POST)
+        fleet.bucket.client.put_object(
+            Bucket=fleet.bucket_name, Key=prefix + "late.css", Body=b"a{}"
+        )
+
+    report = with_change_while_locked(fleet, site, change)
+    assert report.index_plan.drift.orphans == {deploy_id: ("late.css",)}  # planned …
+    assert report.index_rows_deleted == 0  # … but the path is listed now
+    assert ("late.css", sha(b"a{}"), 3) in [r[1:] for r in fleet.content_rows(site)]
 
 
 # --- the in-lock second read (V1 d and friends) --------------------------------------------------

@@ -41,6 +41,20 @@ def test_put_get_head(bucket: Bucket) -> None:
     assert head["ContentType"] == "text/html"
 
 
+def test_sha256_of_streams_the_bytes_in_chunks(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from artemis.storage import s3
+
+    monkeypatch.setattr(s3, "HASH_CHUNK", 7)  # several reads for one object
+    body = bytes(range(256)) * 3
+    bucket.put("www/deploys/1/big.bin", body, "application/octet-stream")
+    assert bucket.sha256_of("www/deploys/1/big.bin") == (hashlib.sha256(body).digest(), len(body))
+    assert bucket.sha256_of("www/deploys/1/missing.bin") is None
+
+
 def test_alias_reads_trim_and_treat_empty_as_absent(bucket: Bucket) -> None:
     assert bucket.get_alias("www/production") is None
     bucket.put_alias("www/production", "20260420-141522-abc1234")

@@ -66,3 +66,22 @@ def test_merged_totals_add_key_by_key() -> None:
     one = totals_of([SiteResult("a.example", keys_listed=3, active_rows=2)])
     assert merge_totals(one, one)["keys_listed"] == 6
     assert merge_totals(one, {})["sites_swept"] == 1
+
+
+def test_index_findings_are_counted_stored_and_notable_but_decide_no_verdict() -> None:
+    site = SiteResult(
+        "a.example", "a", keys_listed=3, active_rows=2,
+        index_orphan_rows=12, index_missing_rows=1,
+        index_orphan_sample=("20260101-000000-aaaaaaa/x.css",),
+        index_missing_sample=("20260101-000000-aaaaaaa/y.css",),
+    )  # fmt: skip
+    assert site.notable
+    assert SiteResult.from_json(site.to_json()) == site
+    report = _completed([site, SiteResult("b.example", "b", keys_listed=1, active_rows=1)], 3)
+    assert (report.totals["index_orphan_rows"], report.totals["index_missing_rows"]) == (12, 1)
+    assert report.verdict == "clean" and not report.failed
+    assert report.metrics()["drift.index_missing_rows"] == 1
+    # A run stored before these fields existed reads them as zero.
+    old = {k: v for k, v in site.to_json().items() if not k.startswith("index_")}
+    assert SiteResult.from_json(old).index_orphan_rows == 0
+    assert merge_totals({"sites_swept": 1}, {})["index_orphan_rows"] == 0

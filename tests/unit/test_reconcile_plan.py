@@ -9,14 +9,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from artemis.reconcile_plan import (
+    INDEX_SAMPLE,
     BucketDeploy,
     Classification,
+    DeployState,
+    IndexDrift,
     IndexedDeploy,
+    IndexRepair,
+    Listed,
     apply_cap,
     build_plan,
     classify,
     deploy_time,
+    index_drift,
     listing_fault,
+    plan_index,
+    trusted_digests,
 )
 
 NOW = datetime(2026, 8, 20, 12, 0, 0, tzinfo=UTC)
@@ -334,3 +342,79 @@ def test_v6c_dry_run_over_the_cap_reports_everything_and_warns() -> None:
     plan = build_plan(c, 2, dry_run=True)
     assert plan.report == c and plan.capped
     assert plan.tombstone == tuple(sorted(c.tombstone)[:2])  # what a live run would do
+
+
+# --- the content index ---------------------------------------------------------------------------
+
+FILES = {"index.html": Listed("e1", 10), "app.js": Listed("e2", 20)}
+ACTIVE = DeployState("active", True)
+
+
+def test_index_drift_applies_each_row_of_the_index_table() -> None:
+    listed = {"live": FILES, "unfin": {"a.js": Listed("e", 1)}, "late": FILES, "reidx": FILES}
+    states = {
+        "live": ACTIVE,
+        "pend": DeployState("pending", False),
+        "unfin": DeployState("active", False),
+        "late": ACTIVE,  # finalized (db) after the listing, which saw no marker
+        "nobytes": ACTIVE,
+        "tomb": ACTIVE,
+    }
+    indexed = {
+        "live": {"index.html", "gone.css"},
+        "pend": {"not-yet.js"},
+        "unfin": {"a.js", "b.js"},
+        "late": {"zzz"},
+        "nobytes": {"x"},
+        "tomb": {"index.html"},
+        "norow": {"y"},
+        "reidx": {"app.js", "old.js"},
+    }
+    drift = index_drift(listed, {"live", "reidx"}, states, indexed, tombstoned={"tomb"})
+    assert drift.orphans == {
+        "live": ("gone.css",),
+        "unfin": ("b.js",),
+        "nobytes": ("x",),
+        "tomb": ("index.html",),
+        "norow": ("y",),
+        "reidx": ("old.js",),  # no row but marker listed: judged as the live deploy it will be
+    }
+    assert drift.missing == {"live": ("app.js",), "reidx": ("index.html",)}
+    assert (drift.orphan_rows, drift.missing_rows) == (6, 2)
+
+
+def test_a_tombstoned_site_orphans_every_row_and_misses_none() -> None:
+    drift = index_drift({"d": FILES}, {"d"}, {"d": ACTIVE}, {"d": {"index.html"}},
+                        site_tombstoned=True)  # fmt: skip
+    assert drift.orphans == {"d": ("index.html",)} and drift.missing == {}
+
+
+def test_samples_are_bounded_while_counts_stay_complete() -> None:
+    indexed = {"d": {f"f{i:02}.js" for i in range(25)}}
+    drift = index_drift({}, set(), {}, indexed)
+    assert drift.orphan_rows == 25
+    assert drift.orphan_sample() == tuple(f"d/f{i:02}.js" for i in range(INDEX_SAMPLE))
+    assert len(drift.orphan_sample(3)) == 3
+
+
+def test_a_marker_digest_is_trusted_only_while_its_etag_is_the_listings() -> None:
+    good, bad = "ab" * 32, "cd" * 32
+    record = {"index.html": "e1", "app.js": "OLD"}  # app.js was overwritten after finalize
+    digests = {"index.html": good, "app.js": bad}
+    assert trusted_digests(record, digests, FILES, ["index.html", "app.js"]) == {"index.html": good}
+    assert trusted_digests(None, digests, FILES, ["index.html"]) == {}  # no files record
+    assert trusted_digests(record, {"index.html": "zz"}, FILES, ["index.html"]) == {}
+
+
+def test_plan_index_restores_trusted_rows_and_defers_the_rest() -> None:
+    drift = IndexDrift(orphans={"a": ("gone",)}, missing={"b": ("app.js", "index.html")})
+    plan = plan_index(
+        drift,
+        {"b": FILES},
+        {"b": {"index.html": "e1", "app.js": "changed"}},
+        {"b": {"index.html": "ab" * 32, "app.js": "cd" * 32}},
+    )
+    assert plan.deploys["a"] == IndexRepair(orphans=("gone",))
+    assert plan.deploys["b"] == IndexRepair(restore={"index.html": "ab" * 32}, deferred=("app.js",))
+    assert plan.to_json()["index_restore_from_marker"] == 1
+    assert plan.to_json()["index_deferred_to_backfill"] == 1

@@ -20,6 +20,11 @@ dangerous classes (`DANGEROUS`) page whatever the verdict: a completed run emits
 `drift.<class>` (and their sum, `drift.dangerous`) and the template alarms on each class above
 zero, so a run that succeeds still pages for them.
 
+**Content index** — `index_orphan_rows` and `index_missing_rows` are counted per site and in
+the totals (so each is a `drift.<name>` metric) but decide no verdict: the index is a cache of
+what the bucket holds, a stale row only costs a copy that S3's digest check then refuses, and
+`artemis-admin reconcile <site> --apply` (or backfill) repairs it.
+
 **Self-check** — a sweep that saw nothing is more likely wrong than clean: (1) zero sites
 swept; (2) the table holds active rows but the swept sites matched none; (3) the swept sites
 have active rows but the bucket listing returned no objects — checks 2 and 3 are skipped when
@@ -64,6 +69,8 @@ TOTAL_KEYS = (
     "read_errors",
     "faults",
     "capped_sites",
+    "index_orphan_rows",
+    "index_missing_rows",
 )
 
 
@@ -81,6 +88,12 @@ class SiteResult:
     cap_reason: str = ""
     fault: str | None = None  # the empty-listing fault: not classified
     error: str | None = None  # could not be read
+    # The content index against the listing (artemis.reconcile_plan.index_drift): complete
+    # counts, and a bounded sample of `<deploy id>/<path>` examples.
+    index_orphan_rows: int = 0
+    index_missing_rows: int = 0
+    index_orphan_sample: tuple[str, ...] = ()
+    index_missing_sample: tuple[str, ...] = ()
 
     @property
     def unreadable(self) -> bool:
@@ -90,7 +103,10 @@ class SiteResult:
     def notable(self) -> bool:
         """Worth a row in drift_site_results (clean sites only add to the totals)."""
         c = self.classification
-        return self.unreadable or self.capped or not c.is_clean() or bool(c.deferred)
+        return (
+            self.unreadable or self.capped or not c.is_clean() or bool(c.deferred)
+            or bool(self.index_orphan_rows or self.index_missing_rows)
+        )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +119,10 @@ class SiteResult:
             "cap_reason": self.cap_reason,
             "fault": self.fault,
             "error": self.error,
+            "index_orphan_rows": self.index_orphan_rows,
+            "index_missing_rows": self.index_missing_rows,
+            "index_orphan_sample": list(self.index_orphan_sample),
+            "index_missing_sample": list(self.index_missing_sample),
         }
 
     @classmethod
@@ -117,6 +137,10 @@ class SiteResult:
             cap_reason=str(data.get("cap_reason", "")),
             fault=data.get("fault"),
             error=data.get("error"),
+            index_orphan_rows=int(data.get("index_orphan_rows", 0)),
+            index_missing_rows=int(data.get("index_missing_rows", 0)),
+            index_orphan_sample=tuple(data.get("index_orphan_sample", ())),
+            index_missing_sample=tuple(data.get("index_missing_sample", ())),
         )
 
 
@@ -137,6 +161,8 @@ def totals_of(results: Iterable[SiteResult]) -> dict[str, int]:
         totals["read_errors"] += int(r.error is not None)
         totals["faults"] += int(r.fault is not None)
         totals["capped_sites"] += int(r.capped)
+        totals["index_orphan_rows"] += r.index_orphan_rows
+        totals["index_missing_rows"] += r.index_missing_rows
     return totals
 
 

@@ -210,13 +210,19 @@ def finalize_record(body: bytes | None) -> dict[str, str] | None:
 def finalize_digests(body: bytes | None) -> dict[str, str]:
     """The SHA-256 digests a completion marker records (relative path -> hex); empty for a
     marker without them or unreadable."""
+    return recorded_digests(body) or {}
+
+
+def recorded_digests(body: bytes | None) -> dict[str, str] | None:
+    """`finalize_digests`, but None for a marker that has no digests field (its deploy was
+    finalized before the content index existed) or is unreadable."""
     if body is None:
-        return {}
+        return None
     try:
         data = json.loads(body)
     except ValueError:
-        return {}
+        return None
     digests = data.get(MARKER_DIGESTS) if isinstance(data, dict) else None
     if not isinstance(digests, dict):
-        return {}
+        return None
     return {str(k): str(v) for k, v in digests.items()}

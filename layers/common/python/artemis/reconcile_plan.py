@@ -37,8 +37,8 @@ Two more classes are dangerous and report-only, and no repair acts on them:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -303,3 +303,192 @@ def build_plan(classification: Classification, cap: int, *, dry_run: bool) -> Re
         capped=decision.capped,
         reason=decision.reason,
     )
+
+
+# --- the content index (deploy_files) ---------------------------------------------------------
+#
+# Which index rows point at nothing (orphans) and which objects of a finalized deploy have no
+# row (missing), per deploy, from the same listing and the same reads as the table above:
+#
+# | Deploy (rows, tombstones, listing)                 | Orphan rows         | Missing rows  |
+# | -------------------------------------------------- | ------------------- | ------------- |
+# | tombstoned (deploy or site)                        | all                 | none          |
+# | pending row                                        | none (in flight)    | none          |
+# | no row, no marker listed                           | all                 | none          |
+# | marker listed; active row, or no row (reindex)     | paths not listed    | listed paths  |
+# | active row, no marker listed, none of it listed    | all                 | none          |
+# | active row, no marker listed, unfinalized (db)     | paths not listed    | none          |
+# | active row finalized (db), marker not yet listed   | none (the listing   | none          |
+# |                                                    | predates finalize)  |               |
+#
+# A pending deploy records digests before its bytes land (a presigned POST is indexed when it
+# is issued), so its rows are never judged. A missing row is restored from the completion
+# marker only where the marker's ETag for the path is the listing's: a marker digest of bytes
+# that changed since finalize is never trusted (backfill hashes those).
+
+INDEX_SAMPLE = 10  # examples per finding in a report; the counts are always complete
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object a listing showed under a deploy prefix (the marker excluded)."""
+
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DeployState:
+    """A deploy's row in `deploys` (any state)."""
+
+    state: str
+    has_marker: bool
+
+
+def _sample(found: dict[str, tuple[str, ...]], n: int) -> tuple[str, ...]:
+    out: list[str] = []
+    for deploy_id in sorted(found):
+        for path in found[deploy_id]:
+            if len(out) == n:
+                return tuple(out)
+            out.append(f"{deploy_id}/{path}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class IndexDrift:
+    """Index rows that point at nothing and finalized objects without a row, per deploy id
+    (paths sorted)."""
+
+    orphans: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    missing: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def orphan_rows(self) -> int:
+        return sum(len(p) for p in self.orphans.values())
+
+    @property
+    def missing_rows(self) -> int:
+        return sum(len(p) for p in self.missing.values())
+
+    def orphan_sample(self, n: int = INDEX_SAMPLE) -> tuple[str, ...]:
+        """Up to `n` orphan rows as `<deploy id>/<path>`, in order."""
+        return _sample(self.orphans, n)
+
+    def missing_sample(self, n: int = INDEX_SAMPLE) -> tuple[str, ...]:
+        return _sample(self.missing, n)
+
+
+def index_drift(
+    listed: Mapping[str, Mapping[str, Listed]],
+    markers: Collection[str],
+    states: Mapping[str, DeployState],
+    indexed: Mapping[str, Collection[str]],
+    *,
+    tombstoned: Collection[str] = (),
+    site_tombstoned: bool = False,
+) -> IndexDrift:
+    """Apply the index table above. `listed`: deploy id → relative path → object, from the
+    site listing; `markers`: ids whose marker it showed; `states`: the site's deploy rows;
+    `indexed`: deploy id → the paths its `deploy_files` rows name."""
+    orphans: dict[str, tuple[str, ...]] = {}
+    missing: dict[str, tuple[str, ...]] = {}
+    gone = set(tombstoned)
+    for deploy_id in sorted(set(indexed) | set(markers)):
+        rows = set(indexed.get(deploy_id, ()))
+        files = listed.get(deploy_id, {})
+        state = states.get(deploy_id)
+        has_marker = deploy_id in markers
+        if site_tombstoned or deploy_id in gone:
+            stale, absent = rows, set[str]()
+        elif state is not None and state.state != "active":
+            continue  # a session in flight (or an expired one gc-site removes)
+        elif has_marker:
+            stale, absent = rows - set(files), set(files) - rows
+        elif state is None or not files:
+            stale, absent = rows, set()
+        elif state.has_marker:
+            continue  # finalized after the listing was taken: nothing to judge by
+        else:
+            stale, absent = rows - set(files), set()
+        if stale:
+            orphans[deploy_id] = tuple(sorted(stale))
+        if absent:
+            missing[deploy_id] = tuple(sorted(absent))
+    return IndexDrift(orphans, missing)
+
+
+def trusted_digests(
+    record: Mapping[str, str] | None,
+    digests: Mapping[str, str],
+    files: Mapping[str, Listed],
+    paths: Iterable[str],
+) -> dict[str, str]:
+    """Of `paths`, those whose marker digest may be trusted: the marker's files record gives
+    the path the ETag the listing shows now (the bytes are still the ones finalize saw) and
+    the digest is well formed. Path → lowercase hex."""
+    if record is None:
+        return {}
+    trusted: dict[str, str] = {}
+    for path in paths:
+        listed, digest = files.get(path), digests.get(path, "").lower()
+        if listed and listed.etag and record.get(path) == listed.etag and _HEX64.fullmatch(digest):
+            trusted[path] = digest
+    return trusted
+
+
+@dataclass(frozen=True)
+class IndexRepair:
+    """One deploy's index repair: rows to delete, rows to restore from its marker (path →
+    hex digest) and missing rows left for backfill (no trusted marker digest)."""
+
+    orphans: tuple[str, ...] = ()
+    restore: dict[str, str] = field(default_factory=dict)
+    deferred: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    drift: IndexDrift = field(default_factory=IndexDrift)
+    deploys: dict[str, IndexRepair] = field(default_factory=dict)  # only deploys with work
+
+    @property
+    def restore_rows(self) -> int:
+        return sum(len(r.restore) for r in self.deploys.values())
+
+    @property
+    def deferred_rows(self) -> int:
+        return sum(len(r.deferred) for r in self.deploys.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index_orphan_rows": self.drift.orphan_rows,
+            "index_missing_rows": self.drift.missing_rows,
+            "index_restore_from_marker": self.restore_rows,
+            "index_deferred_to_backfill": self.deferred_rows,
+            "index_orphan_sample": list(self.drift.orphan_sample()),
+            "index_missing_sample": list(self.drift.missing_sample()),
+        }
+
+
+def plan_index(
+    drift: IndexDrift,
+    listed: Mapping[str, Mapping[str, Listed]],
+    records: Mapping[str, Mapping[str, str] | None],
+    digests: Mapping[str, Mapping[str, str]],
+) -> IndexPlan:
+    """Delete every orphan row; restore each missing row whose marker digest is trusted
+    (`trusted_digests`); defer the rest to backfill, which hashes the bytes."""
+    deploys: dict[str, IndexRepair] = {}
+    for deploy_id in sorted(set(drift.orphans) | set(drift.missing)):
+        absent = drift.missing.get(deploy_id, ())
+        restore = trusted_digests(
+            records.get(deploy_id), digests.get(deploy_id, {}), listed.get(deploy_id, {}), absent
+        )
+        deploys[deploy_id] = IndexRepair(
+            orphans=drift.orphans.get(deploy_id, ()),
+            restore=restore,
+            deferred=tuple(p for p in absent if p not in restore),
+        )
+    return IndexPlan(drift, deploys)

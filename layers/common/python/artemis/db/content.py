@@ -117,3 +117,45 @@ def drop_deploys(conn: Connection, site: Dirname, deploy_ids: Sequence[str]) -> 
 def drop_site(conn: Connection, site: Dirname) -> int:
     cur = conn.execute("DELETE FROM deploy_files WHERE site = %s", [site])
     return cur.rowcount
+
+
+def indexed_paths(conn: Connection, site: Dirname) -> dict[str, frozenset[str]]:
+    """Every row of the site, as deploy id → the paths it indexes (what drift compares with
+    the listing)."""
+    paths: dict[str, set[str]] = {}
+    with conn.cursor() as cur:
+        cur.execute("SELECT deploy_id, path FROM deploy_files WHERE site = %s", [site])
+        for deploy_id, path in cur:
+            paths.setdefault(str(deploy_id), set()).add(str(path))
+    return {deploy_id: frozenset(p) for deploy_id, p in paths.items()}
+
+
+def fill_finalized(
+    conn: Connection, site: Dirname, deploy_id: str, files: Sequence[FileDigest]
+) -> int | None:
+    """Insert the rows of `files` the deploy lacks, only while the deploy is finalized (active
+    with its marker) and not tombstoned, deploy or site; an existing row is left as it is.
+    Returns the rows inserted, or None when the deploy is not finalized and live.
+
+    The deploy's row is locked FOR SHARE first, so a delete or GC that removes it waits for
+    this transaction (callers without the site lock, backfill, rely on that)."""
+    live = conn.execute(
+        "SELECT 1 FROM deploys d WHERE d.site = %(site)s AND d.id = %(id)s"
+        " AND d.state = 'active' AND d.has_marker"
+        " AND NOT EXISTS (SELECT 1 FROM tombstones t"
+        "   WHERE t.site = %(site)s AND t.id IN (%(id)s, ''))"
+        " FOR SHARE OF d",
+        {"site": site, "id": deploy_id},
+    ).fetchone()
+    if live is None:
+        return None
+    inserted = 0
+    with conn.cursor() as cur:
+        for f in files:
+            cur.execute(
+                "INSERT INTO deploy_files (site, deploy_id, path, sha256, size)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (site, deploy_id, path) DO NOTHING",
+                [site, deploy_id, f.path, f.sha256, f.size],
+            )
+            inserted += cur.rowcount
+    return inserted

@@ -233,3 +233,11 @@ def backfill_guarded(
     if row[1] is None:
         return "unchanged"
     return "inserted" if row[1] else "updated"
+
+
+def states_for_site(conn: Connection, site: Dirname) -> dict[str, tuple[str, bool]]:
+    """Every deploy row of the site, any state: id → (state, has_marker)."""
+    rows = conn.execute(
+        "SELECT id, state, has_marker FROM deploys WHERE site = %s", [site]
+    ).fetchall()
+    return {str(i): (str(s), bool(m)) for i, s, m in rows}

@@ -11,9 +11,14 @@ the function's role should mirror this: list/get on the bucket, SELECT on the do
 
 **One site**: the reconciler's snapshot and classification (artemis.jobs.reconcile,
 artemis.reconcile_plan) in dry-run mode — reindex, tombstone, prune and aliased-missing lists,
-the deferred ids, and whether a live repair would be capped. A site whose listing is empty
-while it has active rows is not classified (the reconciler's empty-listing fault); a site that
-cannot be read records its error. Both count as *unreadable*: unknown drift, never zero drift.
+the deferred ids, and whether a live repair would be capped — plus the content index against
+the same listing: `index_orphan_rows` (rows of `deploy_files` whose deploy left the live set,
+or whose path that deploy's listing does not show) and `index_missing_rows` (objects of a
+finalized live deploy without a row), each a count with a bounded sample of examples. No
+HEAD per file: the one listing and the one GET of each marker are all it reads. A site whose
+listing is empty while it has active rows is not classified (the reconciler's empty-listing
+fault); a site that cannot be read records its error. Both count as *unreadable*: unknown
+drift, never zero drift.
 
 **Sharding: resumable batches.** The production scale-out path for very large fleets is a
 Step Functions Map over sites (Distributed Map above a few thousand) feeding a results table.
@@ -141,6 +146,7 @@ def sweep_site(
         )
     classification = snap.classify(as_of, grace)
     decision = apply_cap(classification, cap)  # dry: the full lists stay in the report
+    index = snap.index.drift
     return SiteResult(
         site,
         slug,
@@ -149,6 +155,10 @@ def sweep_site(
         active_rows=len(snap.indexed),
         capped=decision.capped,
         cap_reason=decision.reason,
+        index_orphan_rows=index.orphan_rows,
+        index_missing_rows=index.missing_rows,
+        index_orphan_sample=index.orphan_sample(),
+        index_missing_sample=index.missing_sample(),
     )
 
 

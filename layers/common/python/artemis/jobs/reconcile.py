@@ -28,6 +28,16 @@ sweep only reports).
    |           | the deploy prefix listing             | marker absent                          |
    | prune     | the deploy prefix; alias rows, then   | no bytes, unaliased, the row still     |
    |           | objects; the row itself               | active and past grace                  |
+   | index     | the deploy row and tombstones; its    | orphans: path still unlisted (every    |
+   |           | prefix listing; its marker            | row once the deploy left the live set);|
+   |           |                                       | restores: marker ETag = listing ETag,  |
+   |           |                                       | deploy finalized and live; never while |
+   |           |                                       | the deploy is pending                  |
+
+   The index repairs (artemis.reconcile_plan, "the content index") come last, one per deploy
+   with orphan or missing `deploy_files` rows, so a deploy just reindexed is judged as live;
+   missing rows without a trusted marker digest are only counted (`index_deferred_to_backfill`:
+   backfill hashes them). They are not capped: they touch no bytes.
 
    A tombstone measures the deploy's bytes, writes the tombstone row (which drops any index
    row), moves the prefix to trash and marks the tombstone moved — row first, bytes second.
@@ -45,7 +55,7 @@ Every run writes a `job_runs` row (`reconcile`, dry_run = not apply) with its pl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -56,9 +66,11 @@ import psycopg
 from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import audit as audit_db
+from artemis.db import content as content_db
 from artemis.db import deploys as deploys_db
 from artemis.db import sites as sites_db
 from artemis.db import tombstones as tombstones_db
+from artemis.db.content import FileDigest
 from artemis.db.lock import SiteLockSession
 from artemis.deadlines import Deadline
 from artemis.jobs.common import (
@@ -68,18 +80,32 @@ from artemis.jobs.common import (
     system_audit_entry,
     write_audit,
 )
-from artemis.keys import Dirname, KeyLayout, Slug, finalize_record
+from artemis.keys import (
+    Dirname,
+    KeyLayout,
+    Slug,
+    finalize_digests,
+    finalize_record,
+    recorded_digests,
+)
 from artemis.observability import logger
 from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase
 from artemis.reconcile_plan import (
     BucketDeploy,
     Classification,
+    DeployState,
+    IndexDrift,
     IndexedDeploy,
+    IndexPlan,
+    Listed,
     RepairPlan,
     build_plan,
     classify,
     deploy_time,
+    index_drift,
     listing_fault,
+    plan_index,
+    trusted_digests,
 )
 from artemis.runtime import Runtime
 from artemis.storage.objects import MoveIncomplete, ObjectInfo
@@ -90,7 +116,7 @@ ACTOR = "system:reconcile"
 # stops cleanly before an item when less than this remains.
 ITEM_RESERVE_SECONDS = 10.0
 
-Repair = Literal["reindex", "tombstone", "prune"]
+Repair = Literal["reindex", "tombstone", "prune", "index"]
 
 
 class BucketReader(Protocol):
@@ -164,18 +190,19 @@ def list_site(
 ) -> tuple[list[BucketDeploy], int]:
     """One listing of the site prefix → its deploys (first-seen order, with marker flags,
     id-parsed times and byte sizes from the listing) and the number of keys listed."""
-    deploys, keys, _ = _scan_site(bucket, layout, site, now)
+    deploys, keys, _ = scan_site(bucket, layout, site, now)
     return deploys, keys
 
 
-def _scan_site(
+def scan_site(
     bucket: BucketReader, layout: KeyLayout, site: Dirname, now: datetime
-) -> tuple[list[BucketDeploy], int, dict[str, dict[str, str]]]:
-    """`list_site`, plus every listed key's ETag per deploy (relative key → ETag)."""
+) -> tuple[list[BucketDeploy], int, dict[str, dict[str, Listed]]]:
+    """`list_site`, plus every listed object per deploy but its marker (relative key → ETag
+    and size): what the marker check and the content index are compared with."""
     prefix = layout.site_prefix(site)
     markers: dict[str, bool] = {}
     sizes: dict[str, int] = {}
-    etags: dict[str, dict[str, str]] = {}
+    files: dict[str, dict[str, Listed]] = {}
     keys = 0
     for page in bucket.list_pages(prefix):
         for obj in page:
@@ -188,36 +215,59 @@ def _scan_site(
             markers[deploy_id] = markers.get(deploy_id, False) or is_marker
             deploy_prefix = layout.deploy_prefix(site, deploy_id)
             if not is_marker and obj.key.startswith(deploy_prefix):
-                etags.setdefault(deploy_id, {})[obj.key[len(deploy_prefix) :]] = obj.etag
+                rel = obj.key[len(deploy_prefix) :]
+                files.setdefault(deploy_id, {})[rel] = Listed(obj.etag, obj.size)
     deploys = [
         BucketDeploy(deploy_id, markers[deploy_id], deploy_time(deploy_id, now), sizes[deploy_id])
         for deploy_id in sizes
     ]
-    return deploys, keys, etags
+    return deploys, keys, files
 
 
-def unrecorded_writes(
+@dataclass(frozen=True)
+class MarkerReads:
+    """What the finalized deploys' markers say, read once per marker: the objects each
+    finalize did not record, and, for the deploys with missing index rows only (so a large
+    site's digests are not all held), the files record and digests."""
+
+    unrecorded: dict[str, list[str]] = field(default_factory=dict)
+    # Deploys finalized with the content index in place (their marker has a digests field,
+    # if empty): only these are expected to have a row per file.
+    indexed_at_finalize: set[str] = field(default_factory=set)
+    records: dict[str, dict[str, str] | None] = field(default_factory=dict)
+    digests: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def read_markers(
     bucket: BucketReader,
     layout: KeyLayout,
     site: Dirname,
     deploys: list[BucketDeploy],
-    etags: dict[str, dict[str, str]],
-) -> dict[str, list[str]]:
-    """Finalized deploys holding objects their finalize did not record (a new key, or a key
-    whose ETag changed): deploy id → those relative keys. One GET of each marker."""
-    found: dict[str, list[str]] = {}
+    files: dict[str, dict[str, Listed]],
+    keep: Collection[str] = (),
+) -> MarkerReads:
+    """One GET of each listed marker. `unrecorded`: finalized deploys holding objects their
+    finalize did not record (a new key, or a key whose ETag changed): id → relative keys.
+    `keep`: the deploys whose record and digests to return."""
+    reads = MarkerReads()
     for deploy in deploys:
         if not deploy.has_marker:
             continue
-        record = finalize_record(bucket.get(layout.marker_key(site, deploy.id)))
+        body = bucket.get(layout.marker_key(site, deploy.id))
+        record, digests = finalize_record(body), recorded_digests(body)
+        if digests is not None:
+            reads.indexed_at_finalize.add(deploy.id)
+        if deploy.id in keep:
+            reads.records[deploy.id] = record
+            reads.digests[deploy.id] = digests or {}
         if record is None:
             continue
         extra = sorted(
-            key for key, etag in etags.get(deploy.id, {}).items() if record.get(key) != etag
+            key for key, obj in files.get(deploy.id, {}).items() if record.get(key) != obj.etag
         )
         if extra:
-            found[deploy.id] = extra
-    return found
+            reads.unrecorded[deploy.id] = extra
+    return reads
 
 
 @dataclass(frozen=True)
@@ -232,6 +282,8 @@ class SiteSnapshot:
     tombstoned: frozenset[str] = frozenset()  # deploy ids with a tombstone row
     # Finalized deploys holding objects their finalize did not record: id → relative keys.
     unrecorded: dict[str, list[str]] = field(default_factory=dict)
+    # The content index against the listing, and its repair (artemis.reconcile_plan).
+    index: IndexPlan = field(default_factory=IndexPlan)
 
     @property
     def aliased(self) -> frozenset[str]:
@@ -252,16 +304,33 @@ def read_snapshot(
     bucket: BucketReader, db: Transactions, layout: KeyLayout, site: Dirname, now: datetime
 ) -> SiteSnapshot:
     """The snapshot, in this order: the listing, the active rows, then alias rows and objects; plus
-    the tombstones and the finalized deploys' markers (what each finalize recorded)."""
-    deploys, keys, etags = _scan_site(bucket, layout, site, now)
+    the tombstones, the content index and the finalized deploys' markers (what each finalize
+    recorded)."""
+    deploys, keys, files = scan_site(bucket, layout, site, now)
     with db.transaction() as conn:
         rows = deploys_db.active_for_site(conn, site)
         alias_rows = frozenset(row.deploy_id for row in aliases_db.for_site(conn, site))
-        tombstoned = frozenset(
-            row.id
-            for row in tombstones_db.for_site(conn, site)
-            if row.id != tombstones_db.SITE_PURGE_ID
-        )
+        tombstone_ids = {row.id for row in tombstones_db.for_site(conn, site)}
+        states = {
+            i: DeployState(state, marker)
+            for i, (state, marker) in deploys_db.states_for_site(conn, site).items()
+        }
+        indexed = content_db.indexed_paths(conn, site)
+    tombstoned = frozenset(tombstone_ids - {tombstones_db.SITE_PURGE_ID})
+    drift = index_drift(
+        files,
+        {d.id for d in deploys if d.has_marker},
+        states,
+        indexed,
+        tombstoned=tombstoned,
+        site_tombstoned=tombstones_db.SITE_PURGE_ID in tombstone_ids,
+    )
+    markers = read_markers(bucket, layout, site, deploys, files, keep=drift.missing)
+    # A deploy finalized before the content index has no rows by design: backfill indexes it.
+    drift = IndexDrift(
+        drift.orphans,
+        {i: p for i, p in drift.missing.items() if i in markers.indexed_at_finalize},
+    )
     return SiteSnapshot(
         site=site,
         prefix=layout.site_prefix(site),
@@ -271,7 +340,8 @@ def read_snapshot(
         alias_rows=alias_rows,
         alias_objects=alias_objects(bucket, layout, site),
         tombstoned=tombstoned,
-        unrecorded=unrecorded_writes(bucket, layout, site, deploys, etags),
+        unrecorded=markers.unrecorded,
+        index=plan_index(drift, files, markers.records, markers.digests),
     )
 
 
@@ -291,6 +361,8 @@ class ReconcileReport:
     reindexed: list[str] = field(default_factory=list)
     tombstoned: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
+    index_rows_deleted: int = 0
+    index_rows_restored: int = 0
     # Aliased-missing ids: the snapshot's, plus ids whose alias appeared under the lock.
     aliased_missing: set[str] = field(default_factory=set)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -299,12 +371,14 @@ class ReconcileReport:
     remaining: list[str] = field(default_factory=list)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    index_plan: IndexPlan = field(default_factory=IndexPlan)
 
     def skip(self, repair: Repair, deploy_id: str, reason: str) -> None:
         self.skipped.append({"id": deploy_id, "repair": repair, "reason": reason})
 
     def counts(self) -> dict[str, Any]:
         planned = self.plan.report if self.plan else Classification()
+        index = self.index_plan
         return {
             "planned_reindex": len(planned.reindex),
             "planned_tombstone": len(planned.tombstone),
@@ -316,6 +390,12 @@ class ReconcileReport:
             "aliased_tombstoned": len(planned.aliased_tombstoned),
             "written_after_finalize": len(planned.written_after_finalize),
             "deferred": len(planned.deferred),
+            "index_orphan_rows": index.drift.orphan_rows,
+            "index_missing_rows": index.drift.missing_rows,
+            "index_restore_from_marker": index.restore_rows,
+            "index_deferred_to_backfill": index.deferred_rows,
+            "index_rows_deleted": self.index_rows_deleted,
+            "index_rows_restored": self.index_rows_restored,
             "skipped": len(self.skipped),
             "capped": bool(self.plan and self.plan.capped),
             "complete": self.complete,
@@ -330,11 +410,13 @@ class ReconcileReport:
             "now": self.now.isoformat(),
             "keys_listed": self.keys_listed,
             "active_rows": self.active_rows,
-            "planned": self.plan.to_json() if self.plan else None,
+            "planned": {**self.plan.to_json(), **self.index_plan.to_json()} if self.plan else None,
             "done": {
                 "reindex": self.reindexed,
                 "tombstone": self.tombstoned,
                 "prune": self.pruned,
+                "index_rows_deleted": self.index_rows_deleted,
+                "index_rows_restored": self.index_rows_restored,
             },
             "aliased_missing": sorted(self.aliased_missing),
             "skipped": self.skipped,
@@ -399,6 +481,7 @@ def _plan_and_repair(
         snap.classify(now, grace), rt.settings.cleanup_blast_cap, dry_run=report.dry_run
     )
     report.plan = plan
+    report.index_plan = snap.index
     report.aliased_missing.update(plan.classification.aliased_missing)
     if len(plan.classification.prune) * 2 > len(snap.indexed):
         # The sweep's self-check 4, scoped to this site: a warning for the operator to weigh
@@ -408,7 +491,7 @@ def _plan_and_repair(
             f" the site's {len(snap.indexed)} active rows"
         )
     _log_plan(site, snap, plan)
-    record.record_plan(plan.to_json())
+    record.record_plan({**plan.to_json(), **snap.index.to_json()})
     if not report.dry_run:
         _repair(rt, snap, plan, report, now, deadline)
 
@@ -436,6 +519,12 @@ def _log_plan(site: Dirname, snap: SiteSnapshot, plan: RepairPlan) -> None:
         )  # fmt: skip
     if full.deferred:
         logger.info("reconcile.prune_deferred", extra={"site": site, "ids": list(full.deferred)})
+    index = snap.index
+    if index.deploys:
+        logger.warning(
+            "reconcile.index_drift",
+            extra={"site": site, **index.to_json()},
+        )
     if plan.capped:
         logger.warning("reconcile.capped", extra={"site": site, "reason": plan.reason})
 
@@ -453,11 +542,14 @@ def _repair(
         *(("reindex", i) for i in plan.reindex),
         *(("tombstone", i) for i in plan.tombstone),
         *(("prune", i) for i in plan.prune),
+        # After the deploy repairs, so a reindexed deploy's rows are judged as live.
+        *(("index", i) for i in snap.index.deploys),
     ]
     steps: dict[Repair, Callable[[str], None]] = {
         "reindex": work.reindex,
         "tombstone": work.tombstone,
         "prune": work.prune,
+        "index": work.index,
     }
     with SiteLockSession(rt.db.conninfo) as session:
         for position, (repair, deploy_id) in enumerate(queue):
@@ -508,6 +600,7 @@ class _Repairer:
             "reindex": "reconcile.reindex_refused",
             "tombstone": "reconcile.tombstone_skipped",
             "prune": "reconcile.prune_skipped",
+            "index": "reconcile.index_skipped",
         }[repair]
         logger.warning(event, extra={"site": self.site, "id": deploy_id, "reason": reason})
         self.report.skip(repair, deploy_id, reason)
@@ -601,6 +694,51 @@ class _Repairer:
         self.report.pruned.append(deploy_id)
         logger.info("reconcile.pruned", extra={"site": self.site, "id": deploy_id})
         self._audit("gc.reconcile.prune", deploy_id, {})
+
+    def index(self, deploy_id: str) -> None:
+        """Delete the deploy's orphan rows and restore its missing ones from its marker, after
+        re-reading (under the lock) its row, its prefix listing and its marker: a row is
+        deleted only if its path is still not listed (all of them when the deploy left the
+        live set), a digest restored only if the marker's ETag is still the listing's, and
+        only into a deploy still finalized and live."""
+        item = self.snap.index.deploys[deploy_id]
+        with self.rt.db.transaction() as conn:
+            row = deploys_db.get(conn, self.site, deploy_id)
+            tombstoned = any(
+                t.id in (deploy_id, tombstones_db.SITE_PURGE_ID)
+                for t in tombstones_db.for_site(conn, self.site)
+            )
+        if row is not None and row.state != "active" and not tombstoned:
+            self._skip("index", deploy_id, "deploy in flight")
+            return
+        prefix = self.layout.deploy_prefix(self.site, deploy_id)
+        marker_key = self.layout.marker_key(self.site, deploy_id)
+        listed = {
+            obj.key[len(prefix) :]: Listed(obj.etag, obj.size)
+            for obj in self.rt.bucket.list_keys(prefix)
+            if obj.key != marker_key
+        }
+        live = row is not None and not tombstoned
+        orphans = [p for p in item.orphans if not live or p not in listed]
+        restore: list[FileDigest] = []
+        if live and item.restore:
+            body = self.rt.bucket.get(marker_key)
+            trusted = trusted_digests(
+                finalize_record(body), finalize_digests(body), listed, item.restore
+            )
+            restore = [FileDigest(p, bytes.fromhex(d), listed[p].size) for p, d in trusted.items()]
+        with self.rt.db.transaction() as conn:
+            if live:
+                deleted = content_db.forget(conn, self.site, deploy_id, orphans)
+            else:  # out of the live set: every row it has points at nothing
+                deleted = content_db.drop_deploys(conn, self.site, [deploy_id])
+            restored = content_db.fill_finalized(conn, self.site, deploy_id, restore) or 0
+        self.report.index_rows_deleted += deleted
+        self.report.index_rows_restored += restored
+        logger.info(
+            "reconcile.index_repaired",
+            extra={"site": self.site, "id": deploy_id, "deleted": deleted, "restored": restored},
+        )
 
     # --- audit --------------------------------------------------------------------------------
     def _audit(self, action: str, deploy_id: str, detail: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ resumable: re-running the same (src, dst) completes whatever a failed run left b
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 1000  # ListObjectsV2 page and DeleteObjects batch ceiling
 COPY_CONCURRENCY = 16
+HASH_CHUNK = 1024 * 1024  # what one read of a streamed GET hashes at a time
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 # A conditional copy whose source changed, or a source that vanished mid-request.
 _SOURCE_GONE = _NOT_FOUND | {"412", "PreconditionFailed"}
@@ -134,6 +136,22 @@ class Bucket:
             if _is_not_found(err):
                 return None
             raise StorageError("r2_get_failed") from err
+
+    def sha256_of(self, key: str) -> tuple[bytes, int] | None:
+        """The SHA-256 and length of the object's bytes, streamed (never held whole in
+        memory); None when it does not exist."""
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            body = self.client.get_object(Bucket=self.name, Key=key)["Body"]
+            for chunk in body.iter_chunks(HASH_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        except _AWS_ERRORS as err:
+            if _is_not_found(err):
+                return None
+            raise StorageError("r2_get_failed") from err
+        return digest.digest(), size
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
