@@ -47,6 +47,7 @@ from artemis.keys import (
     finalize_record,
 )
 from artemis.observability import logger
+from artemis.reconcile_plan import Listed, trusted_digests
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.auth import require_site_member, require_team
@@ -253,19 +254,13 @@ def _index_rows(rt: Runtime, live: str, listing: list[ObjectInfo] | None) -> lis
         logger.warning("restore: reading the marker failed; no content index rows",
                        extra={"prefix": live})  # fmt: skip
         return []
-    digests, etags = finalize_digests(marker), finalize_record(marker) or {}
-    rows = []
-    for obj in listing:
-        path = obj.key[len(live) :]
-        if path == MARKER_NAME or not obj.etag or etags.get(path) != obj.etag:
-            continue
-        try:
-            digest = bytes.fromhex(digests.get(path, ""))
-        except ValueError:
-            continue
-        if len(digest) == 32:
-            rows.append(FileDigest(path, digest, obj.size))
-    return rows
+    listed = {
+        obj.key[len(live) :]: Listed(obj.etag, obj.size)
+        for obj in listing
+        if obj.key != live + MARKER_NAME
+    }
+    trusted = trusted_digests(finalize_record(marker), finalize_digests(marker), listed, listed)
+    return [FileDigest(p, bytes.fromhex(d), listed[p].size) for p, d in trusted.items()]
 
 
 def _has(rt: Runtime, prefix: str) -> bool:
