@@ -502,6 +502,23 @@ def test_a_failed_move_keeps_the_tombstone_row_and_fails_the_run(fleet: Fleet) -
     assert run[0] == "failed"
 
 
+def test_the_tombstone_takes_the_orphans_index_rows_even_when_the_move_fails(
+    fleet: Fleet,
+) -> None:
+    site, _ = healthy_site(fleet)
+    orphan = fleet.did(OLD)
+    fleet.put_bytes(site, orphan, marker=False, files={"a.html": b"ab"})
+    fleet.put_bytes(site, orphan, marker=False, files={"z.html": b"cd"}, storage_class="GLACIER")
+    fleet.sql(
+        "INSERT INTO deploy_files (site, deploy_id, path, sha256, size) VALUES (%s, %s, %s, %s, 2)",
+        [site, orphan, "a.html", hashlib.sha256(b"ab").digest()],
+    )
+    with pytest.raises(ReconcileFailed):
+        reconcile(fleet, site, apply=True)
+    assert tombstone_rows(fleet, site) == [(orphan, 4, "pending")]
+    assert fleet.sql("SELECT path FROM deploy_files WHERE deploy_id = %s", [orphan]) == []
+
+
 def test_an_unmapped_dirname_is_audited_raw_with_site_unmapped(fleet: Fleet) -> None:
     legacy = Dirname(f"legacy-{fleet.tag}")  # does not match <site>.example.org
     fleet.deploy(legacy)

@@ -650,6 +650,8 @@ class _Repairer:
         size = sum(obj.size for obj in listing)
         with self.rt.db.transaction() as conn:  # row first …
             tombstones_db.tombstone_deploy(conn, self.site, deploy_id, size)
+            # As GC does: the rows its uploads recorded go with the tombstone.
+            content_db.drop_deploys(conn, self.site, [deploy_id])
         try:  # … bytes second
             moved = self.rt.bucket.move_prefix(
                 prefix, self.layout.deploy_trash_prefix(self.site, deploy_id)
