@@ -2,7 +2,8 @@
 
 A bundle stays under `BUNDLE_MAX_TAR` bytes of tar, so it passes API Gateway's body limit
 after base64, and under the server's member cap. Sizes are planned from the file sizes the
-walk saw, with room for a pax header per member (long or non-ASCII names).
+walk saw and the names, as tarfile writes them (a pax header only for a long or non-ASCII
+name).
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ from artemis_cli.files import BuildFile
 BUNDLE_MAX_TAR = 3 * 1024 * 1024
 BUNDLE_MAX_MEMBERS = 2000  # the server's cap (artemis.bundles.BUNDLE_MAX_MEMBERS)
 _BLOCK = 512
-_HEADERS_PER_MEMBER = 4 * _BLOCK  # the member's header plus a pax header and its records
+_USTAR_NAME = 100  # longer names, or names not in ASCII, take a pax header
+_PAX_RECORD = 64  # a pax record's length, keyword and newline around the name, with room
 _TRAILER = 2 * _BLOCK + tarfile.RECORDSIZE  # end-of-archive blocks, padding to a record
 
 
-def tar_size(size: int) -> int:
-    """The most one member of `size` bytes takes in the stream."""
-    return _HEADERS_PER_MEMBER + -(-size // _BLOCK) * _BLOCK
+def _blocks(size: int) -> int:
+    return -(-size // _BLOCK) * _BLOCK
+
+
+def tar_size(f: BuildFile) -> int:
+    """The most one member takes in the stream: its header, a pax header when its name needs
+    one, and its data padded to a block."""
+    name = f.path.encode()
+    pax = (
+        0
+        if len(name) <= _USTAR_NAME and f.path.isascii()
+        else _BLOCK + _blocks(len(name) + _PAX_RECORD)
+    )
+    return _BLOCK + pax + _blocks(f.size)
 
 
 def plan(files: Sequence[BuildFile], max_tar: int = BUNDLE_MAX_TAR,
@@ -31,7 +44,7 @@ def plan(files: Sequence[BuildFile], max_tar: int = BUNDLE_MAX_TAR,
     bundles: list[list[BuildFile]] = []
     room: list[int] = []
     for f in sorted(files, key=lambda f: (-f.size, f.path)):
-        need = tar_size(f.size)
+        need = tar_size(f)
         for i, left in enumerate(room):
             if need <= left and len(bundles[i]) < max_members:
                 bundles[i].append(f)
