@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -242,6 +243,10 @@ def main() -> None:
     from artemis_local.runner import LocalSystem
 
     logger.setLevel("WARNING")
+    # The handler's warnings (a retried request) go with the other logs: stdout is the result.
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
     database = f"artemis_bench_deploy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"'.encode())
