@@ -315,6 +315,10 @@ def test_a_one_file_change_uploads_that_file_and_serves_the_new_bytes(
     for path, data in TREE.items():
         if path != "style.css":
             assert served(api, site, path) == (200, data), path
+    (root / "empty.txt").write_bytes(b"now with bytes")
+    human = cli("deploy", str(root), "--site", site, "--sha", "abc1234")
+    assert human.code == 0, human.err
+    assert f"to preview: 1 uploaded, {len(TREE) - 1} unchanged\n" in human.out
 
 
 def test_no_incremental_uploads_every_file_one_request_each(
