@@ -126,6 +126,12 @@ class Api:
         self.token = token
         self.timeout = timeout
         self.retrying = retrying or Retrying()
+        self._count_lock = threading.Lock()
+        self.requests = 0  # every request sent, to the API or the bucket, retries included
+
+    def _count(self) -> None:
+        with self._count_lock:
+            self.requests += 1
 
     def call(
         self, method: str, path: str, *, json_body: Any = None, raw: bytes | None = None,
@@ -162,6 +168,7 @@ class Api:
     ) -> Reply:
         last: Exception | None = None
         for attempt in range(self.retrying.attempts):
+            self._count()
             try:
                 reply = send(method, url, body, headers, self.timeout)
             except (OSError, http.client.HTTPException) as err:

@@ -63,11 +63,12 @@ def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
     progress = None if args.json else Progress(len(build.files), build.total_bytes)
     result = run_deploy(
         api, site, build, args.sha or default_sha(directory), production=args.promote,
-        concurrency=args.concurrency, direct_all=args.direct, progress=progress,
+        concurrency=args.concurrency, direct_all=args.direct,
+        incremental=not args.no_incremental, progress=progress,
     )  # fmt: skip
     text = (
         f"deployed {result.files} files ({result.bytes / 1e6:.1f} MB) as {result.deploy_id}"
-        f" to {result.mode}\n{result.url}"
+        f" to {result.mode}: {result.uploaded} uploaded, {result.copied} unchanged\n{result.url}"
     )
     return result.to_json(), text
 
@@ -196,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--promote", action="store_true", help="go live on production, not preview")
     dep.add_argument("--concurrency", type=int, default=8, help="parallel uploads (default 8)")
     dep.add_argument("--direct", action="store_true", help="upload every file straight to storage")
+    dep.add_argument("--no-incremental", action="store_true",
+                     help="upload every file, even those the site already holds")  # fmt: skip
     pro = command("promote", cmd_promote, "point production at a deploy (default: the preview)",
                   site_scoped=True)  # fmt: skip
     pro.add_argument("--from", dest="from_id", metavar="ID", help="the deploy to promote")

@@ -197,6 +197,8 @@ def test_a_person_deploys_looks_rolls_back_and_cleans_up(
     # v1 again with --promote: production serves it, styled, with its image and nested page.
     v1 = stack.cli("deploy", str(v1_dir), "--site", SITE, "--sha", "1111112", "--promote")
     assert v1["mode"] == "production" and v1["url"] == stack.site_url().rstrip("/")
+    # The same tree again: the server copies every file, nothing is sent.
+    assert (v1["uploaded"], v1["copied"], v1["bundles"]) == (0, 4, 0)
     shows(browser, stack.site_url(), "Hello from v1")
     assert browser.title == "Demo v1"
     heading = browser.find_element(By.ID, "title")
@@ -215,7 +217,19 @@ def test_a_person_deploys_looks_rolls_back_and_cleans_up(
     # v2, promoted: production shows it.
     v2 = stack.cli("deploy", str(write_site(tmp_path / "v2", "v2")), "--site", SITE,
                    "--sha", "2222222", "--promote")  # fmt: skip
+    # Incremental (the default): the two changed pages go in one bundle, the stylesheet and
+    # the image are copied inside the bucket; the browser sees the whole of v2.
+    assert (v2["uploaded"], v2["copied"], v2["bundles"]) == (2, 2, 1)
     shows(browser, stack.site_url(), "Hello from v2")
+    assert browser.title == "Demo v2"
+    assert browser.find_element(By.ID, "title").value_of_css_property("color") in (
+        GREEN, "rgba(0, 128, 0, 1)",
+    )  # fmt: skip
+    logo = browser.find_element(By.ID, "logo")
+    assert browser.execute_script("return arguments[0].naturalWidth", logo) == 16
+    browser.find_element(By.ID, "docs").click()
+    until(lambda: browser.current_url == stack.site_url() + "docs/")
+    assert title_of(browser) == "Docs for v2"
 
     # Roll back to v1: production shows v1 again.
     back = stack.cli("rollback", "--site", SITE, "--to", v1["deployId"])

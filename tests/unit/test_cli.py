@@ -236,3 +236,54 @@ def test_the_cli_package_depends_on_nothing_of_the_servers() -> None:
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, check=True)  # fmt: skip
     assert done.stdout.strip() == "[]"
+
+
+# --- incremental deploys: hashing and bundles --------------------------------------------------
+
+
+def _files(root: Path, sizes: dict[str, int]) -> list[Any]:
+    from artemis_cli.files import BuildFile
+
+    out = []
+    for n, (path, size) in enumerate(sizes.items()):
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bytes([n % 251]) * size)
+        out.append(BuildFile(path, target, size))
+    return out
+
+
+def test_hashes_are_each_files_sha256(tmp_path: Path) -> None:
+    import hashlib
+
+    from artemis_cli.manifest import hash_files
+
+    files = _files(tmp_path, {f"f{n}.txt": n * 3000 for n in range(40)})
+    assert hash_files(files, concurrency=4) == {
+        f.path: hashlib.sha256(f.source.read_bytes()).hexdigest() for f in files
+    }
+
+
+def test_bundles_stay_under_the_tar_and_member_caps_and_unpack_as_the_server_reads_them(
+    tmp_path: Path,
+) -> None:
+    """Every planned bundle, packed, is at most BUNDLE_MAX_TAR bytes and BUNDLE_MAX_MEMBERS
+    members, and the server's own parser gives back every file, byte for byte."""
+    from artemis import bundles as server_bundles
+    from artemis_cli.bundling import BUNDLE_MAX_MEMBERS, BUNDLE_MAX_TAR, pack, plan
+
+    sizes = {f"a/{n:04d}.js": 10 for n in range(4500)}  # over the member cap
+    sizes |= {f"big/{n}.bin": 250 * 1024 for n in range(20)}  # over the tar cap together
+    sizes |= {"café/" + "long-name-" * 20 + ".html": 700, "empty.txt": 0}  # pax headers
+    files = _files(tmp_path, sizes)
+    planned = plan(files)
+    assert sorted(f.path for b in planned for f in b) == sorted(sizes)
+    # 12 big files fill the first bundle, 8 the second, the small ones fill the room left and
+    # then two more (the second of them capped by members, not bytes): first fit decreasing.
+    assert [sum(f.size > 1024 for f in b) for b in planned] == [12, 8, 0, 0]
+    assert len(planned[2]) == BUNDLE_MAX_MEMBERS
+    for bundle in planned:
+        body = pack(bundle)
+        assert len(body) <= BUNDLE_MAX_TAR and len(bundle) <= BUNDLE_MAX_MEMBERS
+        members = server_bundles.parse(body, member_limit=1 << 20)
+        assert {m.path: m.data for m in members} == {f.path: f.source.read_bytes() for f in bundle}

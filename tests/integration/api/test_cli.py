@@ -5,6 +5,7 @@ script is that function) with its `--json` output parsed; one test runs the inst
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -14,9 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from artemis import content_types
 from artemis.keys import Slug
 from artemis_cli import errors
 from artemis_cli.deploy import run_deploy
@@ -116,7 +119,8 @@ def test_deploy_uploads_the_tree_and_goes_live_on_preview(
     prefix = deploy_prefix(api, site, doc["deployId"])
     assert api.rt.bucket.get(prefix + "img/logo.png") == SITE_FILES["img/logo.png"]
     head = api.rt.bucket.client.head_object(Bucket=api.rt.bucket.name, Key=prefix + "style.css")
-    assert head["ContentType"] == "text/css"
+    # An incremental deploy lets the server type every file (a bundle carries no types).
+    assert head["ContentType"] == content_types.content_type_for("style.css", None)
 
 
 def test_deploy_promote_goes_live_on_production(cli: Cli, api: Api, tmp_path: Path) -> None:
@@ -234,6 +238,160 @@ def test_deploy_from_another_directory_takes_the_sha_of_the_directorys_checkout(
     plain = cli("deploy", str(build(tmp_path / "plain")), "--site", site, "--json")
     assert plain.code == 0, plain.err
     assert plain.doc["deployId"].endswith("-local")
+
+
+# --- incremental deploys (the default) ------------------------------------------------------
+
+TREE = {
+    **SITE_FILES,
+    **{f"assets/{n:02d}.js": f"export const n = {n};".encode() * (n + 1) for n in range(30)},
+    "café/menu.html": "<p>crème brûlée</p>".encode(),
+    "empty.txt": b"",
+}
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every request the CLI sends, as (method, URL path): the real sender, recorded."""
+    import artemis_cli.http
+
+    seen: list[tuple[str, str]] = []
+    real = artemis_cli.http.send
+
+    def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((method, url.split("?", 1)[0]))
+        return real(method, url, *args, **kwargs)
+
+    monkeypatch.setattr(artemis_cli.http, "send", recording)
+    return seen
+
+
+def served(api: Api, site: str, path: str) -> tuple[int, bytes]:
+    reply = api.call("GET", "/" + quote(path), headers={"Host": f"{site}.localhost"})
+    return reply.status, reply.raw
+
+
+def index_of(api: Api, site: str, deploy_id: str) -> dict[str, str]:
+    rows = api.sql("SELECT path, sha256 FROM deploy_files WHERE deploy_id = %s", [deploy_id])
+    return {str(path): bytes(digest).hex() for path, digest in rows}
+
+
+def test_json_counts_and_a_redeploy_of_the_same_tree_uploads_nothing(
+    cli: Cli, api: Api, tmp_path: Path, sent: list[tuple[str, str]]
+) -> None:
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", TREE)
+    first = deploy(cli, site, root, "--promote")
+    assert (first["files"], first["uploaded"], first["copied"]) == (len(TREE), len(TREE), 0)
+    assert first["bundles"] == 1 and first["direct"] == 0  # every file fits one bundle
+    # init, one digests chunk, one bundle, finalize: nothing per file
+    assert first["requests"] == len(sent) == 4
+    assert [m for m, _ in sent] == ["POST", "POST", "PUT", "POST"]
+    sent.clear()
+    second = deploy(cli, site, root, "--promote")
+    assert (second["uploaded"], second["copied"], second["bundles"]) == (0, len(TREE), 0)
+    assert second["requests"] == len(sent) == 3  # init, digests, finalize
+    prefix = deploy_prefix(api, site, second["deployId"])
+    for path, data in TREE.items():
+        assert api.rt.bucket.get(prefix + path) == data, path
+        assert served(api, site, path) == (200, data), path
+    digests = {p: hashlib.sha256(d).hexdigest() for p, d in TREE.items()}
+    assert index_of(api, site, second["deployId"]) == digests
+
+
+def test_a_one_file_change_uploads_that_file_and_serves_the_new_bytes(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", TREE)
+    deploy(cli, site, root, "--promote")
+    changed = b"h1 { color: rgb(0, 0, 255); }"
+    (root / "style.css").write_bytes(changed)
+    doc = deploy(cli, site, root, "--promote")
+    assert (doc["uploaded"], doc["copied"], doc["bundles"]) == (1, len(TREE) - 1, 1)
+    assert served(api, site, "style.css") == (200, changed)
+    for path, data in TREE.items():
+        if path != "style.css":
+            assert served(api, site, path) == (200, data), path
+    (root / "empty.txt").write_bytes(b"now with bytes")
+    human = cli("deploy", str(root), "--site", site, "--sha", "abc1234")
+    assert human.code == 0, human.err
+    assert f"to preview: 1 uploaded, {len(TREE) - 1} unchanged\n" in human.out
+
+
+def test_no_incremental_uploads_every_file_one_request_each(
+    cli: Cli, api: Api, tmp_path: Path, sent: list[tuple[str, str]]
+) -> None:
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", TREE)
+    deploy(cli, site, root)
+    sent.clear()
+    doc = deploy(cli, site, root, "--no-incremental", "--promote")
+    assert (doc["uploaded"], doc["copied"], doc["bundles"]) == (len(TREE), 0, 0)
+    assert not [u for _, u in sent if u.endswith(("/digests", "/bundle"))]
+    puts = [u for m, u in sent if m == "PUT" and u.endswith("/upload")]
+    assert len(puts) == len(TREE) and doc["requests"] == len(TREE) + 2
+    for path, data in TREE.items():
+        assert served(api, site, path) == (200, data), path
+
+
+def test_a_file_over_the_bundle_threshold_goes_by_presigned_post_with_its_digest(
+    cli: Cli, api: Api, tmp_path: Path, sent: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import artemis_cli.deploy
+
+    # The test server's UPLOAD_MAX_BYTES is below the real threshold.
+    monkeypatch.setattr(artemis_cli.deploy, "BUNDLE_THRESHOLD", 64 * 1024)
+    site = slug()
+    api.register(site)
+    big = os.urandom(200 * 1024)
+    assert len(big) < UPLOAD_MAX_BYTES
+    root = build(tmp_path / "site", {**TREE, "media/clip.bin": big})
+    doc = deploy(cli, site, root, "--promote")
+    assert doc["direct"] == 1 and doc["bundles"] == 1 and doc["uploaded"] == len(TREE) + 1
+    api_host = api.base.split("//", 1)[1]
+    posts = [u for m, u in sent if m == "POST" and api_host not in u]
+    assert len(posts) == 1  # one POST to the bucket, not through the API
+    prefix = deploy_prefix(api, site, doc["deployId"])
+    assert api.rt.bucket.get(prefix + "media/clip.bin") == big
+    # The presigned POST bound the digest, so the server indexed it without seeing the bytes.
+    assert index_of(api, site, doc["deployId"])["media/clip.bin"] == hashlib.sha256(big).hexdigest()
+    assert served(api, site, "media/clip.bin") == (200, big)
+    again = deploy(cli, site, root)
+    assert (again["uploaded"], again["copied"], again["direct"]) == (0, len(TREE) + 1, 0)
+
+
+def test_a_manifest_chunk_refused_as_too_large_is_halved(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    sent: list[tuple[str, str]],
+) -> None:  # fmt: skip
+    """A gateway with a smaller body limit than the server's: the CLI halves the chunk until
+    it passes, and every file still lands."""
+    import artemis_cli.http
+    from artemis_cli.http import Reply
+
+    real = artemis_cli.http.send
+    refused: list[int] = []
+
+    def small_gateway(method: str, url: str, body: bytes | None, *args: Any) -> Reply:
+        if url.endswith("/digests") and body is not None and len(body) > 2000:
+            refused.append(len(body))
+            return Reply(413, b'{"message":"Request Entity Too Large"}', {})
+        return real(method, url, body, *args)
+
+    monkeypatch.setattr(artemis_cli.http, "send", small_gateway)
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", TREE)
+    doc = deploy(cli, site, root, "--promote")
+    assert doc["uploaded"] == len(TREE)
+    assert refused and len(refused) < doc["requests"]
+    assert len([u for _, u in sent if u.endswith("/digests")]) >= 2  # the halves that passed
+    for path, data in TREE.items():
+        assert served(api, site, path) == (200, data), path
 
 
 # --- the other commands, each through --json --------------------------------------------
