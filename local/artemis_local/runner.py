@@ -116,6 +116,10 @@ def local_defaults(state_dir: Path) -> dict[str, str]:
         "PUBLIC_URL_PREVIEW_FORMAT": "http://<site>.preview.localhost:{port}",
         "POWERTOOLS_METRICS_NAMESPACE": "Artemis",
         "POWERTOOLS_METRICS_DISABLED": "true",
+        # One process serves every request here (on AWS each environment serves one): a
+        # deploy's parallel digests and bundle requests each hold a connection while they
+        # copy or write.
+        "DB_POOL_SIZE": "16",
     }
 
 

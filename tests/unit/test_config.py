@@ -130,6 +130,8 @@ BAD_VALUES = [
         "PG_CONNECT_RETRY_WINDOW: must be a Go duration such as 45s, 72h or 1h30m",
     ),
     ("PG_CONNECT_RETRY_WINDOW", "-1s", "PG_CONNECT_RETRY_WINDOW: must be a duration >= 0"),
+    ("DB_POOL_SIZE", "0", "DB_POOL_SIZE: must be an integer between 1 and 64 (got 0)"),
+    ("DB_POOL_SIZE", "65", "DB_POOL_SIZE: must be an integer between 1 and 64 (got 65)"),
     (
         "SITE_EVENTS_QUEUE_URL",
         "https://sqs.example/1/q",

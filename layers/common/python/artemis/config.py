@@ -140,6 +140,10 @@ class DatabaseSettings(BaseModel):
     environment: str = _field("", "ENVIRONMENT")
     database_url: str = _field(..., "DATABASE_URL", secret=True)
     pg_connect_retry_window: float = _field(45.0, "PG_CONNECT_RETRY_WINDOW")
+    # Connections one process may hold. A Lambda environment serves one request at a time;
+    # the local runtime serves every request from one process, and a digests or bundle
+    # request holds its connection while it copies or writes, so it sets more.
+    db_pool_size: int = _field(4, "DB_POOL_SIZE")
 
     # Variables whose empty value means "use the default" (a template parameter left empty).
     _EMPTY_IS_DEFAULT: ClassVar[frozenset[str]] = frozenset(
@@ -189,6 +193,11 @@ class DatabaseSettings(BaseModel):
         if urlsplit(v).scheme not in ("postgres", "postgresql") and "=" not in v:
             raise ValueError("must be a postgresql:// URL or a libpq key=value string")
         return v
+
+    @field_validator("db_pool_size", mode="before")
+    @classmethod
+    def _pool_size(cls, v: Any) -> Any:
+        return _integer(v, minimum=1, maximum=64) if isinstance(v, str) else v
 
     @field_validator("pg_connect_retry_window", mode="before")
     @classmethod

@@ -64,7 +64,7 @@ class Runtime(Generic[S]):
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.database_url)
+        return Database(self.settings.database_url, max_size=self.settings.db_pool_size)
 
     @cached_property
     def bucket(self) -> Bucket:
