@@ -29,7 +29,7 @@ from artemis_cli.bundling import pack, plan
 from artemis_cli.errors import FAILED, PARTIAL_UPLOAD, CliError, usage
 from artemis_cli.files import Build, BuildFile
 from artemis_cli.http import Api
-from artemis_cli.manifest import hash_files, negotiate
+from artemis_cli.manifest import MAX_STALLS, hash_files, negotiate
 from artemis_cli.progress import Progress
 
 DIRECT_THRESHOLD = 4 * 1024 * 1024
@@ -185,11 +185,19 @@ def run_deploy(
     count_lock = threading.Lock()
 
     def send_bundle(files: list[BuildFile]) -> None:
+        """Send the bundle, then what the server had no time to write, until all landed."""
         nonlocal bundles_sent
-        with count_lock:
-            bundles_sent += 1
-        api.call("PUT", f"{base}/bundle", raw=pack(files), content_type="application/x-tar",
-                 token=session)  # fmt: skip
+        stalls = 0
+        while files:
+            with count_lock:
+                bundles_sent += 1
+            answer = api.call("PUT", f"{base}/bundle", raw=pack(files),
+                              content_type="application/x-tar", token=session)  # fmt: skip
+            left = set(answer.get("remaining") or ())
+            stalls = stalls + 1 if len(left) >= len(files) else 0
+            if stalls >= MAX_STALLS:
+                raise CliError("bundle_stalled", "the server writes nothing more", FAILED)
+            files = [f for f in files if f.path in left]
 
     # A task is one request's worth: a single file, or a bundle of small ones (incremental).
     tasks: list[list[BuildFile]] = [[f] for f in direct]

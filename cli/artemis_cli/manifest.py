@@ -28,7 +28,7 @@ HALVING_STATUSES = frozenset({400, 413})
 # A chunk halved this often is not a path or two the server refuses but a request it refuses
 # whatever it holds: stop instead of bisecting thousands of files one by one.
 MAX_REFUSALS = 64
-# Answers in a row whose `remaining` is the whole chunk (the server copied nothing).
+# Answers in a row whose `remaining` is everything sent (the server copied or wrote nothing).
 MAX_STALLS = 5
 
 

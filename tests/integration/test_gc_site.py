@@ -7,6 +7,7 @@ append-only and outlives each test.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -394,12 +395,9 @@ def job_runs_for(rt: Runtime, job: str) -> list[job_runs.JobRunRow]:
         return [row for i in ids if (row := job_runs.get(conn, i)) is not None]
 
 
-def test_failed_tombstone_write_fails_the_run_at_that_deploy(
-    rt: Runtime, database_url: str
-) -> None:
-    seed_twelve(rt)
-    plan_order = run(rt, dry_run=True).planned
-    poisoned = plan_order[2]
+@contextlib.contextmanager
+def tombstone_refused(database_url: str, deploy_id: str) -> Iterator[None]:
+    """While open, Postgres refuses the tombstone row of `deploy_id` (a failed write)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "CREATE FUNCTION gc_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
@@ -407,14 +405,23 @@ def test_failed_tombstone_write_fails_the_run_at_that_deploy(
         )
         conn.execute(
             "CREATE TRIGGER gc_test_refuse BEFORE INSERT ON tombstones FOR EACH ROW"
-            f" WHEN (NEW.id = '{poisoned}') EXECUTE FUNCTION gc_test_refuse()"
+            f" WHEN (NEW.id = '{deploy_id}') EXECUTE FUNCTION gc_test_refuse()"
         )
         try:
-            with pytest.raises(psycopg.errors.RaiseException):
-                run(rt)
+            yield
         finally:
             conn.execute("DROP TRIGGER gc_test_refuse ON tombstones")
             conn.execute("DROP FUNCTION gc_test_refuse()")
+
+
+def test_failed_tombstone_write_fails_the_run_at_that_deploy(
+    rt: Runtime, database_url: str
+) -> None:
+    seed_twelve(rt)
+    plan_order = run(rt, dry_run=True).planned
+    poisoned = plan_order[2]
+    with tombstone_refused(database_url, poisoned), pytest.raises(psycopg.errors.RaiseException):
+        run(rt)
     assert set(tombstone_rows(rt)) == set(plan_order[:2])
     assert poisoned in index_ids(rt)
     assert_live(rt, poisoned)
@@ -597,21 +604,8 @@ def test_a_failed_tombstone_write_keeps_the_deploys_index_rows(
     deploy live, and its rows with it."""
     ids = index_twelve(rt)
     poisoned = run(rt, dry_run=True).planned[0]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE FUNCTION gc_test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$ BEGIN RAISE EXCEPTION 'tombstone write refused'; END $$"
-        )
-        conn.execute(
-            "CREATE TRIGGER gc_test_refuse BEFORE INSERT ON tombstones FOR EACH ROW"
-            f" WHEN (NEW.id = '{poisoned}') EXECUTE FUNCTION gc_test_refuse()"
-        )
-        try:
-            with pytest.raises(psycopg.errors.RaiseException):
-                run(rt)
-        finally:
-            conn.execute("DROP TRIGGER gc_test_refuse ON tombstones")
-            conn.execute("DROP FUNCTION gc_test_refuse()")
+    with tombstone_refused(database_url, poisoned), pytest.raises(psycopg.errors.RaiseException):
+        run(rt)
     assert indexed_ids(rt) == {did: len(FILES) + 1 for did in ids}
     assert copy_source(rt, own_bytes(poisoned)) == poisoned
 

@@ -241,14 +241,24 @@ def test_put_many_writes_every_item_with_its_content_type_in_parallel(bucket: Bu
 
     bucket.client.meta.events.register("before-call.s3.PutObject", started)
     bucket.client.meta.events.register("after-call.s3.PutObject", finished)
-    bucket.put_many(items)
+    assert bucket.put_many(items) == [True] * len(items)
     assert peak > 1
     assert {o.key: o.size for o in bucket.list_keys("www/deploys/d1/")} == {
         key: len(body) for key, body, _ in items
     }
     head = bucket.client.head_object(Bucket=bucket.name, Key="www/deploys/d1/f007.css")
     assert head["ContentType"] == "text/css"
-    bucket.put_many([])  # nothing to write is no call at all
+    assert bucket.put_many([]) == []  # nothing to write is no call at all
+
+
+def test_put_many_starts_nothing_after_its_stop_time(bucket: Bucket) -> None:
+    import time
+
+    items = [(f"www/deploys/d2/f{n:02d}.txt", b"x", "text/plain") for n in range(40)]
+    assert bucket.put_many(items, stop_at=time.monotonic() - 1) == [False] * 40
+    assert bucket.list_keys("www/deploys/d2/") == []
+    assert bucket.put_many(items, stop_at=time.monotonic() + 60) == [True] * 40
+    assert len(bucket.list_keys("www/deploys/d2/")) == 40
 
 
 def test_put_many_fails_as_r2_put_failed_and_stops_starting_puts(bucket: Bucket) -> None:

@@ -290,3 +290,11 @@ def test_a_local_invocation_context_counts_down_from_its_creation() -> None:
     spent = dataclasses.replace(context, deadline=Deadline.after(-1))
     assert spent.get_remaining_time_in_millis() == 0
     assert LocalContext("api", timeout_ms=7_000).get_remaining_time_in_millis() == 7_000
+
+
+def test_stop_time_is_the_budget_or_the_invocations_end_less_its_reserve() -> None:
+    start = time.monotonic()
+    assert start + 9.9 <= invocation.stop_time(10.0, 5.0) <= time.monotonic() + 10.0
+    with invocation.until(Deadline.after(8.0)):
+        stop = invocation.stop_time(10.0, 5.0)
+    assert start + 2.9 <= stop <= time.monotonic() + 3.0  # 8 s left, 5 kept in reserve

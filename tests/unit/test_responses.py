@@ -40,7 +40,9 @@ SAMPLES: dict[str, BaseModel] = {
     "InitResponse": responses.InitResponse(deployId="d", jwt="j", expiresAt="t"),
     "UploadResponse": responses.UploadResponse(received="index.html", key="www/d/index.html"),
     "DigestsResponse": responses.DigestsResponse(upload=["a"], copied=["b"], remaining=[]),
-    "BundleResponse": responses.BundleResponse(received=["index.html"], files=1, bytes=4),
+    "BundleResponse": responses.BundleResponse(
+        received=["index.html"], files=1, bytes=4, remaining=[]
+    ),
     "PresignedUpload": responses.PresignedUpload(path="a", key="k", url="u", fields={"f": "v"}),
     "PresignResponse": responses.PresignResponse(
         uploads=[responses.PresignedUpload(path="a", key="k", url="u", fields={})],

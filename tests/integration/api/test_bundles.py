@@ -16,6 +16,7 @@ import pytest
 
 from artemis import content_types
 from artemis.bundles import BUNDLE_MAX_BYTES, BUNDLE_MAX_MEMBERS
+from artemis.services import bundles as bundles_service
 from tests.bundle_archives import (
     archive,
     archive_of,
@@ -92,6 +93,7 @@ def test_a_bundle_lands_every_file_indexes_it_and_finalizes(
     assert reply.status == 200, reply.raw
     assert reply.body == {
         "received": list(FILES), "files": len(FILES), "bytes": sum(map(len, FILES.values())),
+        "remaining": [],
     }  # fmt: skip
     prefix = prefix_of(session)
     assert every_key(www) - before == {prefix + path for path in FILES}
@@ -114,6 +116,29 @@ def test_a_bundle_lands_every_file_indexes_it_and_finalizes(
     for path in ("assets/app.js", "café/menu.html", "chunks/part-042.js"):
         served = www.call("GET", "/" + quote(path), headers={"Host": "www.localhost"})
         assert (served.status, served.raw) == (200, FILES[path]), path
+
+
+def test_a_bundle_out_of_time_answers_what_remains_and_records_only_what_landed(
+    www: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle's writes are bounded in time (a slow bucket must not hold the request past
+    the API's limit): what was not started is answered as `remaining`, neither written nor
+    indexed, and sending it again lands it."""
+    session = www.init("www")
+    body = archive(FILES.items())
+    before = every_key(www)
+    monkeypatch.setattr(bundles_service, "BUNDLE_SECONDS", 0.0)
+    reply = send(www, session, body)
+    assert reply.status == 200, reply.raw
+    assert reply.body == {"received": [], "files": 0, "bytes": 0, "remaining": list(FILES)}
+    assert every_key(www) == before
+    assert indexed(www, session) == {}
+    monkeypatch.undo()
+    again = archive((p, FILES[p]) for p in reply.body["remaining"])
+    reply = send(www, session, again)
+    assert (reply.status, reply.body["remaining"]) == (200, [])
+    assert sorted(reply.body["received"]) == sorted(FILES)
+    assert www.finalize(session, list(FILES)).status == 200
 
 
 def test_a_bundle_after_single_uploads_overwrites_and_reindexes(www: Api) -> None:

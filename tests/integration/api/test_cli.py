@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,9 @@ from urllib.parse import quote
 
 import pytest
 
-from artemis import content_types
+from artemis import content_types, invocation
 from artemis.keys import Slug
+from artemis.services import bundles as bundles_service
 from artemis_cli import errors
 from artemis_cli.deploy import run_deploy
 from artemis_cli.main import main
@@ -298,6 +300,50 @@ def test_json_counts_and_a_redeploy_of_the_same_tree_uploads_nothing(
         assert served(api, site, path) == (200, data), path
     digests = {p: hashlib.sha256(d).hexdigest() for p, d in TREE.items()}
     assert index_of(api, site, second["deployId"]) == digests
+
+
+def slow_bucket(monkeypatch: pytest.MonkeyPatch, requests: int | None) -> None:
+    """The bundle route's first `requests` requests (every one: None) find their time spent
+    before the first write, as behind a bucket too slow for the request's budget."""
+    real = invocation.stop_time
+    calls = 0
+
+    def stop_time(seconds: float, reserve_seconds: float) -> float:
+        nonlocal calls
+        calls += 1
+        if requests is None or calls <= requests:
+            return time.monotonic() - 1
+        return real(seconds, reserve_seconds)
+
+    monkeypatch.setattr(bundles_service, "stop_time", stop_time)
+
+
+def test_a_bundle_the_server_had_no_time_for_is_sent_again_until_it_lands(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", TREE)
+    slow_bucket(monkeypatch, requests=2)
+    doc = deploy(cli, site, root, "--promote")
+    assert (doc["uploaded"], doc["bundles"]) == (len(TREE), 3)  # twice nothing, then all
+    for path, data in TREE.items():
+        assert served(api, site, path) == (200, data), path
+
+
+def test_a_server_that_never_writes_a_bundle_fails_the_deploy_unfinalized(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    root = build(tmp_path / "site", TREE)
+    slow_bucket(monkeypatch, requests=None)
+    done = cli("deploy", str(root), "--site", site, "--sha", "abc1234", "--json")
+    assert done.code == errors.PARTIAL_UPLOAD, done.err
+    error = done.error
+    assert error["code"] == "partial_upload"
+    assert {f["code"] for f in error["failed"]} == {"bundle_stalled"}
+    assert api.sql("SELECT count(*) FROM deploys WHERE state = 'active'") == [(0,)]
 
 
 def test_a_one_file_change_uploads_that_file_and_serves_the_new_bytes(

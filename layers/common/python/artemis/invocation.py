@@ -12,6 +12,7 @@ its own thread) each see their own deadline.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -53,3 +54,15 @@ def remaining_seconds() -> float | None:
     """Seconds until the current invocation is ended (≥ 0), or None outside one."""
     deadline = _deadline.get()
     return None if deadline is None else deadline.remaining()
+
+
+def stop_time(seconds: float, reserve_seconds: float) -> float:
+    """The `time.monotonic()` value by which a request's parallel work must have started:
+    `seconds` from now, or sooner when the invocation ends first, keeping `reserve_seconds`
+    for the work under way and the answer. Read it on the request's own thread: worker
+    threads do not see the invocation's deadline."""
+    budget = seconds
+    deadline = current()
+    if deadline is not None:
+        budget = min(budget, deadline.remaining() - reserve_seconds)
+    return time.monotonic() + budget

@@ -80,6 +80,10 @@ class BundleResponse(_Shape):
     )
     files: int = Field(description="how many files were written")
     bytes: int = Field(description="their total size, unpacked")
+    remaining: list[str] = Field(
+        description="paths of the bundle not written within this request's time: send them"
+        " again (in another bundle)"
+    )
 
 
 class PresignedUpload(_Shape):

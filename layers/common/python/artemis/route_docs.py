@@ -536,7 +536,9 @@ once the deploy is finalized, `410 deploy_deleted` once it was deleted and `409 
 while a finalize or delete of it runs; the files are written in parallel and the SHA-256 of
 each, computed while unpacking, is recorded in the content index. Sending a file again (in a
 bundle or alone) overwrites it. A `502 r2_put_failed` may leave some of the files written:
-send the bundle again.
+send the bundle again. The writes are bounded in time, so the request ends well inside the
+API's limit however slow the bucket: a file not written by then is listed in `remaining`
+(neither written nor indexed); send those files again, in another bundle.
 
 **Body ceiling:** the upload route's. A binary body reaches Lambda base64-encoded within a
 synchronous Lambda event of at most 6 MB, so about 4.5 MB of (compressed) bundle is the most
@@ -777,7 +779,7 @@ DEPLOY_BUNDLE = Doc(
         "session", "the token's site still has teams, and the granting team is one of them",
         200, "BundleResponse",
         {"received": ["index.html", "assets/app.js", "assets/app.css"], "files": 3,
-         "bytes": 48213},
+         "bytes": 48213, "remaining": []},
         (*_SESSION, "bundle_invalid", "bundle_member_invalid", "bundle_duplicate",
          "bundle_too_many_members", "bundle_too_large", "too_large", "pg_read_failed",
          "deploy_deleted", "deploy_busy", "deploy_finalized", "r2_put_failed"),

@@ -92,11 +92,7 @@ def _copy(
 ) -> tuple[list[FileDigest], list[str], list[str]]:
     """Copy in parallel, within this request's budget. Returns (copied, to upload, not tried)."""
     layout = rt.settings.key_layout
-    budget = COPY_SECONDS
-    deadline = invocation.current()
-    if deadline is not None:
-        budget = min(budget, deadline.remaining() - COPY_RESERVE_SECONDS)
-    stop_at = time.monotonic() + budget
+    stop_at = invocation.stop_time(COPY_SECONDS, COPY_RESERVE_SECONDS)
 
     def one(item: tuple[DigestFile, Source]) -> bool | None:
         spec, src = item

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -114,16 +115,26 @@ class Bucket:
         except _AWS_ERRORS as err:
             raise StorageError("r2_put_failed") from err
 
-    def put_many(self, items: Sequence[tuple[str, bytes, str]]) -> None:
-        """Put every (key, body, content type), COPY_CONCURRENCY at a time. The first failure
-        (r2_put_failed) cancels the puts not yet started and is raised once the running ones
-        ended; what was written by then stays written."""
+    def put_many(
+        self, items: Sequence[tuple[str, bytes, str]], *, stop_at: float | None = None
+    ) -> list[bool]:
+        """Put every (key, body, content type), COPY_CONCURRENCY at a time; per item, whether
+        it was written. With `stop_at` (a `time.monotonic()` value) a put not started by then
+        is skipped (False), so the caller's request ends in time and can answer what is left.
+        The first failure (r2_put_failed) cancels the puts not yet started and is raised once
+        the running ones ended; what was written by then stays written."""
         if not items:
-            return
+            return []
+
+        def one(item: tuple[str, bytes, str]) -> bool:
+            if stop_at is not None and time.monotonic() >= stop_at:
+                return False
+            self.put(*item)
+            return True
+
         with ThreadPoolExecutor(max_workers=min(COPY_CONCURRENCY, len(items))) as pool:
             try:
-                for _ in pool.map(lambda item: self.put(*item), items):
-                    pass
+                return list(pool.map(one, items))
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
