@@ -192,19 +192,25 @@ class KeyLayout:
         return fmt.replace(SITE, slug)
 
 
-def finalize_record(body: bytes | None) -> dict[str, str] | None:
-    """What a completion marker records the deploy held at finalize (relative path → ETag);
-    None for a marker without a record (written before finalize kept one) or unreadable."""
+def _marker_map(body: bytes | None, name: str) -> dict[str, str] | None:
+    """A completion marker's object field `name` as strings; None for a marker without it
+    or unreadable."""
     if body is None:
         return None
     try:
         data = json.loads(body)
     except ValueError:
         return None
-    files = data.get(MARKER_FILES) if isinstance(data, dict) else None
-    if not isinstance(files, dict):
+    found = data.get(name) if isinstance(data, dict) else None
+    if not isinstance(found, dict):
         return None
-    return {str(k): str(v) for k, v in files.items()}
+    return {str(k): str(v) for k, v in found.items()}
+
+
+def finalize_record(body: bytes | None) -> dict[str, str] | None:
+    """What a completion marker records the deploy held at finalize (relative path → ETag);
+    None for a marker without a record (written before finalize kept one) or unreadable."""
+    return _marker_map(body, MARKER_FILES)
 
 
 def finalize_digests(body: bytes | None) -> dict[str, str]:
@@ -216,13 +222,4 @@ def finalize_digests(body: bytes | None) -> dict[str, str]:
 def recorded_digests(body: bytes | None) -> dict[str, str] | None:
     """`finalize_digests`, but None for a marker that has no digests field (its deploy was
     finalized before the content index existed) or is unreadable."""
-    if body is None:
-        return None
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    digests = data.get(MARKER_DIGESTS) if isinstance(data, dict) else None
-    if not isinstance(digests, dict):
-        return None
-    return {str(k): str(v) for k, v in digests.items()}
+    return _marker_map(body, MARKER_DIGESTS)
