@@ -112,3 +112,67 @@ def test_trash_prefix_must_be_reserved_and_gets_a_slash() -> None:
     with pytest.raises(KeyLayoutError) as info:
         KeyLayout(trash_prefix="trash/")
     assert info.value.variable == "CLEANUP_TRASH_PREFIX"
+
+
+def test_named_preview_keys_and_urls_under_the_default_layout() -> None:
+    site = DEFAULT.dirname(Slug("www"))
+    assert DEFAULT.alias_key(site, "pr-12") == "www/previews/pr-12"
+    assert DEFAULT.named_alias_prefix(site) == "www/previews/"
+    assert DEFAULT.named_alias_of(site, "www/previews/pr-12") == "pr-12"
+    assert DEFAULT.named_alias_of(site, "www/previews/pr-12/x") is None
+    assert DEFAULT.named_alias_of(site, "www/preview") is None
+    assert DEFAULT.public_url(Slug("www"), "pr-12") == "https://pr-12--www.preview.freecode.camp"
+    assert DEFAULT.alias_trash_key(site, "pr-12") == "_trash/www/previews/pr-12"
+
+
+def test_named_preview_folder_follows_a_customized_deploy_layout() -> None:
+    site = PROD.dirname(Slug("www"))
+    assert PROD.alias_key(site, "pr-12") == "www.freecode.camp/previews/pr-12"
+    assert PROD.named_alias_prefix(site) == "www.freecode.camp/previews/"
+
+
+@pytest.mark.parametrize(
+    ("named", "rule"),
+    [
+        ("<site>/previews/x", "must end with /<alias>, its only <alias>"),
+        ("<site>/previews/<alias>-<alias>", "must end with /<alias>, its only <alias>"),
+        ("<site>/previews/<alias>/x", "must end with /<alias>, its only <alias>"),
+        ("<site>/<alias>", "must name a folder of its own under the site, apart from its deploys"),
+        (
+            "<site>/deploys/<alias>",
+            "must name a folder of its own under the site, apart from its deploys",
+        ),
+        (
+            "<site>/deploys/p/<alias>",
+            "must name a folder of its own under the site, apart from its deploys",
+        ),
+        ("x<site>/p/<alias>", "first segment must equal DEPLOY_PREFIX_FORMAT's first segment"),
+        ("<site>/p/<site>/<alias>", "must not contain <site> after the first segment"),
+    ],
+)
+def test_named_alias_format_rules(named: str, rule: str) -> None:
+    with pytest.raises(KeyLayoutError) as info:
+        KeyLayout(alias_named_format=named)
+    assert info.value.variable == "ALIAS_NAMED_KEY_FORMAT"
+    assert info.value.rule == rule
+
+
+def test_named_alias_folder_must_not_hold_a_fixed_alias_object() -> None:
+    with pytest.raises(KeyLayoutError) as info:
+        KeyLayout(alias_preview_format="<site>/p/preview", alias_named_format="<site>/p/<alias>")
+    assert info.value.rule == "must not hold the production or preview alias object"
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("https://<alias>.preview.freecode.camp", "must contain <site>"),
+        ("https://<site>.preview.freecode.camp", "must contain <alias> exactly once"),
+        ("https://<alias>-<alias>--<site>.x", "must contain <alias> exactly once"),
+    ],
+)
+def test_named_url_format_rules(url: str, rule: str) -> None:
+    with pytest.raises(KeyLayoutError) as info:
+        KeyLayout(public_url_named_format=url)
+    assert info.value.variable == "PUBLIC_URL_NAMED_FORMAT"
+    assert info.value.rule == rule

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 PURE = [
+    "alias_names",
     "bundles",
     "content_types",
     "deadlines",

@@ -17,7 +17,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from artemis.durations import DurationError, format_duration, parse_duration
-from artemis.keys import KeyLayout, KeyLayoutError, check_deploy_prefix_format, check_url_format
+from artemis.keys import (
+    KeyLayout,
+    KeyLayoutError,
+    check_deploy_prefix_format,
+    check_named_url_format,
+    check_url_format,
+)
 from artemis.site_names import DEFAULT_RESERVED_SLUGS
 
 LogLevel = Literal["debug", "info", "warn", "error"]
@@ -160,6 +166,8 @@ class DatabaseSettings(BaseModel):
             "alias_preview_key_format",
             "public_url_production_format",
             "public_url_preview_format",
+            "alias_named_key_format",
+            "public_url_named_format",
             "gh_repo_org",
             "repo_create_authz_team",
             "repo_approve_authz_team",
@@ -220,6 +228,13 @@ class JobSettings(DatabaseSettings):
     public_url_preview_format: str = _field(
         "https://<site>.preview.freecode.camp", "PUBLIC_URL_PREVIEW_FORMAT"
     )
+    # Empty: `previews/<alias>` under the deploy template's first segment (`<site>/previews/…`).
+    alias_named_key_format: str = _field("", "ALIAS_NAMED_KEY_FORMAT")
+    public_url_named_format: str = _field(
+        "https://<alias>--<site>.preview.freecode.camp", "PUBLIC_URL_NAMED_FORMAT"
+    )
+    # A named preview not moved for this long is removed by its site's GC run.
+    preview_ttl: float = _field(14 * 86400.0, "PREVIEW_TTL")
     # Retention keeps a deploy for at least a session's lifetime and a serve cache's TTL, so
     # both are read here, without the session's key.
     jwt_ttl_seconds: int = _field(900, "JWT_TTL_SECONDS")
@@ -275,7 +290,13 @@ class JobSettings(DatabaseSettings):
         check_url_format("", v)
         return v
 
-    @field_validator("cleanup_grace", "serve_cache_ttl", mode="before")
+    @field_validator("public_url_named_format")
+    @classmethod
+    def _named_url_format(cls, v: str) -> str:
+        check_named_url_format(v)
+        return v
+
+    @field_validator("cleanup_grace", "serve_cache_ttl", "preview_ttl", mode="before")
     @classmethod
     def _positive_duration(cls, v: Any) -> Any:
         return _duration(v, positive=True) if isinstance(v, str) else v
@@ -315,6 +336,8 @@ class JobSettings(DatabaseSettings):
             alias_preview_format=self.alias_preview_key_format,
             public_url_production_format=self.public_url_production_format,
             public_url_preview_format=self.public_url_preview_format,
+            alias_named_format=self.alias_named_key_format,
+            public_url_named_format=self.public_url_named_format,
             trash_prefix=self.cleanup_trash_prefix,
         )
 
@@ -415,6 +438,7 @@ class Settings(SiteWorkerSettings):
     repo_create_authz_team: str = _field("staff", "REPO_CREATE_AUTHZ_TEAM")
     repo_approve_authz_team: str = _field("none", "REPO_APPROVE_AUTHZ_TEAM")
     upload_max_bytes: int = _field(104_857_600, "UPLOAD_MAX_BYTES")
+    preview_max_per_site: int = _field(50, "PREVIEW_MAX_PER_SITE")
     gh_client_id: str = _field("", "GH_CLIENT_ID")
     registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
     jwt_signing_key: str = _field(..., "JWT_SIGNING_KEY", secret=True)
@@ -425,6 +449,11 @@ class Settings(SiteWorkerSettings):
     @classmethod
     def _api_positive_int(cls, v: Any) -> Any:
         return _integer(v, minimum=1) if isinstance(v, str) else v
+
+    @field_validator("preview_max_per_site", mode="before")
+    @classmethod
+    def _preview_cap(cls, v: Any) -> Any:
+        return _integer(v, minimum=0) if isinstance(v, str) else v
 
     @field_validator(
         "gh_org",

@@ -13,10 +13,13 @@ from typing import Literal, NewType
 
 Slug = NewType("Slug", str)
 Dirname = NewType("Dirname", str)
+# The two fixed channels; a named preview's alias is any other name the alias rule admits
+# (artemis.alias_names), carried as a plain str.
 AliasName = Literal["production", "preview"]
 ALIAS_NAMES: tuple[AliasName, ...] = ("production", "preview")
 
 SITE = "<site>"
+ALIAS = "<alias>"
 DEPLOY_ID = "<ts>-<sha>"
 MARKER_NAME = "_artemis_meta.json"
 # The marker's field recording what the deploy held at finalize: relative path -> ETag.
@@ -73,9 +76,37 @@ def check_alias_format(variable: str, alias_format: str, deploy_prefix_format: s
         raise KeyLayoutError(variable, f"must not contain {SITE} after the first segment")
 
 
+def check_named_alias_format(
+    alias_format: str, deploy_prefix_format: str, fixed_formats: tuple[str, ...]
+) -> None:
+    """The named previews' alias keys: the alias format rules, plus `<alias>` alone as the last
+    segment, in a folder of their own. One listing of that folder then finds every named alias
+    of a site, and nothing else: no deploy, no fixed alias object."""
+    var = "ALIAS_NAMED_KEY_FORMAT"
+    check_alias_format(var, alias_format, deploy_prefix_format)
+    if alias_format.count(ALIAS) != 1 or not alias_format.endswith("/" + ALIAS):
+        raise KeyLayoutError(var, f"must end with /{ALIAS}, its only {ALIAS}")
+    folder = alias_format[: -len(ALIAS)]
+    deploys = deploy_prefix_format.split(DEPLOY_ID, 1)[0]
+    if folder.count("/") < 2 or folder.startswith(deploys) or deploys.startswith(folder):
+        raise KeyLayoutError(
+            var, "must name a folder of its own under the site, apart from its deploys"
+        )
+    if any(fixed.startswith(folder) for fixed in fixed_formats):
+        raise KeyLayoutError(var, "must not hold the production or preview alias object")
+
+
 def check_url_format(variable: str, url_format: str) -> None:
     if SITE not in url_format:
         raise KeyLayoutError(variable, f"must contain {SITE}")
+
+
+def check_named_url_format(url_format: str) -> None:
+    """A named preview's URL names both its site and its alias (one host per preview)."""
+    var = "PUBLIC_URL_NAMED_FORMAT"
+    check_url_format(var, url_format)
+    if url_format.count(ALIAS) != 1:
+        raise KeyLayoutError(var, f"must contain {ALIAS} exactly once")
 
 
 def normalize_trash_prefix(prefix: str) -> str:
@@ -98,6 +129,10 @@ class KeyLayout:
     alias_preview_format: str = "<site>/preview"
     public_url_production_format: str = "https://<site>.freecode.camp"
     public_url_preview_format: str = "https://<site>.preview.freecode.camp"
+    # Empty: `<site segment>/previews/<alias>`, the deploy template's first segment, so a
+    # layout customized before named previews existed stays valid without a new setting.
+    alias_named_format: str = ""
+    public_url_named_format: str = "https://<alias>--<site>.preview.freecode.camp"
     trash_prefix: str = "_trash/"
 
     def __post_init__(self) -> None:
@@ -110,6 +145,15 @@ class KeyLayout:
         )
         check_url_format("PUBLIC_URL_PRODUCTION_FORMAT", self.public_url_production_format)
         check_url_format("PUBLIC_URL_PREVIEW_FORMAT", self.public_url_preview_format)
+        if not self.alias_named_format:
+            named = _first_segment(self.deploy_prefix_format) + "/previews/" + ALIAS
+            object.__setattr__(self, "alias_named_format", named)
+        check_named_alias_format(
+            self.alias_named_format,
+            self.deploy_prefix_format,
+            (self.alias_production_format, self.alias_preview_format),
+        )
+        check_named_url_format(self.public_url_named_format)
         object.__setattr__(self, "trash_prefix", normalize_trash_prefix(self.trash_prefix))
 
     # --- template parts -------------------------------------------------------------
@@ -167,10 +211,28 @@ class KeyLayout:
         return deploy_id or None
 
     # --- alias keys -------------------------------------------------------------------
-    def alias_key(self, site: Dirname, name: AliasName) -> str:
-        """`<dirname>/<tail>`: equal to the slug rendering, which the checks above guarantee."""
-        fmt = self.alias_production_format if name == "production" else self.alias_preview_format
+    def alias_key(self, site: Dirname, name: str) -> str:
+        """`<dirname>/<tail>`: equal to the slug rendering, which the checks above guarantee.
+        A name other than the two channels is a named preview's (the caller checked the rule)."""
+        if name == "production":
+            fmt = self.alias_production_format
+        elif name == "preview":
+            fmt = self.alias_preview_format
+        else:
+            fmt = self.alias_named_format.replace(ALIAS, name)
         return site + "/" + fmt.split("/", 1)[1]
+
+    def named_alias_prefix(self, site: Dirname) -> str:
+        """The folder holding a site's named preview alias objects (`www/previews/`)."""
+        return site + "/" + self.alias_named_format[: -len(ALIAS)].split("/", 1)[1]
+
+    def named_alias_of(self, site: Dirname, key: str) -> str | None:
+        """The named preview an alias object key belongs to; None for any other key."""
+        prefix = self.named_alias_prefix(site)
+        if not key.startswith(prefix):
+            return None
+        name = key[len(prefix) :]
+        return name if name and "/" not in name else None
 
     # --- trash keys -------------------------------------------------------------------
     def deploy_trash_prefix(self, site: Dirname, deploy_id: str) -> str:
@@ -179,17 +241,16 @@ class KeyLayout:
     def site_trash_prefix(self, site: Dirname) -> str:
         return f"{self.trash_prefix}{site}/"
 
-    def alias_trash_key(self, site: Dirname, name: AliasName) -> str:
+    def alias_trash_key(self, site: Dirname, name: str) -> str:
         return self.trash_prefix + self.alias_key(site, name)
 
     # --- public URLs ------------------------------------------------------------------
-    def public_url(self, slug: Slug, name: AliasName) -> str:
-        fmt = (
-            self.public_url_production_format
-            if name == "production"
-            else self.public_url_preview_format
-        )
-        return fmt.replace(SITE, slug)
+    def public_url(self, slug: Slug, name: str) -> str:
+        if name == "production":
+            return self.public_url_production_format.replace(SITE, slug)
+        if name == "preview":
+            return self.public_url_preview_format.replace(SITE, slug)
+        return self.public_url_named_format.replace(SITE, slug).replace(ALIAS, name)
 
 
 def _marker_map(body: bytes | None, name: str) -> dict[str, str] | None:

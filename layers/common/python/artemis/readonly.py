@@ -48,6 +48,7 @@ BUCKET_READS = frozenset(
         "get",
         "head",
         "get_alias",
+        "get_aliases",
         "list_pages",
         "list_keys",
         "has_prefix",
@@ -80,6 +81,9 @@ class ReadOnlyBucket:
 
     def get_alias(self, key: str) -> str | None:
         return self._bucket.get_alias(key)
+
+    def get_aliases(self, prefix: str) -> dict[str, str]:
+        return self._bucket.get_aliases(prefix)
 
     def list_pages(self, prefix: str, *, start_after: str = "") -> Iterator[list[ObjectInfo]]:
         return self._bucket.list_pages(prefix, start_after=start_after)

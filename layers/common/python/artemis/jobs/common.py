@@ -77,12 +77,22 @@ class AliasReader(Protocol):
 
     def get_alias(self, key: str) -> str | None: ...
 
+    def get_aliases(self, prefix: str) -> dict[str, str]: ...
+
+
+def alias_object_targets(bucket: AliasReader, layout: KeyLayout, site: Dirname) -> dict[str, str]:
+    """What the site's alias OBJECTS name: alias name -> deploy id, for both channels and every
+    named preview (one listing of their folder). A missing or empty object names none; any
+    other read error raises (it never means "no alias")."""
+    targets = {name: bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES}
+    found: dict[str, str] = {name: target for name, target in targets.items() if target}
+    found.update(bucket.get_aliases(layout.named_alias_prefix(site)))
+    return found
+
 
 def alias_objects(bucket: AliasReader, layout: KeyLayout, site: Dirname) -> frozenset[str]:
-    """The deploy ids the site's alias OBJECTS name, both channels; a missing or empty object
-    names none, any other read error raises (it never means "no alias")."""
-    targets = (bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES)
-    return frozenset(t for t in targets if t)
+    """The deploy ids the site's alias objects name (`alias_object_targets`' values)."""
+    return frozenset(alias_object_targets(bucket, layout, site).values())
 
 
 def system_audit_entry(

@@ -185,6 +185,21 @@ class Bucket:
     def put_alias(self, key: str, deploy_id: str) -> None:
         self.put(key, deploy_id.encode(), "text/plain")
 
+    def get_aliases(self, prefix: str) -> dict[str, str]:
+        """Every alias object directly under `prefix` (a named previews folder): one listing,
+        then the tiny bodies read COPY_CONCURRENCY at a time. Name -> deploy id; an object
+        that vanished or is empty in between names nothing and is left out."""
+        names = [
+            obj.key[len(prefix) :]
+            for obj in self.list_keys(prefix)
+            if obj.key[len(prefix) :] and "/" not in obj.key[len(prefix) :]
+        ]
+        if not names:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(COPY_CONCURRENCY, len(names))) as pool:
+            targets = list(pool.map(lambda name: self.get_alias(prefix + name), names))
+        return {name: target for name, target in zip(names, targets, strict=True) if target}
+
     # --- listing ----------------------------------------------------------------------
     def list_pages(self, prefix: str, *, start_after: str = "") -> Iterator[list[ObjectInfo]]:
         """Every key under `prefix`, one page (≤ 1,000 keys) per ListObjectsV2 call."""
