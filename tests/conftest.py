@@ -222,6 +222,7 @@ SLUG_NOT_DIRNAME = {
     "ALIAS_PREVIEW_KEY_FORMAT": "<site>.example.org/preview",
     "PUBLIC_URL_PRODUCTION_FORMAT": "https://<site>.example.org",
     "PUBLIC_URL_PREVIEW_FORMAT": "https://<site>.preview.example.org",
+    "PUBLIC_URL_NAMED_FORMAT": "https://<alias>--<site>.preview.example.org",
 }
 
 

@@ -22,6 +22,7 @@ from artemis.services import (
     content,
     deletion,
     deploys,
+    previews,
     registry,
     whoami,
 )
@@ -140,6 +141,24 @@ def alias_promote(site: str) -> Response[str]:
 def alias_rollback(site: str) -> Response[str]:
     rt, ctx, caller = _caller()
     return ok(200, aliases.rollback(rt, ctx, caller, site, app.body()))
+
+
+@app.add("GET", "/api/site/<site>/previews", docs.PREVIEW_LIST)
+def preview_list(site: str) -> Response[str]:
+    rt, _, caller = _caller()
+    return ok(200, previews.list_previews(rt, caller, site))
+
+
+@app.add("GET", "/api/site/<site>/previews/<name>", docs.PREVIEW_READ)
+def preview_read(site: str, name: str) -> Response[str]:
+    rt, _, caller = _caller()
+    return ok(200, previews.read_preview(rt, caller, site, name))
+
+
+@app.add("DELETE", "/api/site/<site>/previews/<name>", docs.PREVIEW_REMOVE)
+def preview_remove(site: str, name: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(200, previews.remove_preview(rt, ctx, caller, site, name))
 
 
 @app.add("DELETE", "/api/site/<site>/deploys/<deploy_id>", docs.DEPLOY_DELETE)

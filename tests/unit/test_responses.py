@@ -53,6 +53,8 @@ SAMPLES: dict[str, BaseModel] = {
     "DeployRow": responses.DeployRow(deployId="d"),
     "AliasResponse": responses.AliasResponse(site="www", mode="production", deployId="d", url="u"),
     "AliasMove": responses.AliasMove(url="u", deployId="d"),
+    "Preview": responses.Preview(name="pr-1", deployId="d", url="u"),
+    "PreviewRemoved": responses.PreviewRemoved(name="pr-1", deployId="d", status="removed"),
     "DeployDeleted": responses.DeployDeleted(
         site="www", deployId="d", status="tombstoned", moved=0
     ),

@@ -51,12 +51,15 @@ class InitBody(_Body):
 class FinalizeBody(_Body):
     mode: str | None = None
     files: list[str] | None = None
+    # A named preview to publish to (with mode preview) instead of the preview alias.
+    alias: str | None = None
 
 
 class PromoteBody(_Body):
     deploy_id: str = Field("", alias="deployId")
     expected_current: str = Field("", alias="expectedCurrent")
     expect_no_current: bool = Field(False, alias="expectNoCurrent")  # no production alias yet
+    preview: str = ""  # a named preview whose deploy to promote
 
 
 class RollbackBody(_Body):

@@ -87,6 +87,12 @@ DeployAliased = _error(409, "deploy_aliased", "an alias points at this deploy")
 SiteGone = _error(410, "site_gone", "the site is no longer registered")
 AlreadyPurged = _error(410, "already_purged", "the deploy's bytes are gone")
 NoAlias = _error(404, "no_alias", "no such alias")
+InvalidAlias = _error(
+    400, "invalid_alias",
+    "alias must match ^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$ and not be production or preview",
+)  # fmt: skip
+PreviewMoved = _error(409, "preview_moved", "the named preview no longer names deployId")
+PreviewLimit = _error(409, "preview_limit", "the site holds as many named previews as it may")
 DeployNotFound = _error(404, "deploy_not_found", "no such deploy")
 AlreadyExists = _error(409, "already_exists", "already exists")
 

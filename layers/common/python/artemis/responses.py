@@ -106,9 +106,10 @@ class PresignResponse(_Shape):
 
 
 class FinalizeResponse(_Shape):
-    url: str = Field(description="the public URL of the mode's alias")
+    url: str = Field(description="the public URL of the alias that now names the deploy")
     deployId: str = Field(description="the finalized deploy")
     mode: Literal["preview", "production"] = Field(description="the alias that now names it")
+    alias: str | _Omitted = _omitted("the named preview that now names it, when one was asked for")
 
 
 class DeployRow(_Shape):
@@ -121,6 +122,23 @@ class AliasResponse(_Shape):
     mode: Literal["preview", "production"] = Field(description="the alias read (normalized)")
     deployId: str = Field(description="the deploy the alias names")
     url: str = Field(description="the alias's public URL")
+
+
+class Preview(_Shape):
+    name: str = Field(description="the named preview")
+    deployId: str = Field(description="the deploy it names")
+    url: str = Field(description="its public URL (PUBLIC_URL_NAMED_FORMAT)")
+    updatedAt: str | _Omitted = _omitted("when it last moved, RFC 3339 (omitted when unknown)")
+    updatedBy: str | _Omitted = _omitted("who moved it last (omitted when unknown)")
+    expiresAt: str | _Omitted = _omitted(
+        "updatedAt + PREVIEW_TTL: the site's first GC run after it removes the preview"
+    )
+
+
+class PreviewRemoved(_Shape):
+    name: str = Field(description="the removed named preview")
+    deployId: str = Field(description="the deploy it named (kept; normal retention applies)")
+    status: Literal["removed"] = Field(description="the preview no longer serves")
 
 
 class AliasMove(_Shape):

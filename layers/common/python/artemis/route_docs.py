@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from artemis import (
+    alias_names,
     bodies,
     deploy_ids,
     deploy_mode,
@@ -50,6 +51,7 @@ def _default(name: str) -> Any:
 UPLOAD_MAX_BYTES_DEFAULT: int = _default("upload_max_bytes")
 JWT_TTL_DEFAULT: int = _default("jwt_ttl_seconds")
 RECOVERY_DAYS_DEFAULT: int = _default("cleanup_recovery_days")
+PREVIEW_MAX_DEFAULT: int = _default("preview_max_per_site")
 
 
 def _ecma(pattern: re.Pattern[str]) -> str:
@@ -62,6 +64,7 @@ SHA_PATTERN = _ecma(deploy_ids.SHA_RE)
 SLUG_PATTERN = _ecma(site_names.SLUG_RE)
 TEAM_PATTERN = _ecma(site_names.TEAM_RE)
 REQUEST_ID_PATTERN = _ecma(request_headers.REQUEST_ID_RE)
+NAMED_ALIAS_PATTERN = _ecma(alias_names.NAMED_ALIAS_RE)
 
 # The declared constraints are the ones the server enforces, no stricter and no looser, so a
 # generator (schemathesis in CI) may take the document at its word: what a schema admits gets
@@ -127,6 +130,7 @@ DEPENDENCY_CODES: dict[str, tuple[int, str]] = {
     "pg_read_failed": (502, "a Postgres read failed"),
     "content_index_failed": (502, "reading or writing the content index (file digests) failed"),
     "r2_copy_failed": (502, "a copy inside the bucket failed (other than a vanished source)"),
+    "r2_delete_failed": (502, "deleting an alias object failed"),
     "deploy_lock_failed": (502, "taking or holding the deploy's lock failed"),
     "registry_read_failed": (502, "reading the site registry failed"),
     "registry_write_failed": (502, "writing the site registry failed"),
@@ -211,9 +215,13 @@ BODY_NOTES: dict[str, dict[str, str]] = {
     "FinalizeBody": {
         "mode": '`preview` (default, also for "") or `production`; trimmed, case-insensitive',
         "files": "every path uploaded (the manifest); must contain `index.html`",
+        "alias": f"a named preview to publish to instead of the preview alias (mode `preview`): "
+        f"`{NAMED_ALIAS_PATTERN}`, not `production` or `preview`",
     },
     "PromoteBody": {
         "deployId": "the deploy to promote; default: the one the preview alias names",
+        "preview": "promote the deploy this named preview names now (with `deployId`: only "
+        "while it still names that deploy)",
         "expectedCurrent": "compare-and-swap guard: the deploy production must name now",
         "expectNoCurrent": "guard: production must not name any deploy yet",
     },
@@ -230,6 +238,11 @@ BODY_NOTES: dict[str, dict[str, str]] = {
 }
 _TEAMS: dict[str, Any] = {"type": "array", "items": {"type": "string", "pattern": TEAM_PATTERN}}
 _RESERVED = sorted(site_names.DEFAULT_RESERVED_SLUGS)
+_NAMED_ALIAS: dict[str, Any] = {
+    "type": "string",
+    "pattern": NAMED_ALIAS_PATTERN,
+    "not": {"enum": list(alias_names.FIXED_ALIASES)},
+}
 # What each route checks beyond the parser's types: these replace the generated property
 # schemas (the descriptions stay), so that the document states every constraint the server
 # enforces. A field absent here is checked by type only.
@@ -260,12 +273,16 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "FinalizeBody": {
         "mode": {"anyOf": [{"type": "string", "pattern": FINALIZE_MODE_PATTERN}, {"type": "null"}]},
+        "alias": {"anyOf": [_NAMED_ALIAS, {"type": "null"}]},
         "files": {
             "type": "array", "minItems": 1, "items": {"type": "string"},
             "contains": {"const": "index.html"},
         },
     },
-    "PromoteBody": {"deployId": {"type": "string", "pattern": OPTIONAL_ID_PATTERN}},
+    "PromoteBody": {
+        "deployId": {"type": "string", "pattern": OPTIONAL_ID_PATTERN},
+        "preview": {"anyOf": [_NAMED_ALIAS, {"type": "string", "maxLength": 0}]},
+    },
     "RollbackBody": {"to": {"type": "string", "pattern": STRIPPED_ID_PATTERN}},
     "RegisterBody": {
         "slug": {"type": "string", "pattern": SLUG_PATTERN, "not": {"enum": _RESERVED}},
@@ -566,7 +583,7 @@ recalled: one sent after finalize still lands, and the nightly drift sweep repor
 (`written_after_finalize`), since finalize records every file's ETag in the completion marker.
 """
 
-FINALIZE_DESCRIPTION = """\
+FINALIZE_DESCRIPTION = f"""\
 Checks, in order: `mode` (`preview`, the default, or `production`; trimmed, case-insensitive);
 a non-empty `files` list (`400 manifest_required`); the exact entry `index.html` in `files`
 (`422 missing_index`, with `error.hint` when the list looks like an unexported framework
@@ -585,13 +602,27 @@ makes it live**, then records the move in the Postgres index with its `site.chan
 one transaction. If that index write still fails after retries the answer is
 `502 index_write_failed`, but the deploy is already live (reconcile repairs the index).
 
+With `alias` (mode `preview`) the deploy goes live under that **named preview** instead of
+the preview alias: its own alias object and URL (`PUBLIC_URL_NAMED_FORMAT`, e.g.
+`https://pr-12--www.preview.freecode.camp`), so concurrent pull requests never overwrite each
+other's preview. The name must match `{NAMED_ALIAS_PATTERN}` and not be `production` or
+`preview` (`400 invalid_alias`; with mode `production`, `400 bad_request`). Finalizing to an
+existing name moves it; a new name beyond `PREVIEW_MAX_PER_SITE` (default
+{PREVIEW_MAX_DEFAULT}) named previews of the site is refused with `409 preview_limit`
+(`error.limit` is the cap), under the site lock, so two finalizes cannot both take the last
+place. A named preview not moved for `PREVIEW_TTL` is removed by the site's GC run.
+
 May be repeated with the same token until it expires, e.g. to preview and then to production.
 """
 
 PROMOTE_DESCRIPTION = """\
 Moves the **production** alias. The body is optional: with `deployId` production moves to that
-deploy (which must match the deploy-id pattern); without it (a legacy bare promote) to the
-deploy the preview alias names (`422 no_preview` when there is none, or it is not a valid id).
+deploy (which must match the deploy-id pattern); with `preview` (a named preview's name,
+`400 invalid_alias` otherwise) to the deploy that named preview names, read under the lock
+(`404 no_alias` when it does not exist; given both, the preview must still name `deployId`,
+else `409 preview_moved` with `preview` and `current` beside `error`); without either (a legacy
+bare promote) to the deploy the preview alias names (`422 no_preview` when there is none, or it
+is not a valid id).
 
 Under the site lock, in order: the guard (`expectedCurrent` must equal the deploy production
 names now; `expectNoCurrent: true` requires that it names none; otherwise `409 alias_drift`
@@ -845,9 +876,10 @@ DEPLOY_FINALIZE = Doc(
         200, "FinalizeResponse",
         {"url": "https://www.preview.freecode.camp", "deployId": "20260420-141522-abc1234",
          "mode": "preview"},
-        (*_SESSION, *_BODY, "manifest_required", "missing_index", "deploy_busy",
-         "deploy_lock_failed", "deploy_deleted", "verify_failed", "r2_list_failed", *_LOCK,
-         "site_gone", "r2_put_failed", "index_write_failed", "content_index_failed"),
+        (*_SESSION, *_BODY, "invalid_alias", "manifest_required", "missing_index",
+         "deploy_busy", "deploy_lock_failed", "deploy_deleted", "verify_failed",
+         "r2_list_failed", *_LOCK, "site_gone", "pg_read_failed", "preview_limit",
+         "r2_put_failed", "index_write_failed", "content_index_failed"),
         body=bodies.FinalizeBody, body_limit=bodies.MANIFEST_LIMIT,
 )  # fmt: skip
 
@@ -881,9 +913,9 @@ ALIAS_PROMOTE = Doc(
         "Point production at a deploy (default: the preview deploy)", PROMOTE_DESCRIPTION,
         "github", "per-site", 200, "AliasMove",
         {"url": "https://www.freecode.camp", "deployId": "20260420-141522-abc1234"},
-        (*_BEARER, *_SITE_GATE, *_BODY, *_LOCK, "alias_drift", "r2_get_failed", "no_preview",
-         "missing_index", "deploy_incomplete", "r2_head_failed", "r2_put_failed",
-         "index_write_failed"),
+        (*_BEARER, *_SITE_GATE, *_BODY, "invalid_alias", *_LOCK, "alias_drift", "r2_get_failed",
+         "no_preview", "no_alias", "preview_moved", "missing_index", "deploy_incomplete",
+         "r2_head_failed", "r2_put_failed", "index_write_failed"),
         body=bodies.PromoteBody, body_required=False, body_limit=bodies.SMALL_LIMIT,
 )  # fmt: skip
 
@@ -896,6 +928,44 @@ ALIAS_ROLLBACK = Doc(
          "missing_index", "deploy_incomplete", "r2_head_failed", "alias_drift", "r2_get_failed",
          "r2_put_failed", "index_write_failed"),
         body=bodies.RollbackBody, body_limit=bodies.SMALL_LIMIT,
+)  # fmt: skip
+
+_PREVIEW_EXAMPLE = {
+    "name": "pr-12", "deployId": "20260420-141522-abc1234",
+    "url": "https://pr-12--www.preview.freecode.camp", "updatedAt": "2026-04-20T14:15:40Z",
+    "updatedBy": "octocat", "expiresAt": "2026-05-04T14:15:40Z",
+}  # fmt: skip
+
+PREVIEW_LIST = Doc(
+        "previewList", "Aliases", "List a site's named previews",
+        "The site's named previews (the per-branch and per-pull-request aliases a finalize "
+        "with `alias` publishes), by name, from the index: what each names, its URL, when and "
+        "by whom it last moved, and `expiresAt` (`updatedAt` + `PREVIEW_TTL`), after which the "
+        "site's next GC run removes it.",
+        "github", "per-site", 200, "Preview", [_PREVIEW_EXAMPLE],
+        (*_BEARER, *_SITE_GATE, "pg_read_failed"), many=True,
+)  # fmt: skip
+
+PREVIEW_READ = Doc(
+        "previewRead", "Aliases", "Read a named preview",
+        "The deploy the named preview's alias object names (what visitors are served), with "
+        "its history from the index when the index agrees with the object (omitted otherwise). "
+        "`404 no_alias` when the alias object is absent or empty. Read-only, takes no lock.",
+        "github", "per-site", 200, "Preview", _PREVIEW_EXAMPLE,
+        (*_BEARER, "invalid_alias", *_SITE_GATE, "no_alias", "r2_get_failed", "pg_read_failed"),
+)  # fmt: skip
+
+PREVIEW_REMOVE = Doc(
+        "previewRemove", "Aliases", "Unpublish a named preview",
+        "Under the site lock: deletes the named preview's alias object (it stops serving within "
+        "the serve cache TTL), then its row, stamping its deploy released and writing the "
+        "`site.changed` event in one transaction (`502 index_write_failed`: the preview is "
+        "already unpublished; repeating the call, or reconcile, finishes the index). The deploy "
+        "stays, under normal retention. `404 no_alias` when neither the object nor a row exists.",
+        "github", "per-site", 200, "PreviewRemoved",
+        {"name": "pr-12", "deployId": "20260420-141522-abc1234", "status": "removed"},
+        (*_BEARER, "invalid_alias", *_SITE_GATE, *_LOCK, "r2_get_failed", "pg_read_failed",
+         "no_alias", "r2_delete_failed", "index_write_failed"),
 )  # fmt: skip
 
 DEPLOY_DELETE = Doc(
@@ -1118,6 +1188,11 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "mode": {
         "description": "`preview` or `production` (trimmed, case-insensitive)",
         "schema": {"type": "string", "pattern": MODE_PATTERN},
+    },
+    "name": {
+        "description": f"a named preview, `{NAMED_ALIAS_PATTERN}`, not `production` or `preview` "
+        "(anything else is `400 invalid_alias`, checked before authorization)",
+        "schema": _NAMED_ALIAS,
     },
 }
 

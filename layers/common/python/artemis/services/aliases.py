@@ -1,6 +1,6 @@
-"""Aliases: read, promote, rollback, and the one index transaction every alias move commits
-(the release stamp on the deploy the alias leaves, so retention keeps it for the serve cache's
-lifetime, + the alias row + the outbox event).
+"""Aliases: read, promote, rollback, and the one index transaction every alias move or removal
+commits (the release stamp on the deploy the alias leaves, so retention keeps it for the serve
+cache's lifetime, + the alias row + the outbox event).
 
 Only a finished deploy goes live: a target needs its root `index.html` and its completion
 marker. A body-less promote (what the published CLI still sends) takes the preview alias's
@@ -9,10 +9,13 @@ deploy."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from artemis import bodies, deploy_ids
+from psycopg import Connection
+
+from artemis import alias_names, bodies, deploy_ids
 from artemis.db import aliases as aliases_db
 from artemis.db import deploys as deploys_db
 from artemis.db import outbox
@@ -23,9 +26,11 @@ from artemis.errors import (
     DependencyError,
     DeployIncomplete,
     DeployMissing,
+    InvalidAlias,
     MissingIndex,
     NoAlias,
     NoPreview,
+    PreviewMoved,
 )
 from artemis.keys import AliasName, Dirname, Slug
 from artemis.observability import logger
@@ -42,22 +47,17 @@ if TYPE_CHECKING:
 INDEX_WRITE_ATTEMPTS = 3
 
 
-def record_alias_move(
-    rt: Runtime, site: Dirname, name: AliasName, deploy_id: str, at: datetime,
-    *, finalized_bytes: int | None = None,
-) -> None:  # fmt: skip
-    """Mirror an alias PUT into the index, with its `site.changed` event, in one transaction.
+def _index_write(rt: Runtime, site: Dirname, write: Callable[[Connection], None]) -> None:
+    """Mirror an alias object's change into the index, with its `site.changed` event, in one
+    transaction.
 
-    The alias object is already live (the bucket is the truth), so a failure is retried and
+    The alias object already changed (the bucket is the truth), so a failure is retried and
     then answered as 502 index_write_failed: the index lags and reconcile repairs it.
     """
     for attempt in range(1, INDEX_WRITE_ATTEMPTS + 1):
         try:
             with rt.db.transaction() as conn:
-                if finalized_bytes is not None:
-                    deploys_db.upsert_finalized(conn, site, deploy_id, at, finalized_bytes)
-                previous = aliases_db.upsert(conn, site, name, deploy_id, at)
-                deploys_db.stamp_release(conn, site, previous, deploy_id, at)
+                write(conn)
                 outbox.enqueue_site_changed(conn, site)
             return
         except Exception as err:
@@ -68,6 +68,43 @@ def record_alias_move(
                     "the alias changed; the index lags and will be repaired by reconcile",
                 ) from err
             time.sleep(0.2 * attempt)
+
+
+def record_alias_move(
+    rt: Runtime, site: Dirname, name: str, deploy_id: str, at: datetime,
+    *, finalized_bytes: int | None = None, by: str | None = None,
+) -> None:  # fmt: skip
+    """An alias PUT: the alias row (and, at finalize, the deploy's row), and the release stamp
+    on the deploy it left."""
+
+    def write(conn: Connection) -> None:
+        if finalized_bytes is not None:
+            deploys_db.upsert_finalized(conn, site, deploy_id, at, finalized_bytes)
+        previous = aliases_db.upsert(conn, site, name, deploy_id, at, by)
+        deploys_db.stamp_release(conn, site, previous, deploy_id, at)
+
+    _index_write(rt, site, write)
+
+
+def record_alias_removal(
+    rt: Runtime, site: Dirname, name: str, deploy_id: str, at: datetime
+) -> None:
+    """An alias object removed: its row goes, and the deploy it named is stamped released, so
+    retention keeps it while serve caches may still answer from it."""
+
+    def write(conn: Connection) -> None:
+        aliases_db.delete(conn, site, name)
+        deploys_db.stamp_release(conn, site, deploy_id, "", at)
+
+    _index_write(rt, site, write)
+
+
+def parse_named_alias(raw: str) -> str:
+    """A named preview's name, as given: no trimming or case folding, since the name is also a
+    host label and a key segment and must have one spelling."""
+    if not alias_names.is_named_alias(raw):
+        raise InvalidAlias()
+    return raw
 
 
 def parse_alias_name(raw: str) -> AliasName:
@@ -123,7 +160,8 @@ def promote(
     expect_none = body.expect_no_current
     if deploy_id and not deploy_ids.is_deploy_id(deploy_id):
         raise BadRequest("deployId must match ^\\d{8}-\\d{6}-[A-Za-z0-9-]{1,64}$")
-    if not deploy_id and not expected and not expect_none:
+    preview = parse_named_alias(body.preview) if body.preview else ""
+    if not deploy_id and not preview and not expected and not expect_none:
         logger.warning(
             "legacy bare promote (no deployId, no expectedCurrent)", extra={"site": slug}
         )
@@ -132,14 +170,22 @@ def promote(
     with site_lock(rt.db.conninfo, site):
         _check_guard(rt, site, slug, expected, expect_none)
         target = deploy_id
-        if not target:  # the legacy bare promote takes the preview alias
+        if preview:  # the deploy the named preview serves now, read under the lock
+            target = rt.bucket.get_alias(layout.alias_key(site, preview)) or ""
+            if not deploy_ids.is_deploy_id(target):
+                raise NoAlias()
+            # With deployId too, the preview must still name it: "promote what I reviewed".
+            if deploy_id and target != deploy_id:
+                raise PreviewMoved(preview=preview, current=target)
+        elif not target:  # the legacy bare promote takes the preview alias
             target = rt.bucket.get_alias(layout.alias_key(site, "preview")) or ""
             if not deploy_ids.is_deploy_id(target):  # a malformed preview body never goes live
                 raise NoPreview()
         _check_deployable(rt, site, target)
         rt.bucket.put_alias(layout.alias_key(site, "production"), target)
-        record_alias_move(rt, site, "production", target, utcnow())
-    audit.record(rt, ctx, "site.promote", site=slug, deploy_id=target)
+        record_alias_move(rt, site, "production", target, utcnow(), by=caller.login)
+    detail = {"preview": preview} if preview else None
+    audit.record(rt, ctx, "site.promote", site=slug, deploy_id=target, detail=detail)
     return AliasMove(url=layout.public_url(Slug(slug), "production"), deployId=target)
 
 
@@ -162,6 +208,6 @@ def rollback(
         _check_deployable(rt, site, to)
         _check_guard(rt, site, slug, expected, expect_none)
         rt.bucket.put_alias(layout.alias_key(site, "production"), to)
-        record_alias_move(rt, site, "production", to, utcnow())
+        record_alias_move(rt, site, "production", to, utcnow(), by=caller.login)
     audit.record(rt, ctx, "site.rollback", site=slug, deploy_id=to, detail={"to": to})
     return AliasMove(url=layout.public_url(Slug(slug), "production"), deployId=to)

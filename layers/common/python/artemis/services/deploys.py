@@ -17,6 +17,7 @@ from artemis import (
     session,
     upload_paths,
 )
+from artemis.db import aliases as aliases_db
 from artemis.db import audit as audit_db
 from artemis.db import content as content_db
 from artemis.db import deploy_lock
@@ -33,6 +34,7 @@ from artemis.errors import (
     DeployFinalized,
     ManifestRequired,
     MissingIndex,
+    PreviewLimit,
     SiteGone,
     TooLarge,
     VerifyFailed,
@@ -49,7 +51,7 @@ from artemis.keys import (
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
-from artemis.services.aliases import record_alias_move
+from artemis.services.aliases import parse_named_alias, record_alias_move
 from artemis.services.auth import require_site_member
 from artemis.services.context import Caller, RequestContext
 from artemis.times import rfc3339_seconds, utcnow
@@ -243,6 +245,9 @@ def finalize(
     mode = deploy_mode.parse_mode(body.mode)
     if mode is None:
         raise BadRequest("mode must be preview or production")
+    named = parse_named_alias(body.alias) if body.alias is not None else None
+    if named and mode != "preview":
+        raise BadRequest("alias names a preview: use it with mode preview")
     if not files:
         raise ManifestRequired()
     if "index.html" not in files:
@@ -265,21 +270,45 @@ def finalize(
             deploy_lock.hold(lock_conn, site, deploy_id)
             if deploy_lock.is_tombstoned(lock_conn, site, deploy_id):
                 raise DeployDeleted()
-            size = _publish(rt, slug, site, deploy_id, prefix, files, mode)
+            size = _publish(rt, slug, site, deploy_id, prefix, files, mode, named, by=claims.sub)
     except ArtemisError:
         raise
     except Exception as err:  # the lock connection failed; what ran under it stands
         raise DependencyError("deploy_lock_failed") from err
+    detail: dict[str, object] = {"mode": mode, "bytes": size, "files": len(set(files))}
+    if named:
+        detail["alias"] = named
     audit.record(
         rt, ctx, "deploy.finalize", site=slug, deploy_id=deploy_id, actor=claims.sub,
-        detail={"mode": mode, "bytes": size, "files": len(set(files))},
+        detail=detail,
     )  # fmt: skip
-    return FinalizeResponse(url=layout.public_url(slug, mode), deployId=deploy_id, mode=mode)
+    return FinalizeResponse(
+        url=layout.public_url(slug, named or mode), deployId=deploy_id, mode=mode, alias=named
+    )
+
+
+def _check_preview_cap(rt: Runtime, site: Dirname, name: str) -> None:
+    """A new named preview beyond PREVIEW_MAX_PER_SITE is refused; moving an existing one is
+    not. Called under the site lock, which every named preview's creation holds, so two
+    finalizes cannot both take the last place."""
+    cap = rt.settings.preview_max_per_site
+    try:
+        with rt.db.transaction() as conn:
+            exists = aliases_db.get(conn, site, name) is not None
+            count = 0 if exists else aliases_db.count_named(conn, site)
+    except Exception as err:
+        raise DependencyError("pg_read_failed") from err
+    if not exists and count >= cap:
+        raise PreviewLimit(
+            f"the site holds {count} named previews, PREVIEW_MAX_PER_SITE is {cap}: "
+            "remove one (DELETE /api/site/{site}/previews/{name}) first",
+            detail={"limit": cap},
+        )
 
 
 def _publish(
     rt: Runtime, slug: Slug, site: Dirname, deploy_id: str, prefix: str, files: list[str],
-    mode: AliasName,
+    mode: AliasName, named: str | None, *, by: str,
 ) -> int:  # fmt: skip
     """Verify, then under the site lock: marker, alias, index. Returns the deploy's size."""
     layout = rt.settings.key_layout
@@ -316,20 +345,28 @@ def _publish(
             raise DependencyError("registry_read_failed") from err
         if registered is None:
             raise SiteGone()
+        if named:
+            _check_preview_cap(rt, site, named)
         # The marker lands inside the lock, after the re-check, right before the alias: a finalize
         # that fails earlier must not leave a deploy the background jobs treat as complete.
         # It records what the deploy holds (path -> ETag, from the same listing), so drift can
         # tell any object written into the prefix afterwards (a presigned POST cannot be
         # recalled).
-        marker = json.dumps(
-            {"site": slug, "deployId": deploy_id, "mode": mode,
-             "finalizedAt": rfc3339_seconds(now), MARKER_FILES: held, MARKER_DIGESTS: digests},
-            separators=(",", ":"),
-        ).encode()  # fmt: skip
+        record = {
+            "site": slug,
+            "deployId": deploy_id,
+            "mode": mode,
+            **({"alias": named} if named else {}),
+            "finalizedAt": rfc3339_seconds(now),
+            MARKER_FILES: held,
+            MARKER_DIGESTS: digests,
+        }
+        marker = json.dumps(record, separators=(",", ":")).encode()
         rt.bucket.put(layout.marker_key(site, deploy_id), marker, "application/json")
         size += len(marker)
-        rt.bucket.put_alias(layout.alias_key(site, mode), deploy_id)
-        record_alias_move(rt, site, mode, deploy_id, now, finalized_bytes=size)
+        alias = named or mode
+        rt.bucket.put_alias(layout.alias_key(site, alias), deploy_id)
+        record_alias_move(rt, site, alias, deploy_id, now, finalized_bytes=size, by=by)
     return size
 
 

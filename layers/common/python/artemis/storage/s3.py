@@ -353,6 +353,13 @@ class Bucket:
             self._delete_batch([o.key for o in page], code="r2_delete_failed")
             deleted += len(page)
 
+    def delete_object(self, key: str) -> None:
+        """Delete one object; deleting a missing key succeeds (S3 semantics)."""
+        try:
+            self.client.delete_object(Bucket=self.name, Key=key)
+        except _AWS_ERRORS as err:
+            raise StorageError("r2_delete_failed") from err
+
     def _delete_batch(self, keys: list[str], *, code: str) -> None:
         for start in range(0, len(keys), PAGE_SIZE):
             chunk = keys[start : start + PAGE_SIZE]
