@@ -4,7 +4,9 @@ production, done here so a deploy can be opened in a browser.
 * `http://<site>.localhost:$PORT/<path>` serves the site's production alias,
   `http://<site>.preview.localhost:$PORT/<path>` its preview alias (browsers resolve every
   `*.localhost` name to the loopback address);
-* `http://127.0.0.1:$PORT/_serve/<site>/<production|preview>/<path>` does the same by path.
+* `http://<alias>--<site>.preview.localhost:$PORT/<path>` serves a named preview (the host
+  splits at its first `--`: a name that itself holds `--` is reached by path);
+* `http://127.0.0.1:$PORT/_serve/<site>/<production|preview|alias>/<path>` does the same by path.
 
 `<site>` is the registry slug. Each request resolves the alias object to a deploy id and
 streams `<deploy prefix><path>` with the object's content type. A path ending in `/` serves its
@@ -29,7 +31,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from artemis.keys import AliasName, Slug
+from artemis.alias_names import is_alias_name
+from artemis.keys import Slug
 from artemis.site_names import is_slug
 from artemis_local.gateway import Gateway, Request, Response
 
@@ -37,7 +40,6 @@ if TYPE_CHECKING:
     from artemis.runtime import Runtime
 
 SERVE_PREFIX = "/_serve/"
-MODES = ("production", "preview")
 CHUNK = 64 * 1024
 _HOST = re.compile(r"^(?P<site>[a-z0-9-]+)(?P<preview>\.preview)?\.localhost$")
 _NOT_FOUND = (
@@ -46,19 +48,28 @@ _NOT_FOUND = (
 )
 
 
-def _target(host: str, path: str) -> tuple[str, AliasName, str] | None:
-    """(site, mode, file path) a request addresses, or None when it is not a serve request."""
+Target = tuple[str, str, str]  # (site, alias, file path)
+
+
+def _targets(host: str, path: str) -> list[Target]:
+    """What a request may address, in the order to try; empty when it is not a serve request.
+    `a--b.preview.localhost` is both site `a--b`'s preview and site `b`'s named preview `a`
+    (slugs and alias names may hold `--`): the site's own preview, when published, wins."""
     bare_path = urlsplit(path).path
     if bare_path.startswith(SERVE_PREFIX):
         parts = bare_path[len(SERVE_PREFIX) :].split("/", 2)
-        if len(parts) >= 2 and parts[1] in MODES:
-            named: AliasName = "preview" if parts[1] == "preview" else "production"
-            return parts[0], named, "/" + (parts[2] if len(parts) == 3 else "")
+        if len(parts) >= 2 and is_alias_name(parts[1]):
+            return [(parts[0], parts[1], "/" + (parts[2] if len(parts) == 3 else ""))]
     match = _HOST.match(host.rsplit(":", 1)[0].lower())
-    if match:
-        mode: AliasName = "preview" if match["preview"] else "production"
-        return match["site"], mode, bare_path
-    return None
+    if not match:
+        return []
+    if not match["preview"]:
+        return [(match["site"], "production", bare_path)]
+    found = [(match["site"], "preview", bare_path)]
+    alias, sep, site = match["site"].partition("--")  # `<alias>--<site>.preview.localhost`
+    if sep and is_alias_name(alias):
+        found.append((site, alias, bare_path))
+    return found
 
 
 class ServePlane:
@@ -74,7 +85,7 @@ class ServePlane:
         self._generation = 0
 
     def matches(self, host: str, path: str) -> bool:
-        return _target(host, path) is not None
+        return bool(_targets(host, path))
 
     def forget(self) -> None:
         """Drop every cached lookup (this system may just have moved an alias)."""
@@ -82,7 +93,7 @@ class ServePlane:
             self._aliases.clear()
             self._generation += 1
 
-    def deploy_for(self, site: str, mode: AliasName) -> str | None:
+    def deploy_for(self, site: str, mode: str) -> str | None:
         """The deploy the alias names, read at most once per SERVE_CACHE_TTL (or forget())."""
         rt = self._runtime()
         now = self._clock()
@@ -99,9 +110,13 @@ class ServePlane:
         return deploy_id
 
     def serve(self, request: Request) -> Response:
-        target = _target(request.header("host"), request.path)
-        assert target is not None
-        site, mode, raw_path = target
+        targets = _targets(request.header("host"), request.path)
+        assert targets
+        site, mode, raw_path = targets[0]
+        for candidate in targets[1:]:
+            if self.deploy_for(site, mode) is not None or not is_slug(candidate[0], frozenset()):
+                break
+            site, mode, raw_path = candidate
         if request.method not in ("GET", "HEAD"):
             return Response(405, [("Allow", "GET, HEAD")])
         bare = urlsplit(request.path).path

@@ -122,3 +122,30 @@ def test_a_lookup_that_raced_a_move_is_not_cached(api: Api) -> None:
     plane._runtime = real
     second = api.deploy("www", mode="production")
     assert plane.deploy_for("www", "production") == second
+
+
+def test_a_named_preview_by_host_and_by_path(api: Api) -> None:
+    api.register("www", ["web"])
+    api.deploy("www", files={"index.html": b"<h1>preview</h1>"})
+    session = api.init("www")
+    assert api.upload(session, "index.html", b"<h1>pr 12</h1>").status == 200
+    reply = api.call(
+        "POST", f"/api/deploy/{session['deployId']}/finalize", token=session["jwt"],
+        json_body={"files": ["index.html"], "alias": "pr-12"},
+    )  # fmt: skip
+    assert reply.status == 200, reply.raw
+    assert get(api, "pr-12--www.preview.localhost:8080", "/")[2] == b"<h1>pr 12</h1>"
+    assert get(api, "127.0.0.1", "/_serve/www/pr-12/")[2] == b"<h1>pr 12</h1>"
+    assert get(api, "www.preview.localhost", "/")[2] == b"<h1>preview</h1>"  # untouched
+    assert get(api, "pr-13--www.preview.localhost", "/")[0] == 404  # no such preview
+    assert get(api, "127.0.0.1", "/_serve/www/PR-12/")[0] == 404  # not an alias name: the API
+    assert api.call("DELETE", "/api/site/www/previews/pr-12", token=DEV).status == 200
+    assert get(api, "pr-12--www.preview.localhost", "/")[0] == 404  # unpublished: gone at once
+
+
+def test_a_site_whose_slug_holds_a_double_hyphen_keeps_its_hosts(api: Api) -> None:
+    api.register("my--site", ["web"])
+    api.deploy("my--site", mode="production", files={"index.html": b"<h1>prod</h1>"})
+    api.deploy("my--site", files={"index.html": b"<h1>prev</h1>"})
+    assert get(api, "my--site.localhost", "/")[2] == b"<h1>prod</h1>"
+    assert get(api, "my--site.preview.localhost", "/")[2] == b"<h1>prev</h1>"
