@@ -75,6 +75,8 @@ def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
 
 def cmd_promote(args: argparse.Namespace, config: Config) -> Output:
     body = {"deployId": args.from_id} if args.from_id else {}
+    if args.preview:
+        body["preview"] = args.preview
     moved = _api(config).call("POST", _site_path(config, "/promote"), json_body=body)
     return moved, f"production → {moved['deployId']}\n{moved['url']}"
 
@@ -124,6 +126,21 @@ def cmd_sites(args: argparse.Namespace, config: Config) -> Output:
     answer = api.call("DELETE", f"/api/site/{_q(args.slug)}", query=query)
     doc = answer if answer is not None else {"slug": args.slug, "status": "deleted"}
     return doc, f"{args.slug}: {doc['status']}"
+
+
+def cmd_previews(args: argparse.Namespace, config: Config) -> Output:
+    api = _api(config)
+    if args.previews_command == "ls":
+        rows = api.call("GET", _site_path(config, "/previews"))
+        text = "\n".join(
+            f"{r['name']}  {r['deployId']}  {r['url']}"
+            f"{'  by ' + r['updatedBy'] if r.get('updatedBy') else ''}"
+            f"{'  expires ' + r['expiresAt'] if r.get('expiresAt') else ''}"
+            for r in rows
+        )
+        return rows, text or "no named previews"
+    gone = api.call("DELETE", _site_path(config, f"/previews/{_q(args.name)}"))
+    return gone, f"{gone['name']} unpublished (its deploy {gone['deployId']} stays until GC)"
 
 
 def cmd_deploys_rm(args: argparse.Namespace, config: Config) -> Output:
@@ -202,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     pro = command("promote", cmd_promote, "point production at a deploy (default: the preview)",
                   site_scoped=True)  # fmt: skip
     pro.add_argument("--from", dest="from_id", metavar="ID", help="the deploy to promote")
+    pro.add_argument("--preview", metavar="NAME",
+                     help="promote what this named preview serves (with --from: only while it "
+                     "still serves that deploy)")  # fmt: skip
     rol = command("rollback", cmd_rollback, "point production at a past deploy", site_scoped=True)
     rol.add_argument("--to", required=True, metavar="ID", help="the past deploy")
     command("ls", cmd_ls, "a site's deploys and aliases", site_scoped=True)
@@ -218,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     rm = sites_sub.add_parser("rm", parents=[common], help="deregister (or --purge) a site")
     rm.add_argument("slug")
     rm.add_argument("--purge", action="store_true", help="also move every byte to trash")
+
+    previews = command("previews", cmd_previews, "named previews", group=True)
+    previews_sub = previews.add_subparsers(dest="previews_command", required=True,
+                                           parser_class=_Parser)  # fmt: skip
+    previews_sub.add_parser("ls", parents=[common, site], help="a site's named previews")
+    prm = previews_sub.add_parser("rm", parents=[common, site], help="unpublish a named preview")
+    prm.add_argument("name", metavar="NAME")
 
     deploys = command("deploys", cmd_deploys_rm, "deploy management", group=True)
     deploys_sub = deploys.add_subparsers(dest="deploys_command", required=True,
