@@ -34,7 +34,6 @@ from artemis.keys import (
     MARKER_DIGESTS,
     MARKER_FILES,
     MARKER_NAME,
-    AliasName,
     Dirname,
     KeyLayout,
     Slug,
@@ -127,8 +126,9 @@ class Fleet:
         return sum(len(b) for b in files.values())
 
     def alias_object(
-        self, site: Dirname, name: AliasName, deploy_id: str, *, storage_class: str | None = None
+        self, site: Dirname, name: str, deploy_id: str, *, storage_class: str | None = None
     ) -> None:
+        """A fixed channel's or a named preview's alias object."""
         extra: dict[str, Any] = {"StorageClass": storage_class} if storage_class else {}
         self.bucket.client.put_object(
             Bucket=self.bucket_name,
@@ -170,7 +170,7 @@ class Fleet:
             [site, deploy_id, self.now - age, size, marker, state],
         )
 
-    def alias_row(self, site: Dirname, name: AliasName, deploy_id: str) -> None:
+    def alias_row(self, site: Dirname, name: str, deploy_id: str) -> None:
         self.sql(
             "INSERT INTO aliases (site, name, deploy_id, updated_at) VALUES (%s, %s, %s, %s)",
             [site, name, deploy_id, self.now - OLD],
