@@ -28,13 +28,12 @@ import pytest
 from artemis.config import load_settings
 from artemis.db.lock import SiteLockSession
 from artemis.deadlines import Deadline
-from artemis.drift_report import DriftReport
+from artemis.drift_report import VERDICTS, DriftReport
 from artemis.jobs.drift import DEADLINE_ERROR, DriftFailed, Shard, run_drift
 from artemis.keys import (
     MARKER_DIGESTS,
     MARKER_FILES,
     MARKER_NAME,
-    AliasName,
     Dirname,
     KeyLayout,
     Slug,
@@ -127,8 +126,9 @@ class Fleet:
         return sum(len(b) for b in files.values())
 
     def alias_object(
-        self, site: Dirname, name: AliasName, deploy_id: str, *, storage_class: str | None = None
+        self, site: Dirname, name: str, deploy_id: str, *, storage_class: str | None = None
     ) -> None:
+        """A fixed channel's or a named preview's alias object."""
         extra: dict[str, Any] = {"StorageClass": storage_class} if storage_class else {}
         self.bucket.client.put_object(
             Bucket=self.bucket_name,
@@ -170,7 +170,7 @@ class Fleet:
             [site, deploy_id, self.now - age, size, marker, state],
         )
 
-    def alias_row(self, site: Dirname, name: AliasName, deploy_id: str) -> None:
+    def alias_row(self, site: Dirname, name: str, deploy_id: str) -> None:
         self.sql(
             "INSERT INTO aliases (site, name, deploy_id, updated_at) VALUES (%s, %s, %s, %s)",
             [site, name, deploy_id, self.now - OLD],
@@ -820,3 +820,92 @@ def test_admin_driftreport_prints_the_report_and_takes_no_arguments(
     assert {s["site"] for s in report["sites"]} == {seeded.alpha, seeded.beta}
     refused = run_admin(env, "driftreport", "www", tmp=tmp_path)
     assert refused.returncode == 2 and "unrecognized arguments" in refused.stderr
+
+
+# --- alias rows against alias objects (named previews) -------------------------------------------
+
+
+def test_the_sweep_reports_alias_rows_disagreeing_with_alias_objects_and_writes_nothing(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    fleet.register("prev")
+    site = fleet.site("prev")
+    old, new = fleet.deploy(site, timedelta(days=3)), fleet.deploy(site, timedelta(days=1))
+    fleet.alias_object(site, "production", new)
+    fleet.alias_row(site, "production", new)
+    fleet.alias_object(site, "pr-1", new)  # an object without a row
+    fleet.alias_row(site, "pr-2", old)  # a row without an object
+    fleet.alias_object(site, "pr-3", new)  # a row naming another deploy than its object
+    fleet.alias_row(site, "pr-3", old)
+    fleet.alias_object(site, "pr-4", old)  # consistent: not reported
+    fleet.alias_row(site, "pr-4", old)
+    before = fleet.state()
+
+    report = sweep(fleet.rt, fleet.now)
+
+    assert fleet.state() == before  # read-only
+    assert report.complete and not report.failed and report.verdict == "alias_mismatch"
+    (result,) = by_site(report).values()
+    assert result["alias_row_missing"] == [{"name": "pr-1", "row": None, "object": new}]
+    assert result["alias_object_missing"] == [{"name": "pr-2", "row": old, "object": None}]
+    assert result["alias_row_stale"] == [{"name": "pr-3", "row": old, "object": new}]
+    assert result["aliased_missing"] == [] and result["reindex"] == result["tombstone"] == []
+    t = report.totals
+    assert (t["alias_row_missing"], t["alias_object_missing"], t["alias_row_stale"]) == (1, 1, 1)
+    (alert,) = records(caplog, "drift.alias_mismatch")
+    assert alert.levelname == "WARNING"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    (run,) = fleet.job_runs("drift-detect")
+    assert run[2]["verdict"] == "alias_mismatch" and run[2]["alias_row_stale"] == 1
+    stored = fleet.sql("SELECT result FROM drift_site_results")
+    assert [r[0]["alias_object_missing"] for r in stored] == [
+        [{"name": "pr-2", "row": old, "object": None}]
+    ]
+
+    # The operator repairs the site; the next sweep is clean.
+    repaired = run_reconcile_apply(fleet, site)
+    assert repaired == (["pr-1", "pr-3"], ["pr-2"])
+    after = sweep(fleet.rt, fleet.now)
+    assert after.verdict == "clean" and after.sites == []
+
+
+def run_reconcile_apply(f: Fleet, site: Dirname) -> tuple[list[str], list[str]]:
+    from artemis.jobs.reconcile import run_reconcile
+
+    report = run_reconcile(f.rt, site, apply=True, now=f.now, deadline=Deadline.after(600))
+    return report.alias_rows_written, report.alias_rows_deleted
+
+
+def test_a_named_alias_naming_a_missing_deploy_is_aliased_missing(fleet: Fleet) -> None:
+    fleet.register("lost")
+    site = fleet.site("lost")
+    fleet.deploy(site)
+    nothing, unmarked = fleet.did(OLD), fleet.did(OLD)
+    fleet.alias_object(site, "pr-5", nothing)  # names a deploy with no bytes and no row
+    fleet.put_bytes(site, unmarked, marker=False)  # class 2, aliased by a named preview only
+    fleet.alias_object(site, "pr-6", unmarked)
+    fleet.alias_row(site, "pr-6", unmarked)
+    fleet.alias_row(site, "pr-7", fleet.did(OLD))  # a named row naming nothing, no object
+    before = fleet.state()
+
+    report = sweep(fleet.rt, fleet.now)
+
+    assert fleet.state() == before
+    assert report.verdict == "aliased_missing"  # an error: it pages
+    (result,) = by_site(report).values()
+    missing = sorted([nothing, unmarked, before["aliases"][-1][2]])
+    assert result["aliased_missing"] == missing
+    assert result["tombstone"] == []  # the unmarked bytes are an alias's, never an orphan
+    assert [m["name"] for m in result["alias_row_missing"]] == ["pr-5"]
+    assert [m["name"] for m in result["alias_object_missing"]] == ["pr-7"]
+
+
+@pytest.mark.parametrize("verdict", VERDICTS)
+def test_a_sweep_can_close_with_every_verdict(fleet: Fleet, verdict: str) -> None:
+    fleet.sql(
+        "INSERT INTO drift_runs (origin, as_of, expires_at, verdict, finished_at)"
+        " VALUES ('operator', now(), now(), %s, now())",
+        [verdict],
+    )
+    assert fleet.sql("SELECT verdict FROM drift_runs") == [(verdict,)]

@@ -101,6 +101,7 @@ def test_reindex_repairs_classes_1_and_3_with_the_guarded_write(fleet: Fleet) ->
     aliased, plain = fleet.did(OLD), fleet.did(timedelta(days=4))
     fleet.put_bytes(site, aliased, marker=True)
     fleet.alias_object(site, "preview", aliased)  # class 1
+    fleet.alias_row(site, "preview", aliased)  # (the row agrees: no alias repair here)
     fleet.put_bytes(site, plain, marker=True)  # class 3
     report = reconcile(fleet, fleet.slug("www"), apply=True)
     assert report.reindexed == sorted([aliased, plain]) and report.complete
@@ -154,8 +155,10 @@ def test_aliased_missing_deploys_are_reported_and_never_touched(fleet: Fleet) ->
     report = reconcile(fleet, fleet.slug("www"), apply=True)
     assert sorted(report.aliased_missing) == sorted([unmarked, rowonly])
     assert report.tombstoned == report.pruned == []
-    assert fleet.state()["deploys"] == before["deploys"]
+    assert [r[:2] for r in fleet.state()["deploys"]] == [r[:2] for r in before["deploys"]]
     assert fleet.state()["keys"] == before["keys"]
+    # The rows follow the objects (the bucket is the truth): nothing an alias names is removed.
+    assert report.alias_rows_written == ["preview", "production"]
 
 
 def test_v3c_young_orphan_and_young_ghost_row_are_left_alone(fleet: Fleet) -> None:
@@ -622,3 +625,155 @@ def test_an_unreadable_snapshot_fails_the_run_with_its_report(fleet: Fleet) -> N
     assert "StorageError" in str(failed.value)
     (run,) = fleet.job_runs("reconcile")
     assert run[0] == "failed"
+
+
+# --- alias rows against alias objects (fixed channels and named previews alike) ---------------
+
+
+def alias_rows(f: Fleet, site: Dirname) -> dict[str, tuple[str, str | None]]:
+    rows = f.sql("SELECT name, deploy_id, updated_by FROM aliases WHERE site = %s", [site])
+    return {name: (deploy_id, by) for name, deploy_id, by in rows}
+
+
+def released_at(f: Fleet, site: Dirname, deploy_id: str) -> Any:
+    rows = f.sql(
+        "SELECT alias_released_at FROM deploys WHERE site = %s AND id = %s", [site, deploy_id]
+    )
+    return rows[0][0]
+
+
+def test_alias_rows_are_repaired_to_match_the_alias_objects(fleet: Fleet) -> None:
+    site, (old, mid, new) = healthy_site(fleet)  # production: row and object on `new`
+    fleet.alias_object(site, "pr-1", mid)  # an object without a row
+    fleet.alias_row(site, "pr-2", old)  # a row without an object
+    fleet.alias_object(site, "pr-3", new)  # a row naming another deploy than its object
+    fleet.alias_row(site, "pr-3", old)
+    fleet.alias_object(site, "preview", mid)  # a fixed channel's stale row: the same path
+    fleet.alias_row(site, "preview", old)
+    before = fleet.state()
+
+    dry = reconcile(fleet, site, apply=False)
+    assert fleet.state() == before
+    assert dry.to_json()["planned"]["alias_row_missing"] == [
+        {"name": "pr-1", "row": None, "object": mid}
+    ]
+    assert dry.to_json()["planned"]["alias_object_missing"] == [
+        {"name": "pr-2", "row": old, "object": None}
+    ]
+    assert [m.name for m in dry.alias_drift.row_stale] == ["pr-3", "preview"]
+    (run,) = fleet.job_runs("reconcile")
+    assert (run[2]["alias_row_missing"], run[2]["alias_object_missing"]) == (1, 1)
+    assert (run[2]["alias_row_stale"], run[2]["alias_rows_written"]) == (2, 0)
+
+    live = reconcile(fleet, site, apply=True)
+    assert live.complete and live.skipped == []
+    assert live.alias_rows_written == ["pr-1", "pr-3", "preview"]
+    assert live.alias_rows_deleted == ["pr-2"]
+    assert alias_rows(fleet, site) == {
+        "production": (new, None),
+        "preview": (mid, "system:reconcile"),
+        "pr-1": (mid, "system:reconcile"),
+        "pr-3": (new, "system:reconcile"),
+    }
+    # The deploy each repaired row left is stamped released, as an alias move stamps it.
+    assert released_at(fleet, site, old) == fleet.now
+    assert released_at(fleet, site, mid) is None
+    audits = [(r[1], r[2], r[4]) for r in audit_rows(fleet, fleet.slug("www"))]
+    assert sorted(audits, key=lambda a: a[2]["name"]) == [
+        ("gc.reconcile.alias", mid, {"name": "pr-1", "row": None, "object": mid,
+                                     "class": "alias_row_missing"}),
+        ("gc.reconcile.alias", old, {"name": "pr-2", "row": old, "object": None,
+                                     "class": "alias_object_missing"}),
+        ("gc.reconcile.alias", new, {"name": "pr-3", "row": old, "object": new,
+                                     "class": "alias_row_stale"}),
+        ("gc.reconcile.alias", mid, {"name": "preview", "row": old, "object": mid,
+                                     "class": "alias_row_stale"}),
+    ]  # fmt: skip
+    assert fleet.job_runs("reconcile")[-1][2]["alias_rows_deleted"] == 1
+    assert fleet.state()["keys"] == before["keys"]  # the bucket is never touched
+
+    again = reconcile(fleet, site, apply=True)
+    assert again.alias_drift.is_clean() and again.plan is not None
+    assert again.plan.classification.is_clean()
+    assert again.alias_rows_written == again.alias_rows_deleted == []
+
+
+def test_a_named_alias_naming_a_missing_deploy_is_aliased_missing_and_never_removed(
+    fleet: Fleet,
+) -> None:
+    site, _ = healthy_site(fleet)
+    nothing, unmarked = fleet.did(OLD), fleet.did(OLD)
+    fleet.alias_object(site, "pr-7", nothing)  # no bytes, no row
+    fleet.put_bytes(site, unmarked, marker=False)  # bytes only: an orphan but for its alias
+    fleet.alias_object(site, "pr-8", unmarked)
+    keys = fleet.all_keys()
+
+    first = reconcile(fleet, site, apply=True)
+    assert sorted(first.aliased_missing) == sorted([nothing, unmarked])
+    assert first.tombstoned == first.pruned == [] and tombstone_rows(fleet, site) == []
+    assert fleet.all_keys() == keys
+    # The rows mirror the objects, whatever they name.
+    assert alias_rows(fleet, site)["pr-7"] == (nothing, "system:reconcile")
+    assert alias_rows(fleet, site)["pr-8"] == (unmarked, "system:reconcile")
+
+    second = reconcile(fleet, site, apply=True)
+    assert second.alias_drift.is_clean()
+    assert sorted(second.aliased_missing) == sorted([nothing, unmarked])
+    assert fleet.all_keys() == keys
+
+
+def test_an_alias_name_the_rule_refuses_is_reported_and_never_written(fleet: Fleet) -> None:
+    site, ids = healthy_site(fleet)
+    fleet.alias_object(site, "Not_A_Label", ids[0])
+    report = reconcile(fleet, site, apply=True)
+    assert [m.name for m in report.alias_drift.row_missing] == ["Not_A_Label"]
+    assert report.skipped == [
+        {"id": "Not_A_Label", "repair": "alias", "reason": "not an alias name"}
+    ]
+    assert "Not_A_Label" not in alias_rows(fleet, site)
+
+
+@pytest.mark.parametrize(
+    "planned", ["alias_row_missing", "alias_object_missing", "alias_row_stale"]
+)
+def test_an_alias_move_between_snapshot_and_repair_is_never_undone(
+    fleet: Fleet, planned: str
+) -> None:
+    site, (old, mid, new) = healthy_site(fleet)
+    if planned != "alias_object_missing":
+        fleet.alias_object(site, "pr-1", mid)
+    if planned != "alias_row_missing":
+        fleet.alias_row(site, "pr-1", old)
+
+    def move() -> None:  # what an alias move does under the site lock: object, then row
+        fleet.bucket.put_alias(fleet.layout.alias_key(site, "pr-1"), new)
+        fleet.sql(
+            "INSERT INTO aliases (site, name, deploy_id, updated_at, updated_by)"
+            " VALUES (%s, 'pr-1', %s, now(), 'octocat') ON CONFLICT (site, name)"
+            " DO UPDATE SET deploy_id = EXCLUDED.deploy_id, updated_by = EXCLUDED.updated_by",
+            [site, new],
+        )
+
+    report = with_change_while_locked(fleet, site, move)
+    assert [m.kind for m in report.alias_drift.mismatches] == [planned]  # planned …
+    assert report.skipped == [{"id": "pr-1", "repair": "alias", "reason": "alias agrees now"}]
+    assert report.alias_rows_written == report.alias_rows_deleted == []  # … but not done
+    assert alias_rows(fleet, site)["pr-1"] == (new, "octocat")
+    assert fleet.bucket.get_alias(fleet.layout.alias_key(site, "pr-1")) == new
+    assert audit_rows(fleet, fleet.slug("www")) == []
+
+
+def test_a_row_whose_object_moved_elsewhere_meanwhile_is_left_for_the_next_run(
+    fleet: Fleet,
+) -> None:
+    site, (old, mid, new) = healthy_site(fleet)
+    fleet.alias_object(site, "pr-1", mid)
+    fleet.alias_row(site, "pr-1", old)
+    # Only the object moves (its row write failed): still stale, but not as planned.
+    report = with_change_while_locked(
+        fleet, site, lambda: fleet.bucket.put_alias(fleet.layout.alias_key(site, "pr-1"), new)
+    )
+    assert report.skipped == [{"id": "pr-1", "repair": "alias", "reason": "alias changed"}]
+    assert alias_rows(fleet, site)["pr-1"] == (old, None)
+    assert reconcile(fleet, site, apply=True).alias_rows_written == ["pr-1"]
+    assert alias_rows(fleet, site)["pr-1"] == (new, "system:reconcile")

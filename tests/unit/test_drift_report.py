@@ -11,7 +11,7 @@ from artemis.drift_report import (
     totals_of,
     verdict_of,
 )
-from artemis.reconcile_plan import Classification
+from artemis.reconcile_plan import AliasDrift, AliasMismatch, Classification
 
 
 def _completed(results: list[SiteResult], active_rows_total: int) -> DriftReport:
@@ -85,3 +85,57 @@ def test_index_findings_are_counted_stored_and_notable_but_decide_no_verdict() -
     old = {k: v for k, v in site.to_json().items() if not k.startswith("index_")}
     assert SiteResult.from_json(old).index_orphan_rows == 0
     assert merge_totals({"sites_swept": 1}, {})["index_orphan_rows"] == 0
+
+
+STALE = AliasDrift(
+    row_missing=(AliasMismatch("pr-1", None, "20260101-000000-aaaaaaa"),),
+    object_missing=(AliasMismatch("pr-2", "20260101-000000-aaaaaaa", None),),
+    row_stale=(
+        AliasMismatch("pr-3", "20260101-000000-aaaaaaa", "20260102-000000-bbbbbbb"),
+        AliasMismatch("preview", "20260101-000000-aaaaaaa", "20260102-000000-bbbbbbb"),
+    ),
+)
+
+
+def test_alias_mismatches_are_counted_stored_and_warn_without_paging() -> None:
+    site = SiteResult("a.example", "a", keys_listed=3, active_rows=2, aliases=STALE)
+    assert site.notable
+    assert SiteResult.from_json(site.to_json()) == site
+    assert site.to_json()["alias_row_missing"] == [
+        {"name": "pr-1", "row": None, "object": "20260101-000000-aaaaaaa"}
+    ]
+    report = _completed([site, SiteResult("b.example", "b", keys_listed=1, active_rows=1)], 3)
+    t = report.totals
+    assert (t["alias_row_missing"], t["alias_object_missing"], t["alias_row_stale"]) == (1, 1, 2)
+    assert t["dangerous"] == 0
+    assert report.verdict == "alias_mismatch" and not report.failed
+    metrics = report.metrics()
+    assert metrics["drift.alias_row_stale"] == 2 and metrics["drift.verdict.alias_mismatch"] == 1
+    alert = alert_of(report)
+    assert (alert.level, alert.event, alert.fields["count"]) == (
+        "warning", "drift.alias_mismatch", 4,
+    )  # fmt: skip
+    assert set(alert.fields["sites"]) == {"a.example"}
+    assert [m["name"] for m in alert.fields["sites"]["a.example"]["alias_row_stale"]] == [
+        "pr-3", "preview",
+    ]  # fmt: skip
+    # A run stored before these classes existed reads them as none.
+    old = {k: v for k, v in site.to_json().items() if not k.startswith("alias_")}
+    assert SiteResult.from_json(old).aliases == AliasDrift()
+
+
+def test_alias_mismatch_ranks_below_every_error_and_above_reclaimable() -> None:
+    stale = SiteResult("a.example", "a", keys_listed=3, active_rows=2, aliases=STALE)
+    missing = SiteResult(
+        "b.example", "b", Classification(aliased_missing=("20260101-000000-ccccccc",)),
+        keys_listed=3, active_rows=2,
+    )  # fmt: skip
+    assert _completed([stale, missing], 4).verdict == "aliased_missing"
+    unread = SiteResult("c.example", "c", error="ConnectionError: gone")
+    assert _completed([stale, unread], 2).verdict == "unreadable"
+    many = SiteResult(
+        "d.example", "d", Classification(reindex=tuple(f"20260101-000000-{i:07d}" for i in range(30))),
+        keys_listed=30, active_rows=2,
+    )  # fmt: skip
+    assert _completed([many], 2).verdict == "reclaimable"
+    assert _completed([stale, many], 4).verdict == "alias_mismatch"

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from artemis.reconcile_plan import (
     INDEX_SAMPLE,
+    AliasDrift,
+    AliasMismatch,
     BucketDeploy,
     Classification,
     DeployState,
@@ -20,6 +22,8 @@ from artemis.reconcile_plan import (
     apply_cap,
     build_plan,
     classify,
+    compare_alias,
+    compare_aliases,
     deploy_time,
     index_drift,
     listing_fault,
@@ -418,3 +422,75 @@ def test_plan_index_restores_trusted_rows_and_defers_the_rest() -> None:
     assert plan.deploys["b"] == IndexRepair(restore={"index.html": "ab" * 32}, deferred=("app.js",))
     assert plan.to_json()["index_restore_from_marker"] == 1
     assert plan.to_json()["index_deferred_to_backfill"] == 1
+
+
+# --- alias rows against alias objects ----------------------------------------------------------
+
+D1, D2, D3 = did(OLD, "aaaaaaa"), did(OLD, "bbbbbbb"), did(YOUNG, "ccccccc")
+
+
+def test_each_alias_mismatch_lands_in_its_class_fixed_and_named_alike() -> None:
+    rows = {"production": D1, "preview": D2, "pr-1": D1, "pr-2": D2, "pr-3": D3}
+    objects = {"production": D1, "preview": D3, "pr-1": D1, "pr-3": D1, "pr-4": D2, "docs": D3}
+    drift = compare_aliases(rows, objects)
+    assert drift.row_missing == (
+        AliasMismatch("docs", None, D3),
+        AliasMismatch("pr-4", None, D2),
+    )
+    assert drift.object_missing == (AliasMismatch("pr-2", D2, None),)
+    assert drift.row_stale == (
+        AliasMismatch("pr-3", D3, D1),
+        AliasMismatch("preview", D2, D3),
+    )
+    assert drift.counts() == {
+        "alias_row_missing": 2, "alias_object_missing": 1, "alias_row_stale": 2,
+    }  # fmt: skip
+    assert [m.name for m in drift.mismatches] == ["docs", "pr-2", "pr-3", "pr-4", "preview"]
+    assert not drift.is_clean()
+
+
+def test_rows_equal_to_objects_are_clean() -> None:
+    assert compare_aliases({}, {}).is_clean()
+    assert compare_aliases({"production": D1, "pr-1": D2}, {"pr-1": D2, "production": D1}) == (
+        AliasDrift()
+    )
+
+
+def test_an_empty_target_counts_as_none() -> None:
+    assert compare_alias("pr-1", "", None) is None
+    gone = compare_alias("pr-1", D1, "")
+    assert gone == AliasMismatch("pr-1", D1, None) and gone.kind == "alias_object_missing"
+
+
+def test_alias_drift_round_trips_through_json() -> None:
+    drift = compare_aliases({"pr-1": D1, "preview": D2}, {"preview": D3, "pr-9": D1})
+    assert AliasDrift.from_json(drift.to_json()) == drift
+    assert drift.to_json()["alias_object_missing"] == [{"name": "pr-1", "row": D1, "object": None}]
+    assert AliasDrift.from_json({}) == AliasDrift()  # a report stored before these classes
+
+
+_ALIAS_NAMES = st.sampled_from(["production", "preview", "pr-1", "pr-2", "docs", "x"])
+_TARGETS = st.sampled_from([D1, D2, D3])
+
+
+@given(
+    rows=st.dictionaries(_ALIAS_NAMES, _TARGETS),
+    objects=st.dictionaries(_ALIAS_NAMES, _TARGETS),
+)
+def test_repairing_per_the_plan_makes_the_rows_equal_the_objects(
+    rows: dict[str, str], objects: dict[str, str]
+) -> None:
+    drift = compare_aliases(rows, objects)
+    repaired = dict(rows)
+    for mismatch in drift.mismatches:  # what reconcile does, one name at a time
+        assert rows.get(mismatch.name) == mismatch.row
+        assert objects.get(mismatch.name) == mismatch.object
+        if mismatch.object is None:
+            del repaired[mismatch.name]  # the compare-and-delete
+        else:
+            repaired[mismatch.name] = mismatch.object  # the upsert from the object
+    assert repaired == objects
+    assert compare_aliases(repaired, objects).is_clean()
+    # Every name that differs is in exactly one class, and no agreeing name is in any.
+    differing = {n for n in set(rows) | set(objects) if rows.get(n) != objects.get(n)}
+    assert sorted(differing) == [m.name for m in drift.mismatches]

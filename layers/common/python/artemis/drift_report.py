@@ -12,6 +12,8 @@ event named after it, never damped:
 | `aliased_tombstoned`     | any alias naming a tombstoned deploy| error     | was also         |
 | `written_after_finalize` | any object a finalize did not record| error     | unreadable       |
 | `unreadable`             | any site unreadable                 | error     | fails            |
+| `alias_mismatch`         | any alias row disagreeing with its  | warning   | succeeds         |
+|                          | alias object (three classes below)  |           |                  |
 | `reclaimable`            | reindex + tombstone >= 25, fleet    | warning   | succeeds         |
 | `clean`                  | otherwise                           | info      | succeeds         |
 
@@ -19,6 +21,16 @@ An unreadable site is unknown drift, never zero drift, so it fails the run. The 
 dangerous classes (`DANGEROUS`) page whatever the verdict: a completed run emits
 `drift.<class>` (and their sum, `drift.dangerous`) and the template alarms on each class above
 zero, so a run that succeeds still pages for them.
+
+**Alias rows** — the `aliases` table against the alias objects, name by name, fixed channels
+and named previews alike (artemis.reconcile_plan): `alias_row_missing` (an object, no row),
+`alias_object_missing` (a row, no object) and `alias_row_stale` (a row naming another deploy
+than its object), each counted per site and in the totals (`drift.<class>` metrics) and listed
+in the site's result as `{name, row, object}`. A warning, never a page: the rows are the index
+of what the bucket serves, nothing is lost while they lag (which deploys are live is the union
+of both stores, and GC re-reads the objects under the lock), and `artemis-admin reconcile
+<site> --apply` makes them follow the objects. An alias, row or object, naming a deploy that
+has neither bytes nor a row stays `aliased_missing`, an error that pages.
 
 **Content index** — `index_orphan_rows` and `index_missing_rows` are counted per site and in
 the totals (so each is a `drift.<name>` metric) but decide no verdict: the index is a cache of
@@ -39,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from artemis.reconcile_plan import Classification
+from artemis.reconcile_plan import ALIAS_CLASSES, AliasDrift, Classification
 
 RECLAIMABLE_THRESHOLD = 25
 VERDICTS = (
@@ -48,6 +60,7 @@ VERDICTS = (
     "aliased_tombstoned",
     "written_after_finalize",
     "unreadable",
+    "alias_mismatch",
     "reclaimable",
     "clean",
 )
@@ -71,6 +84,7 @@ TOTAL_KEYS = (
     "capped_sites",
     "index_orphan_rows",
     "index_missing_rows",
+    *ALIAS_CLASSES,
 )
 
 
@@ -94,6 +108,8 @@ class SiteResult:
     index_missing_rows: int = 0
     index_orphan_sample: tuple[str, ...] = ()
     index_missing_sample: tuple[str, ...] = ()
+    # The alias rows against the alias objects, name by name.
+    aliases: AliasDrift = field(default_factory=AliasDrift)
 
     @property
     def unreadable(self) -> bool:
@@ -106,6 +122,7 @@ class SiteResult:
         return (
             self.unreadable or self.capped or not c.is_clean() or bool(c.deferred)
             or bool(self.index_orphan_rows or self.index_missing_rows)
+            or not self.aliases.is_clean()
         )  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
@@ -123,6 +140,7 @@ class SiteResult:
             "index_missing_rows": self.index_missing_rows,
             "index_orphan_sample": list(self.index_orphan_sample),
             "index_missing_sample": list(self.index_missing_sample),
+            **self.aliases.to_json(),
         }
 
     @classmethod
@@ -141,6 +159,7 @@ class SiteResult:
             index_missing_rows=int(data.get("index_missing_rows", 0)),
             index_orphan_sample=tuple(data.get("index_orphan_sample", ())),
             index_missing_sample=tuple(data.get("index_missing_sample", ())),
+            aliases=AliasDrift.from_json(data),
         )
 
 
@@ -163,6 +182,8 @@ def totals_of(results: Iterable[SiteResult]) -> dict[str, int]:
         totals["capped_sites"] += int(r.capped)
         totals["index_orphan_rows"] += r.index_orphan_rows
         totals["index_missing_rows"] += r.index_missing_rows
+        for name, count in r.aliases.counts().items():
+            totals[name] += count
     return totals
 
 
@@ -203,6 +224,8 @@ def verdict_of(totals: dict[str, int], selfcheck: list[str]) -> tuple[str, bool]
             return name, totals["unreadable"] > 0
     if totals["unreadable"] > 0:
         return "unreadable", True
+    if any(totals[name] > 0 for name in ALIAS_CLASSES):
+        return "alias_mismatch", False
     if totals["reindex"] + totals["tombstone"] >= RECLAIMABLE_THRESHOLD:
         return "reclaimable", False
     return "clean", False
@@ -345,6 +368,21 @@ def alert_of(report: DriftReport) -> Alert:
                 **base,
                 "sites": unread,
                 "explanation": "an unread site is unknown drift, not an absence of drift",
+            },
+        )
+    if report.verdict == "alias_mismatch":
+        return Alert(
+            "warning",
+            "drift.alias_mismatch",
+            {
+                **base,
+                "count": sum(t[name] for name in ALIAS_CLASSES),
+                "sites": {
+                    s.site: {k: v for k, v in s.aliases.to_json().items() if v}
+                    for s in report.sites
+                    if not s.aliases.is_clean()
+                },
+                "action": "for each site: artemis-admin reconcile <site>, review, then --apply",
             },
         )
     if report.verdict == "reclaimable":

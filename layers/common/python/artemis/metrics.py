@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from artemis.runtime import Runtime
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-DRIFT_VERDICTS = ("clean", "reclaimable", "unreadable", "aliased_missing", "selfcheck")
+DRIFT_VERDICTS = (
+    "clean", "reclaimable", "alias_mismatch", "unreadable", "aliased_missing", "selfcheck",
+)  # fmt: skip
 
 
 def exposition(rt: Runtime) -> bytes:

@@ -40,7 +40,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from artemis.retention import oldest_n
 
@@ -492,3 +492,113 @@ def plan_index(
             deferred=tuple(p for p in absent if p not in restore),
         )
     return IndexPlan(drift, deploys)
+
+
+# --- alias rows against alias objects -----------------------------------------------------------
+#
+# The `aliases` table mirrors the alias objects name by name, for the two channels and every
+# named preview alike. The bucket is the truth (an alias move writes its object first, then the
+# row), so each mismatch is repaired towards the object:
+#
+# | Object      | Row          | Class                  | Repair (reconcile --apply)             |
+# | ----------- | ------------ | ---------------------- | -------------------------------------- |
+# | names D     | none         | `alias_row_missing`    | write the row naming D                 |
+# | none        | names D      | `alias_object_missing` | delete the row, only while it names D  |
+# | names D     | names E ≠ D  | `alias_row_stale`      | point the row at D                     |
+# | names D     | names D      | (consistent)           | —                                      |
+#
+# Which deploys are live does not wait for this: the decision table above takes the union of
+# both stores, so a mismatch never makes a deploy removable in the run that finds it.
+
+ALIAS_CLASSES = ("alias_row_missing", "alias_object_missing", "alias_row_stale")
+AliasClass = Literal["alias_row_missing", "alias_object_missing", "alias_row_stale"]
+
+
+@dataclass(frozen=True)
+class AliasMismatch:
+    """One alias name whose row and object disagree: what each names (None: absent)."""
+
+    name: str
+    row: str | None
+    object: str | None
+
+    @property
+    def kind(self) -> AliasClass:
+        if self.row is None:
+            return "alias_row_missing"
+        if self.object is None:
+            return "alias_object_missing"
+        return "alias_row_stale"
+
+    def to_json(self) -> dict[str, str | None]:
+        return {"name": self.name, "row": self.row, "object": self.object}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AliasMismatch:
+        return cls(str(data["name"]), data.get("row"), data.get("object"))
+
+
+def compare_alias(name: str, row: str | None, obj: str | None) -> AliasMismatch | None:
+    """One name's row against its object: the mismatch, or None when they agree (an empty
+    target counts as none, as an empty alias object does)."""
+    row, obj = row or None, obj or None
+    if row == obj:
+        return None
+    return AliasMismatch(name, row, obj)
+
+
+@dataclass(frozen=True)
+class AliasDrift:
+    """A site's alias mismatches per class, each sorted by name."""
+
+    row_missing: tuple[AliasMismatch, ...] = ()
+    object_missing: tuple[AliasMismatch, ...] = ()
+    row_stale: tuple[AliasMismatch, ...] = ()
+
+    @property
+    def mismatches(self) -> tuple[AliasMismatch, ...]:
+        """Every mismatch, by name (one repair each)."""
+        every = (*self.row_missing, *self.object_missing, *self.row_stale)
+        return tuple(sorted(every, key=lambda m: m.name))
+
+    def by_name(self) -> dict[str, AliasMismatch]:
+        return {m.name: m for m in self.mismatches}
+
+    def is_clean(self) -> bool:
+        return not (self.row_missing or self.object_missing or self.row_stale)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "alias_row_missing": len(self.row_missing),
+            "alias_object_missing": len(self.object_missing),
+            "alias_row_stale": len(self.row_stale),
+        }
+
+    def to_json(self) -> dict[str, list[dict[str, str | None]]]:
+        return {
+            "alias_row_missing": [m.to_json() for m in self.row_missing],
+            "alias_object_missing": [m.to_json() for m in self.object_missing],
+            "alias_row_stale": [m.to_json() for m in self.row_stale],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AliasDrift:
+        def read(name: str) -> tuple[AliasMismatch, ...]:
+            return tuple(AliasMismatch.from_json(m) for m in data.get(name, ()))
+
+        return cls(read("alias_row_missing"), read("alias_object_missing"), read("alias_row_stale"))
+
+
+def compare_aliases(rows: Mapping[str, str], objects: Mapping[str, str]) -> AliasDrift:
+    """Alias rows (name → deploy id) against alias objects (name → deploy id), name by name
+    (the table above)."""
+    found: dict[str, list[AliasMismatch]] = {kind: [] for kind in ALIAS_CLASSES}
+    for name in sorted(set(rows) | set(objects)):
+        mismatch = compare_alias(name, rows.get(name), objects.get(name))
+        if mismatch is not None:
+            found[mismatch.kind].append(mismatch)
+    return AliasDrift(
+        tuple(found["alias_row_missing"]),
+        tuple(found["alias_object_missing"]),
+        tuple(found["alias_row_stale"]),
+    )

@@ -14,8 +14,11 @@ artemis.reconcile_plan) in dry-run mode — reindex, tombstone, prune and aliase
 the deferred ids, and whether a live repair would be capped — plus the content index against
 the same listing: `index_orphan_rows` (rows of `deploy_files` whose deploy left the live set,
 or whose path that deploy's listing does not show) and `index_missing_rows` (objects of a
-finalized live deploy without a row), each a count with a bounded sample of examples. No
-HEAD per file: the one listing and the one GET of each marker are all it reads. A site whose
+finalized live deploy without a row), each a count with a bounded sample of examples; plus
+the alias rows against the alias objects, name by name, fixed and named alike
+(`alias_row_missing`, `alias_object_missing`, `alias_row_stale`: artemis.drift_report). No
+HEAD per file: the one listing, the one GET of each marker and the alias reads (a listing of
+the named previews' folder and one GET per alias object) are all it reads. A site whose
 listing is empty while it has active rows is not classified (the reconciler's empty-listing
 fault); a site that cannot be read records its error. Both count as *unreadable*: unknown
 drift, never zero drift.
@@ -159,6 +162,7 @@ def sweep_site(
         index_missing_rows=index.missing_rows,
         index_orphan_sample=index.orphan_sample(),
         index_missing_sample=index.missing_sample(),
+        aliases=snap.alias_drift,
     )
 
 

@@ -10,18 +10,23 @@ sweep only reports).
    run is refused (`UnknownSite`) — a reconciler handed an unknown name would look where no
    writer writes and report zero drift.
 2. **Snapshot** (read once, without the lock, through the read-only wrappers): every key under
-   the site prefix, the active index rows, the alias rows and the alias objects (aliased = the
-   union of rows and objects). No deploy ids while rows exist is the empty-listing fault
-   (`EmptyListingFault`, dry and live): that shape is a wrong bucket, prefix or template,
-   never a reason to prune.
-3. **Plan**: the decision table and the blast cap of artemis.reconcile_plan. A dry run reports
-   the full plan (the cap only sets `capped`).
-4. **Repair** (live only): one SiteLockSession; all reindexes, then the capped tombstones, then
-   the capped prunes, in id order. Before each item the deadline is checked; then the site lock
-   is taken for that item alone and the item is re-read under it:
+   the site prefix, the active index rows, the alias rows and the alias objects, each as
+   name → deploy id (aliased = the union of both stores' targets). No deploy ids while rows
+   exist is the empty-listing fault (`EmptyListingFault`, dry and live): that shape is a
+   wrong bucket, prefix or template, never a reason to prune.
+3. **Plan**: the decision table and the blast cap of artemis.reconcile_plan, and the alias rows
+   compared with the alias objects name by name (`alias_row_missing`, `alias_object_missing`,
+   `alias_row_stale`). A dry run reports the full plan (the cap only sets `capped`).
+4. **Repair** (live only): one SiteLockSession; the alias rows (by name), all reindexes, then
+   the capped tombstones, then the capped prunes, in id order. Before each item the deadline
+   is checked; then the site lock is taken for that item alone and the item is re-read under
+   it:
 
    | Repair    | Re-read under the lock                | Proceeds only if                       |
    | --------- | ------------------------------------- | -------------------------------------- |
+   | alias     | the alias object, then its row        | they still disagree as planned; then   |
+   |           |                                       | the row is written from the object, or |
+   |           |                                       | (no object) compare-and-deleted        |
    | reindex   | the deploy prefix listing             | bytes present; then the guarded        |
    |           |                                       | reindex (refused while tombstoned)     |
    | tombstone | active row; alias rows, then objects; | unindexed, unaliased, bytes present,   |
@@ -37,7 +42,11 @@ sweep only reports).
    The index repairs (artemis.reconcile_plan, "the content index") come last, one per deploy
    with orphan or missing `deploy_files` rows, so a deploy just reindexed is judged as live;
    missing rows without a trusted marker digest are only counted (`index_deferred_to_backfill`:
-   backfill hashes them). They are not capped: they touch no bytes.
+   backfill hashes them). They are not capped: they touch no bytes. Nor are the alias repairs,
+   which only make the `aliases` table mirror the alias objects: the bucket is the truth (an
+   alias move writes its object, then its row, under the site lock), a row is written as
+   `updated_by` `system:reconcile`, and the deploy a row leaves gets its release stamp, as an
+   alias move gives it. A name the alias rule refuses is reported, never written.
 
    A tombstone measures the deploy's bytes, writes the tombstone row (which drops any index
    row), moves the prefix to trash and marks the tombstone moved — row first, bytes second.
@@ -47,8 +56,9 @@ sweep only reports).
    guarded by its in-lock read.
 5. **Audit** (after each item's lock is released, best effort): `gc.reconcile` for every orphan
    whose tombstone row landed (even if its move then failed), `gc.reconcile.prune` for every
-   pruned row; actor `system:reconcile`; `site` is the slug (an unmappable dirname is written
-   raw with `{"site_unmapped": true}`).
+   pruned row, `gc.reconcile.alias` for every alias row written or deleted (detail: the name,
+   what row and object named, the class); actor `system:reconcile`; `site` is the slug (an
+   unmappable dirname is written raw with `{"site_unmapped": true}`).
 
 Every run writes a `job_runs` row (`reconcile`, dry_run = not apply) with its plan and counts.
 """
@@ -63,6 +73,7 @@ from typing import Any, Literal, Protocol
 
 import psycopg
 
+from artemis.alias_names import is_alias_name
 from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import audit as audit_db
@@ -75,6 +86,7 @@ from artemis.db.lock import SiteLockSession
 from artemis.deadlines import Deadline
 from artemis.jobs.common import (
     RunRecord,
+    alias_object_targets,
     alias_objects,
     job_run,
     system_audit_entry,
@@ -91,6 +103,7 @@ from artemis.keys import (
 from artemis.observability import logger
 from artemis.readonly import ReadOnlyBucket, ReadOnlyDatabase
 from artemis.reconcile_plan import (
+    AliasDrift,
     BucketDeploy,
     Classification,
     DeployState,
@@ -101,6 +114,8 @@ from artemis.reconcile_plan import (
     RepairPlan,
     build_plan,
     classify,
+    compare_alias,
+    compare_aliases,
     deploy_time,
     index_drift,
     listing_fault,
@@ -116,7 +131,7 @@ ACTOR = "system:reconcile"
 # stops cleanly before an item when less than this remains.
 ITEM_RESERVE_SECONDS = 10.0
 
-Repair = Literal["reindex", "tombstone", "prune", "index"]
+Repair = Literal["alias", "reindex", "tombstone", "prune", "index"]
 
 
 class BucketReader(Protocol):
@@ -279,8 +294,9 @@ class SiteSnapshot:
     deploys: tuple[BucketDeploy, ...]
     keys_listed: int
     indexed: tuple[IndexedDeploy, ...]
-    alias_rows: frozenset[str]
-    alias_objects: frozenset[str]
+    # Alias name → the deploy id it names, per store (fixed channels and named previews).
+    alias_row_targets: dict[str, str]
+    alias_object_targets: dict[str, str]
     tombstoned: frozenset[str] = frozenset()  # deploy ids with a tombstone row
     # Finalized deploys holding objects their finalize did not record: id → relative keys.
     unrecorded: dict[str, list[str]] = field(default_factory=dict)
@@ -288,9 +304,22 @@ class SiteSnapshot:
     index: IndexPlan = field(default_factory=IndexPlan)
 
     @property
+    def alias_rows(self) -> frozenset[str]:
+        return frozenset(self.alias_row_targets.values())
+
+    @property
+    def alias_objects(self) -> frozenset[str]:
+        return frozenset(self.alias_object_targets.values())
+
+    @property
     def aliased(self) -> frozenset[str]:
         """A deploy either store calls live is live, and nothing ever removes a live deploy."""
         return self.alias_rows | self.alias_objects
+
+    @property
+    def alias_drift(self) -> AliasDrift:
+        """Alias rows against alias objects, name by name (artemis.reconcile_plan)."""
+        return compare_aliases(self.alias_row_targets, self.alias_object_targets)
 
     def fault(self) -> str | None:
         return listing_fault(len(self.deploys), len(self.indexed), self.prefix)
@@ -311,7 +340,7 @@ def read_snapshot(
     deploys, keys, files = scan_site(bucket, layout, site, now)
     with db.transaction() as conn:
         rows = deploys_db.active_for_site(conn, site)
-        alias_rows = frozenset(row.deploy_id for row in aliases_db.for_site(conn, site))
+        alias_rows = {row.name: row.deploy_id for row in aliases_db.for_site(conn, site)}
         tombstone_ids = {row.id for row in tombstones_db.for_site(conn, site)}
         states = {
             i: DeployState(state, marker)
@@ -339,8 +368,8 @@ def read_snapshot(
         deploys=tuple(deploys),
         keys_listed=keys,
         indexed=tuple(IndexedDeploy(row.id, row.mtime) for row in rows),
-        alias_rows=alias_rows,
-        alias_objects=alias_objects(bucket, layout, site),
+        alias_row_targets=alias_rows,
+        alias_object_targets=alias_object_targets(bucket, layout, site),
         tombstoned=tombstoned,
         unrecorded=markers.unrecorded,
         index=plan_index(drift, files, markers.records, markers.digests),
@@ -365,6 +394,11 @@ class ReconcileReport:
     pruned: list[str] = field(default_factory=list)
     index_rows_deleted: int = 0
     index_rows_restored: int = 0
+    # Alias rows against alias objects (planned), and the names whose row was written to
+    # match its object or deleted for want of one.
+    alias_drift: AliasDrift = field(default_factory=AliasDrift)
+    alias_rows_written: list[str] = field(default_factory=list)
+    alias_rows_deleted: list[str] = field(default_factory=list)
     # Aliased-missing ids: the snapshot's, plus ids whose alias appeared under the lock.
     aliased_missing: set[str] = field(default_factory=set)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -375,8 +409,9 @@ class ReconcileReport:
     warnings: list[str] = field(default_factory=list)
     index_plan: IndexPlan = field(default_factory=IndexPlan)
 
-    def skip(self, repair: Repair, deploy_id: str, reason: str) -> None:
-        self.skipped.append({"id": deploy_id, "repair": repair, "reason": reason})
+    def skip(self, repair: Repair, item: str, reason: str) -> None:
+        """`item`: a deploy id, or an alias name for an alias repair."""
+        self.skipped.append({"id": item, "repair": repair, "reason": reason})
 
     def counts(self) -> dict[str, Any]:
         planned = self.plan.report if self.plan else Classification()
@@ -398,6 +433,9 @@ class ReconcileReport:
             "index_deferred_to_backfill": index.deferred_rows,
             "index_rows_deleted": self.index_rows_deleted,
             "index_rows_restored": self.index_rows_restored,
+            **self.alias_drift.counts(),
+            "alias_rows_written": len(self.alias_rows_written),
+            "alias_rows_deleted": len(self.alias_rows_deleted),
             "skipped": len(self.skipped),
             "capped": bool(self.plan and self.plan.capped),
             "complete": self.complete,
@@ -412,13 +450,19 @@ class ReconcileReport:
             "now": self.now.isoformat(),
             "keys_listed": self.keys_listed,
             "active_rows": self.active_rows,
-            "planned": {**self.plan.to_json(), **self.index_plan.to_json()} if self.plan else None,
+            "planned": (
+                {**self.plan.to_json(), **self.index_plan.to_json(), **self.alias_drift.to_json()}
+                if self.plan
+                else None
+            ),
             "done": {
                 "reindex": self.reindexed,
                 "tombstone": self.tombstoned,
                 "prune": self.pruned,
                 "index_rows_deleted": self.index_rows_deleted,
                 "index_rows_restored": self.index_rows_restored,
+                "alias_rows_written": self.alias_rows_written,
+                "alias_rows_deleted": self.alias_rows_deleted,
             },
             "aliased_missing": sorted(self.aliased_missing),
             "skipped": self.skipped,
@@ -484,6 +528,7 @@ def _plan_and_repair(
     )
     report.plan = plan
     report.index_plan = snap.index
+    report.alias_drift = snap.alias_drift
     report.aliased_missing.update(plan.classification.aliased_missing)
     if len(plan.classification.prune) * 2 > len(snap.indexed):
         # The sweep's self-check 4, scoped to this site: a warning for the operator to weigh
@@ -493,7 +538,7 @@ def _plan_and_repair(
             f" the site's {len(snap.indexed)} active rows"
         )
     _log_plan(site, snap, plan)
-    record.record_plan({**plan.to_json(), **snap.index.to_json()})
+    record.record_plan({**plan.to_json(), **snap.index.to_json(), **snap.alias_drift.to_json()})
     if not report.dry_run:
         _repair(rt, snap, plan, report, now, deadline)
 
@@ -519,6 +564,9 @@ def _log_plan(site: Dirname, snap: SiteSnapshot, plan: RepairPlan) -> None:
             extra={"site": site, "objects": {i: snap.unrecorded.get(i, []) for i in
                                               full.written_after_finalize}},
         )  # fmt: skip
+    aliases = snap.alias_drift
+    if not aliases.is_clean():  # the index lags the bucket: a warning, repaired by --apply
+        logger.warning("reconcile.alias_drift", extra={"site": site, **aliases.to_json()})
     if full.deferred:
         logger.info("reconcile.prune_deferred", extra={"site": site, "ids": list(full.deferred)})
     index = snap.index
@@ -541,6 +589,9 @@ def _repair(
 ) -> None:
     work = _Repairer(rt, snap, report, now)
     queue: list[tuple[Repair, str]] = [
+        # The alias rows first: they touch no bytes and decide nothing below (the plan took
+        # the union of rows and objects), so they need not wait behind slow moves.
+        *(("alias", m.name) for m in snap.alias_drift.mismatches),
         *(("reindex", i) for i in plan.reindex),
         *(("tombstone", i) for i in plan.tombstone),
         *(("prune", i) for i in plan.prune),
@@ -548,6 +599,7 @@ def _repair(
         *(("index", i) for i in snap.index.deploys),
     ]
     steps: dict[Repair, Callable[[str], None]] = {
+        "alias": work.alias,
         "reindex": work.reindex,
         "tombstone": work.tombstone,
         "prune": work.prune,
@@ -575,7 +627,7 @@ def _repair(
 
 
 class _Repairer:
-    """The three repairs, each run under the site lock with its own second read."""
+    """The repairs, each run under the site lock with its own second read."""
 
     def __init__(
         self, rt: Runtime[JobSettings], snap: SiteSnapshot, report: ReconcileReport, now: datetime
@@ -599,6 +651,7 @@ class _Repairer:
 
     def _skip(self, repair: Repair, deploy_id: str, reason: str, *, aliased: bool = False) -> None:
         event = {
+            "alias": "reconcile.alias_skipped",
             "reindex": "reconcile.reindex_refused",
             "tombstone": "reconcile.tombstone_skipped",
             "prune": "reconcile.prune_skipped",
@@ -610,6 +663,49 @@ class _Repairer:
             self.report.aliased_missing.add(deploy_id)
 
     # --- repairs ----------------------------------------------------------------------------
+    def alias(self, name: str) -> None:
+        """Make one alias row agree with its alias object (the bucket is the truth). Both are
+        re-read under the lock and the repair proceeds only while they still disagree exactly
+        as the snapshot saw: an alias move in between (object, then row, under this lock)
+        is the truth now, never undone. A row is written naming the object's deploy, or,
+        without an object, deleted only while it still names the deploy it named."""
+        planned = self.snap.alias_drift.by_name()[name]
+        target = self.rt.bucket.get_alias(self.layout.alias_key(self.site, name))
+        with self.rt.db.transaction() as conn:
+            row = aliases_db.get(conn, self.site, name)
+            current = compare_alias(name, row.deploy_id if row else None, target)
+            if current != planned:
+                reason = "alias agrees now" if current is None else "alias changed"
+            elif planned.object is None:
+                # Compare-and-delete ("" matches no row: a mismatch always names one).
+                deleted = aliases_db.delete(conn, self.site, name, planned.row or "")
+                if deleted:  # as an alias move does: the deploy it left keeps its grace
+                    deploys_db.stamp_release(conn, self.site, planned.row, "", self.now)
+                reason = "" if deleted else "alias changed"
+            elif not is_alias_name(name):  # the table's name rule would refuse the row
+                reason = "not an alias name"
+            else:
+                deploys_db.stamp_release(conn, self.site, planned.row, planned.object, self.now)
+                aliases_db.upsert(conn, self.site, name, planned.object, self.now, by=ACTOR)
+                reason = ""
+        if reason:
+            self._skip("alias", name, reason)
+            return
+        if planned.object is None:
+            self.report.alias_rows_deleted.append(name)
+        else:
+            self.report.alias_rows_written.append(name)
+        logger.info(
+            "reconcile.alias_repaired",
+            extra={"site": self.site, "alias": name, "row": planned.row,
+                   "object": planned.object, "class": planned.kind},
+        )  # fmt: skip
+        self._audit(
+            "gc.reconcile.alias",
+            planned.object or planned.row or "",
+            {**planned.to_json(), "class": planned.kind},
+        )
+
     def reindex(self, deploy_id: str) -> None:
         listing = self.rt.bucket.list_keys(self.layout.deploy_prefix(self.site, deploy_id))
         was_aliased = deploy_id in self.snap.aliased
