@@ -565,8 +565,13 @@ def test_crash_after_the_tombstone_never_leaves_the_index_pointing_at_trash(
     ids = index_twelve(rt)
     victims = expected_victims(ids)
     failures = {"left": 1}
+    named_aliases = rt.settings.key_layout.named_alias_prefix(SITE)
 
-    def fail_once(**_: Any) -> None:
+    def fail_once(params: dict[str, Any], **_: Any) -> None:
+        # Not the re-check's listing of the named preview aliases: that one fails the run
+        # before any tombstone (test_alias_read_error_...), this test is about the move's.
+        if (params.get("query_string") or {}).get("prefix") == named_aliases:
+            return
         if failures["left"]:
             failures["left"] -= 1
             raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "S3")

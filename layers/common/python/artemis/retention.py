@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from artemis.alias_names import is_named_alias
+
 if TYPE_CHECKING:
     from artemis.config import JobSettings
 
@@ -371,6 +373,31 @@ def build_plan(
         total_bytes=sum(p.bytes for p in planned),
         expired_previews=gone,
     )
+
+
+def split_aliases(rows: Iterable[PreviewLike]) -> tuple[frozenset[str], list[PreviewLike]]:
+    """Alias rows → (ids that always protect, named preview rows that expire). A name that is
+    not a named preview's (the fixed channels, or anything unexpected) always protects."""
+    fixed: set[str] = set()
+    named: list[PreviewLike] = []
+    for r in rows:
+        if is_named_alias(r.name):
+            named.append(r)
+        else:
+            fixed.add(r.deploy_id)
+    return frozenset(fixed), named
+
+
+def site_plan(
+    rows: Iterable[DeployLike],
+    alias_rows: Iterable[PreviewLike],
+    expired: Iterable[DeployLike],
+    now: datetime,
+    policy: Policy,
+) -> Plan:
+    """`build_plan` from a site's alias rows as the index holds them (fixed and named)."""
+    fixed, named = split_aliases(alias_rows)
+    return build_plan(rows, fixed, expired, now, policy, named)
 
 
 # --- the execution-time re-check ---------------------------------------------------------
