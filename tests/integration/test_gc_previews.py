@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from artemis.db import aliases, audit, deploys
+from artemis.db import aliases, audit, deploys, tombstones
 from artemis.deadlines import Deadline
 from artemis.jobs.gc_site import GcResult, run_gc_site
 from artemis.retention import Plan
@@ -271,3 +271,25 @@ def test_a_deploy_only_a_named_preview_object_names_is_never_moved(rt: Runtime) 
     assert result.planned == [old] and result.skipped_aliased == [old]
     assert_live(rt, old)
     assert tombstone_rows(rt) == {}
+
+
+def test_a_redrive_never_moves_a_deploy_only_a_named_preview_names(rt: Runtime) -> None:
+    old, _ = seed(rt)
+    with rt.db.transaction() as conn:  # a delete's tombstone whose move never ran (drift)
+        tombstones.tombstone_deploy(conn, SITE, old, 0)
+    result = run(rt, BEFORE_TTL)
+    assert result.redrive_blocked == [old] and result.redriven == []
+    assert_live(rt, old)
+
+
+def test_a_site_purge_is_not_redriven_while_a_named_preview_object_is_live(rt: Runtime) -> None:
+    old, _ = seed(rt)
+    layout = rt.settings.key_layout
+    for name in ("production", "preview"):
+        rt.bucket.delete_object(layout.alias_key(SITE, name))
+    with rt.db.transaction() as conn:
+        tombstones.record_site_purge(conn, SITE)  # drops the rows; pr-1's object remains
+    result = run(rt, BEFORE_TTL)
+    assert result.redrive_blocked == [""] and result.redriven == []
+    assert preview_object(rt) == old
+    assert_live(rt, old)
