@@ -293,3 +293,48 @@ def test_a_site_purge_is_not_redriven_while_a_named_preview_object_is_live(rt: R
     assert result.redrive_blocked == [""] and result.redriven == []
     assert preview_object(rt) == old
     assert_live(rt, old)
+
+
+# --- the invariant over a run of clock steps ----------------------------------------------------
+
+
+def test_invariant_no_deploy_an_alias_or_a_live_preview_names_ever_leaves_the_live_prefix(
+    rt: Runtime,
+) -> None:
+    """Twelve deploys, production on the 5th-newest, named previews of different ages on old
+    deploys; GC at clock steps across their TTLs. After every run: each deploy an alias object
+    names, or a preview row younger than the TTL names, is live and has no tombstone; each
+    preview row at or past the TTL at that run's clock is gone."""
+    sha = uuid.uuid4().hex[:7]
+    ids = [deploy_id(T0 + timedelta(hours=i), sha) for i in range(12)]
+    for i, did in enumerate(ids):
+        seed_deploy(rt, SITE, did, T0 + timedelta(hours=i))
+    layout = rt.settings.key_layout
+    rt.bucket.put_alias(layout.alias_key(SITE, "production"), ids[-5])
+    moved = {"pr-a": (ids[0], 1), "pr-b": (ids[1], 5), "pr-c": (ids[2], 9), "pr-d": (ids[0], 20)}
+    with rt.db.transaction() as conn:
+        aliases.upsert(conn, SITE, "production", ids[-5], T0)
+        for name, (did, day) in moved.items():
+            rt.bucket.put_alias(layout.alias_key(SITE, name), did)
+            aliases.upsert(conn, SITE, name, did, T0 + timedelta(days=day), by="octocat")
+
+    for day in (10, 15, 16, 19, 23, 24, 34, 40):
+        now = T0 + timedelta(days=day)
+        run(rt, now)
+        objects = {
+            did
+            for name in ("production", *moved)
+            if (did := rt.bucket.get_alias(layout.alias_key(SITE, name)))
+        }
+        with rt.db.transaction() as conn:
+            rows = aliases.for_site(conn, SITE)
+        young = {r.deploy_id for r in rows if now - r.updated_at < TTL}
+        assert all(now - r.updated_at < TTL for r in rows if r.name in moved), day
+        stones = tombstone_rows(rt)
+        for did in objects | young:
+            assert did not in stones, (day, did)
+            assert_live(rt, did)
+    assert {r.name for r in rows} == {"production"}  # every preview has expired
+    # Past the cache TTL of the last release, only the keep-1 newest and production remain.
+    run(rt, T0 + timedelta(days=40) + CACHE_TTL)
+    assert set(tombstone_rows(rt)) == set(ids) - {ids[-1], ids[-5]}
