@@ -322,9 +322,9 @@ def test_invariant_no_deploy_an_alias_or_a_live_preview_names_ever_leaves_the_li
         now = T0 + timedelta(days=day)
         run(rt, now)
         objects = {
-            did
+            target
             for name in ("production", *moved)
-            if (did := rt.bucket.get_alias(layout.alias_key(SITE, name)))
+            if (target := rt.bucket.get_alias(layout.alias_key(SITE, name)))
         }
         with rt.db.transaction() as conn:
             rows = aliases.for_site(conn, SITE)
