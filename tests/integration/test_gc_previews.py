@@ -9,6 +9,8 @@ it freed is kept through the serve cache TTL by the release stamp, then falls to
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 
 from artemis.db import aliases, audit, deploys, tombstones
+from artemis.db.lock import site_lock
 from artemis.deadlines import Deadline
 from artemis.jobs.gc_site import GcResult, run_gc_site
 from artemis.retention import Plan
@@ -206,6 +209,54 @@ def test_a_preview_moved_after_planning_is_kept(rt: Runtime) -> None:
     row = preview_row(rt)
     assert row is not None and row.deploy_id == new and row.updated_at == AT_TTL
     assert expiry_audit(rt, old) == []
+
+
+def test_expiry_waits_for_a_finalize_holding_the_site_lock_and_keeps_what_it_moved(
+    rt: Runtime,
+) -> None:
+    """The real interleaving: GC plans the expiry, then blocks on the site lock a finalize
+    holds while it moves the preview; once the lock is free GC re-reads and keeps it."""
+    old, new = seed(rt)
+    _ = rt.db, rt.bucket  # build the shared clients before the thread uses them
+    results: list[GcResult] = []
+    errors: list[BaseException] = []
+
+    def gc() -> None:
+        try:
+            results.append(run(rt, AT_TTL))
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    with site_lock(rt.db.conninfo, SITE):  # what finalize holds around its alias move
+        worker = threading.Thread(target=gc)
+        worker.start()
+        deadline = time.monotonic() + 20
+        while not planned_runs(rt) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert planned_runs(rt), "GC never recorded its plan"
+        worker.join(timeout=1.0)
+        assert worker.is_alive()  # planned, now waiting for the lock
+        assert preview_object(rt) == old
+        rt.bucket.put_alias(rt.settings.key_layout.alias_key(SITE, "pr-1"), new)
+        with rt.db.transaction() as conn:
+            aliases.upsert(conn, SITE, "pr-1", new, AT_TTL, by="octocat")
+    worker.join(timeout=60)
+    assert errors == [] and len(results) == 1
+    assert results[0].previews_kept == ["pr-1"] and results[0].previews_expired == []
+    assert preview_object(rt) == new
+    row = preview_row(rt)
+    assert row is not None and row.deploy_id == new
+    assert expiry_audit(rt, old) == []
+
+
+def planned_runs(rt: Runtime) -> list[Any]:
+    """The plans recorded by gc-site runs of this site that have not finished yet."""
+    with rt.db.transaction() as conn:
+        return conn.execute(
+            "SELECT plan FROM job_runs WHERE job = 'gc-site' AND site = %s"
+            " AND plan IS NOT NULL AND finished_at IS NULL",
+            [SITE],
+        ).fetchall()
 
 
 def test_a_preview_whose_object_names_another_deploy_is_kept(rt: Runtime) -> None:
