@@ -32,6 +32,8 @@ from artemis.retention import (
     preview_expired,
     ranks,
     recheck,
+    site_plan,
+    split_aliases,
 )
 from tests.conftest import base_env
 
@@ -635,3 +637,21 @@ def test_an_expired_preview_protects_exactly_what_its_release_stamp_does(
     after = build_plan(after_rows, world.aliased, world.expired, NOW, world.policy, left)
     assert after.planned == plan.planned
     assert after.candidates == plan.candidates
+
+
+def test_site_plan_splits_alias_rows_fixed_channels_never_expire() -> None:
+    rows = [row("d0", 40 * DAY), row("d1", 40 * DAY), row("d2", 40 * DAY), row("d3", 40 * DAY)]
+    policy = replace(POLICY, keep_n=0, serve_cache_ttl=timedelta(0), preview_ttl=TTL)
+    aliases = [
+        preview("production", "d0", 90 * DAY),  # a channel protects however old its row
+        preview("preview", "d1", 90 * DAY),
+        preview("pr-1", "d2", 90 * DAY),  # expired: protects nothing
+        preview("pr-2", "d3", DAY),
+    ]
+    fixed, named = split_aliases(aliases)
+    assert fixed == {"d0", "d1"} and [p.name for p in named] == ["pr-1", "pr-2"]
+    plan = site_plan(rows, aliases, [], NOW, policy)
+    assert plan.planned_ids == ["d2"]
+    assert [p.name for p in plan.expired_previews] == ["pr-1"]
+    # A name the rule refuses is never treated as an expiring preview: it always protects.
+    assert split_aliases([preview("Not_A_Name", "d2", 90 * DAY)])[0] == {"d2"}
