@@ -1246,11 +1246,13 @@ def test_purge_unpublishes_the_named_previews_before_the_bulk_move(api: Api) -> 
     layout = api.rt.settings.key_layout
     site = Dirname(DIR)
     key = named_preview(api, "pr-1", old)
+    tree = objects(api, f"{DIR}/")
 
     with recording_copies(api) as copies:
         reply = delete_site(api, query="?purge=true")
 
     assert reply.status == 200, reply.raw
+    assert reply.body["moved"] == len(tree)  # the named preview's object counted once
     assert copies[:3] == [
         (f"{DIR}/production", f"{TRASH}{DIR}/production"),
         (f"{DIR}/preview", f"{TRASH}{DIR}/preview"),
