@@ -162,7 +162,7 @@ def gcreport(args: argparse.Namespace) -> int:
     plans = {
         site: plan.to_json()
         for site, plan in plan_fleet(rt, sites, system_clock(), policy)
-        if plan.candidates
+        if plan.candidates or plan.expired_previews  # a preview expiry is a change too
     }
     print_json({"policy": policy.to_json(), "sites": len(sites), "plans": plans})
     return 0

@@ -263,3 +263,26 @@ def test_backfill_hashes_nothing_out_of_time_but_still_takes_marker_digests(
     assert (result.digests_from_marker, result.hashed, result.deferred) == (3, 0, 2)
     assert {d for d, *_ in fleet.content_rows(site)} == {indexed}
     assert legacy not in {d for d, *_ in fleet.content_rows(site)}
+
+
+def test_backfill_rebuilds_named_preview_rows_from_their_objects(fleet: Fleet) -> None:
+    ids = seed(fleet)
+    alpha = Dirname(fleet.site("alpha"))
+    fleet.bucket.put_alias(fleet.layout.alias_key(alpha, "pr-1"), ids["a1"])
+    fleet.bucket.put_alias(fleet.layout.alias_key(alpha, "pr-2"), ids["a2"])
+    folder = fleet.layout.named_alias_prefix(alpha)
+    fleet.bucket.put(folder + "pr-3", b"", "text/plain")  # empty: names nothing
+    fleet.bucket.put(folder + "Not_A_Name", ids["a1"].encode(), "text/plain")  # refused name
+    fleet.sql("TRUNCATE deploys, aliases")
+
+    result = backfill(fleet)
+
+    named = [r for r in alias_index(fleet) if r[1].startswith("pr-")]
+    assert named == [(alpha, "pr-1", ids["a1"]), (alpha, "pr-2", ids["a2"])]
+    assert result.aliases == 5 and result.aliases_changed == 5  # three channels, two previews
+    # A rebuilt preview's TTL starts at the backfill: it is never expired early.
+    assert fleet.sql("SELECT DISTINCT updated_at FROM aliases WHERE name LIKE 'pr-%%'") == [
+        (fleet.now,)
+    ]
+    again = backfill(fleet)
+    assert again.aliases == 5 and again.aliases_changed == 0

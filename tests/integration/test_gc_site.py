@@ -565,8 +565,13 @@ def test_crash_after_the_tombstone_never_leaves_the_index_pointing_at_trash(
     ids = index_twelve(rt)
     victims = expected_victims(ids)
     failures = {"left": 1}
+    named_aliases = rt.settings.key_layout.named_alias_prefix(SITE)
 
-    def fail_once(**_: Any) -> None:
+    def fail_once(params: dict[str, Any], **_: Any) -> None:
+        # Not the re-check's listing of the named preview aliases: that one fails the run
+        # before any tombstone (test_alias_read_error_...), this test is about the move's.
+        if (params.get("query_string") or {}).get("prefix") == named_aliases:
+            return
         if failures["left"]:
             failures["left"] -= 1
             raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "S3")
@@ -712,6 +717,12 @@ def test_gcreport_prints_the_plan_of_every_site_with_candidates(
     rt = make_rt()
     site = Dirname(f"report-{uuid.uuid4().hex[:8]}.example.org")
     ids, _ = seed_twelve(rt, site)
+    # A site with nothing to collect but a named preview past its TTL is reported too.
+    quiet = Dirname(f"quiet-{uuid.uuid4().hex[:8]}.example.org")
+    lone = deploy_id(T0, uuid.uuid4().hex[:7])
+    seed_deploy(rt, quiet, lone, T0)
+    with rt.db.transaction() as conn:
+        aliases.upsert(conn, quiet, "pr-1", lone, T0, by="octocat")
     settings = base_env(
         DATABASE_URL=database_url, AWS_ENDPOINT_URL=moto_url, BUCKET_NAME=bucket_name,
         AWS_REGION="us-east-1", AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
@@ -730,4 +741,6 @@ def test_gcreport_prints_the_plan_of_every_site_with_candidates(
     assert report["policy"]["keep_n"] == 3
     planned = {p["id"] for p in report["plans"][site]["planned"]}
     assert planned == expected_victims(ids)
+    assert report["plans"][quiet]["planned"] == []
+    assert [p["name"] for p in report["plans"][quiet]["previews_expired"]] == ["pr-1"]
     assert index_ids(rt, site) == set(ids)  # a report: nothing tombstoned

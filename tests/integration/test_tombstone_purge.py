@@ -20,6 +20,7 @@ from artemis.db import audit, content, deploys, job_runs, outbox, tombstones
 from artemis.db.lock import site_lock
 from artemis.deadlines import Deadline
 from artemis.jobs.purge import (
+    DEFER_ALIASED,
     DEFER_SITE_MOVE_PENDING,
     DEFER_YOUNGER_DEPLOY_TRASH,
     NightlyFailed,
@@ -337,6 +338,27 @@ def test_d10_live_remainder_of_a_pending_tombstone_is_deleted(rt: Runtime) -> No
     assert keys(rt, layout.deploy_prefix(site, split)) == set()
     assert keys(rt, layout.deploy_trash_prefix(site, split)) == set()
     assert rows(rt) == set()
+
+
+def test_a_pending_tombstone_a_named_preview_names_keeps_its_live_bytes(rt: Runtime) -> None:
+    """Only a named preview's object names the deploy whose move never completed: its live
+    bytes may be what that preview serves, so the purge waits (as GC's re-drive does)."""
+    _, site = unique_site()
+    split = new_id()
+    seed_tombstone(rt, site, split, NOW - 9 * DAY, move_state="pending", live_remainder=True)
+    layout = rt.settings.key_layout
+    rt.bucket.put_alias(layout.alias_key(site, "pr-4"), split)
+
+    result = purge(rt)
+
+    assert result.deferred == {f"{site}/{split}": DEFER_ALIASED} and result.purged == []
+    assert keys(rt, layout.deploy_prefix(site, split))
+    assert keys(rt, layout.deploy_trash_prefix(site, split))
+    assert rows(rt) >= {(site, split)}
+
+    rt.bucket.delete_object(layout.alias_key(site, "pr-4"))  # the preview is gone
+    assert purge(rt).purged == [f"{site}/{split}"]
+    assert keys(rt, layout.deploy_prefix(site, split)) == set()
 
 
 def test_tombstone_cleared_meanwhile_is_not_counted_deleted_or_audited(

@@ -18,16 +18,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from artemis.config import load_settings
+from artemis.db.aliases import AliasRow
 from artemis.db.deploys import DeployRow
 from artemis.retention import (
     CAP_ZERO_REASON,
+    ExpiredPreview,
     Policy,
     build_plan,
     deploy_age_key,
+    expired_previews,
     keep_reason,
     oldest_n,
+    preview_expired,
     ranks,
     recheck,
+    site_plan,
+    split_aliases,
 )
 from tests.conftest import base_env
 
@@ -87,6 +93,7 @@ def test_policy_from_settings_uses_the_configured_values() -> None:
             CLEANUP_RETENTION_DAYS="9",
             SERVE_CACHE_TTL="30s",
             CLEANUP_BLAST_CAP="4",
+            PREVIEW_TTL="36h",
         )
     )
     assert Policy.from_settings(s) == Policy(
@@ -95,6 +102,7 @@ def test_policy_from_settings_uses_the_configured_values() -> None:
         retention=timedelta(days=9),
         serve_cache_ttl=timedelta(seconds=30),
         cap=4,
+        preview_ttl=timedelta(hours=36),
     )
     defaults = Policy.from_settings(load_settings(base_env()))
     assert (defaults.keep_n, defaults.grace, defaults.retention, defaults.cap) == (
@@ -517,3 +525,133 @@ def test_keep_n_zero_keeps_nothing_by_rank(keep_n: int) -> None:
     assert planned(rows, policy=replace(POLICY, keep_n=keep_n)) == [
         f"d{i}" for i in range(keep_n, 4)
     ]
+
+
+# --- named previews --------------------------------------------------------------------------
+
+TTL = timedelta(days=14)
+
+
+def preview(name: str, deploy_id: str, age: timedelta) -> AliasRow:
+    return AliasRow(site=SITE, name=name, deploy_id=deploy_id, updated_at=NOW - age, updated_by="x")
+
+
+def test_preview_expires_at_exactly_the_ttl() -> None:
+    assert not preview_expired(NOW - TTL + timedelta(seconds=1), NOW, TTL)
+    assert preview_expired(NOW - TTL, NOW, TTL)
+    rows = [preview("pr-2", "b", TTL), preview("pr-1", "a", 30 * DAY), preview("pr-3", "c", DAY)]
+    assert expired_previews(rows, NOW, TTL) == (
+        ExpiredPreview("pr-1", "a", NOW - 30 * DAY),
+        ExpiredPreview("pr-2", "b", NOW - TTL),
+    )
+
+
+def test_a_duplicate_preview_row_is_judged_by_its_latest_update() -> None:
+    rows = [preview("pr-1", "old", 30 * DAY), preview("pr-1", "new", DAY)]
+    assert expired_previews(rows, NOW, TTL) == ()
+    assert expired_previews(list(reversed(rows)), NOW, TTL) == ()
+
+
+def test_a_live_named_preview_protects_its_deploy_and_an_expired_one_does_not() -> None:
+    rows = [row(f"d{i}", (20 + i) * DAY) for i in range(3)]
+    policy = replace(POLICY, keep_n=0, preview_ttl=TTL)
+    live = build_plan(rows, set(), [], NOW, policy, [preview("pr-1", "d0", DAY)])
+    assert "d0" not in live.planned_ids
+    assert live.expired_previews == ()
+    # Expired: the deploy is judged released now (the stamp the expiry writes), so the
+    # serve cache TTL keeps it this run; past that it is an ordinary retention candidate.
+    gone = build_plan(rows, set(), [], NOW, policy, [preview("pr-1", "d0", TTL)])
+    assert [p.name for p in gone.expired_previews] == ["pr-1"]
+    assert "d0" not in gone.planned_ids
+    assert gone.to_json()["previews_expired"] == [
+        {"name": "pr-1", "deployId": "d0", "updatedAt": (NOW - TTL).isoformat()}
+    ]
+    released = [replace(r, alias_released_at=NOW) if r.id == "d0" else r for r in rows]
+    later = NOW + policy.serve_cache_ttl
+    assert "d0" in build_plan(released, set(), [], later, policy).planned_ids
+
+
+def test_a_fixed_alias_keeps_a_deploy_an_expired_preview_also_names() -> None:
+    rows = [row("d0", 20 * DAY)]
+    policy = replace(POLICY, keep_n=0, serve_cache_ttl=timedelta(0))
+    plan = build_plan(rows, {"d0"}, [], NOW, policy, [preview("pr-1", "d0", 30 * DAY)])
+    assert plan.planned_ids == []
+    assert (
+        "d0"
+        in build_plan(rows, set(), [], NOW, policy, [preview("pr-1", "d0", 30 * DAY)]).planned_ids
+    )
+
+
+@st.composite
+def preview_worlds(draw: st.DrawFn) -> tuple[World, list[AliasRow]]:
+    world = draw(worlds())
+    pool = [r.id for r in world.rows] + [p.id for p in world.expired] + ["20200101-000000-gone"]
+    previews = [
+        preview(
+            f"pr-{i}",
+            draw(st.sampled_from(pool)),
+            timedelta(seconds=draw(st.sampled_from([0, 1, 86400, 14 * 86400 - 1, 14 * 86400,
+                                                    14 * 86400 + 1, 60 * 86400])
+                                   | st.integers(0, 90 * 86400))),
+        )
+        for i in range(draw(st.integers(0, 4)))
+    ]  # fmt: skip
+    policy = replace(world.policy, preview_ttl=TTL, serve_cache_ttl=draw(
+        st.sampled_from([timedelta(0), timedelta(seconds=15)])))  # fmt: skip
+    return replace(world, policy=policy), previews
+
+
+@settings(max_examples=400)
+@given(preview_worlds(), st.randoms(use_true_random=False))
+def test_no_deploy_a_fixed_alias_or_a_live_named_preview_names_is_ever_planned(
+    pw: tuple[World, list[AliasRow]], rnd: random.Random
+) -> None:
+    world, previews = pw
+    shuffled = previews[:]
+    rnd.shuffle(shuffled)
+    plan = build_plan(world.rows, world.aliased, world.expired, NOW, world.policy, shuffled)
+    live = {p.deploy_id for p in previews if NOW - p.updated_at < TTL}
+    assert not (world.aliased | live) & {c.id for c in plan.candidates}
+    # Same inputs in any order: the same plan.
+    assert plan == build_plan(world.rows, world.aliased, world.expired, NOW, world.policy, previews)
+    assert {p.name for p in plan.expired_previews} == {
+        p.name for p in previews if NOW - p.updated_at >= TTL
+    }
+
+
+@settings(max_examples=300)
+@given(preview_worlds())
+def test_an_expired_preview_protects_exactly_what_its_release_stamp_does(
+    pw: tuple[World, list[AliasRow]],
+) -> None:
+    """The plan with expired previews equals the plan over the state the expiry leaves: their
+    rows gone, their deploys stamped released at NOW. A dry run reports what a live run does."""
+    world, previews = pw
+    plan = build_plan(world.rows, world.aliased, world.expired, NOW, world.policy, previews)
+    gone = {p.name for p in plan.expired_previews}
+    left = [p for p in previews if p.name not in gone]
+    released_ids = {p.deploy_id for p in previews if p.name in gone}
+    after_rows = [
+        replace(r, alias_released_at=NOW) if r.id in released_ids else r for r in world.rows
+    ]
+    after = build_plan(after_rows, world.aliased, world.expired, NOW, world.policy, left)
+    assert after.planned == plan.planned
+    assert after.candidates == plan.candidates
+
+
+def test_site_plan_splits_alias_rows_fixed_channels_never_expire() -> None:
+    rows = [row("d0", 40 * DAY), row("d1", 40 * DAY), row("d2", 40 * DAY), row("d3", 40 * DAY)]
+    policy = replace(POLICY, keep_n=0, serve_cache_ttl=timedelta(0), preview_ttl=TTL)
+    aliases = [
+        preview("production", "d0", 90 * DAY),  # a channel protects however old its row
+        preview("preview", "d1", 90 * DAY),
+        preview("pr-1", "d2", 90 * DAY),  # expired: protects nothing
+        preview("pr-2", "d3", DAY),
+    ]
+    fixed, named = split_aliases(aliases)
+    assert fixed == {"d0", "d1"} and [p.name for p in named] == ["pr-1", "pr-2"]
+    plan = site_plan(rows, aliases, [], NOW, policy)
+    assert plan.planned_ids == ["d2"]
+    assert [p.name for p in plan.expired_previews] == ["pr-1"]
+    # A name the rule refuses is never treated as an expiring preview: it always protects.
+    assert split_aliases([preview("Not_A_Name", "d2", 90 * DAY)])[0] == {"d2"}

@@ -22,6 +22,7 @@ from urllib.parse import unquote
 import pytest
 from botocore.exceptions import ClientError
 
+from artemis.db import aliases as aliases_db
 from artemis.db.lock import site_lock
 from artemis.deadlines import Deadline
 from artemis.jobs.gc_site import run_gc_site
@@ -1166,3 +1167,97 @@ def test_a_gc_collected_deploy_is_asked_for_and_a_source_again_once_restored(api
     assert answer["copied"] == list(OWN) and answer["upload"] == []
     for path, data in OWN.items():
         assert api.rt.bucket.get(live_prefix(answer["deployId"]) + path) == data
+
+
+# --- named previews are aliases too (issue 14) ---------------------------------------------------
+
+
+def named_preview(api: Api, name: str, deploy_id: str, *, row: bool = True) -> str:
+    """Publish `deploy_id` as the named preview `name` (object, and the row unless told not);
+    return the alias object's key."""
+    site = Dirname(DIR)
+    key = api.rt.settings.key_layout.alias_key(site, name)
+    api.rt.bucket.put_alias(key, deploy_id)
+    if row:
+        with api.rt.db.transaction() as conn:
+            aliases_db.upsert(conn, site, name, deploy_id, datetime.now(UTC), by="octocat")
+    return key
+
+
+def test_delete_of_a_deploy_a_named_preview_names_is_409_naming_it(api: Api) -> None:
+    api.register(SITE, ["web"])
+    victim = api.deploy(SITE, "aaaaaaa", "preview", FILES)
+    api.deploy(SITE, "bbbbbbb", "preview", FILES)  # no fixed alias names the victim any more
+    named_preview(api, "pr-9", victim, row=False)  # the object alone decides
+    named_preview(api, "pr-12", victim)
+    before = objects(api, live_prefix(victim))
+
+    reply = delete_deploy(api, victim)
+
+    assert (reply.status, reply.code) == (409, "deploy_aliased")
+    assert {k: v for k, v in reply.body.items() if k != "error"} == {
+        "site": SITE,
+        "deployId": victim,
+        "alias": "pr-12",
+    }  # fmt: skip  (named previews by name: "pr-12" < "pr-9")
+    assert objects(api, live_prefix(victim)) == before
+    assert tombstone(api, victim) is None
+    assert audit_rows(api, reply) == []
+
+
+def test_restore_refuses_while_a_named_preview_names_the_trashed_deploy(api: Api) -> None:
+    victim, _ = deleted_deploy(api)
+    key = named_preview(api, "pr-3", victim)  # object and row: drift, never served from trash
+
+    reply = restore(api, victim)
+    assert (reply.status, reply.code) == (409, "deploy_aliased")
+    assert reply.body["alias"] == "pr-3"
+
+    api.rt.bucket.delete_object(key)  # the row alone still refuses
+    reply = restore(api, victim)
+    assert (reply.status, reply.code, reply.body["alias"]) == (409, "deploy_aliased", "pr-3")
+    assert tombstone(api, victim) is not None
+
+    api.sql("DELETE FROM aliases WHERE site = %s AND name = 'pr-3'", [DIR])
+    assert restore(api, victim).status == 200
+
+
+def test_bare_delete_unpublishes_the_named_previews_too(api: Api) -> None:
+    old, new = published_site(api)
+    layout = api.rt.settings.key_layout
+    site = Dirname(DIR)
+    keys = {"pr-1": named_preview(api, "pr-1", old), "pr-2": named_preview(api, "pr-2", new)}
+
+    reply = delete_site(api)
+
+    assert reply.status == 204, reply.raw
+    for name, key in keys.items():
+        assert api.rt.bucket.get_alias(key) is None  # no longer served
+        assert api.rt.bucket.get_alias(layout.alias_trash_key(site, name)) == (
+            old if name == "pr-1" else new
+        )
+    assert objects(api, layout.named_alias_prefix(site)) == {}
+    assert alias_rows(api) == []
+    assert len(objects(api, f"{DIR}/deploys/")) == 6  # deploy bytes stay
+
+
+def test_purge_unpublishes_the_named_previews_before_the_bulk_move(api: Api) -> None:
+    old, _ = published_site(api)
+    layout = api.rt.settings.key_layout
+    site = Dirname(DIR)
+    key = named_preview(api, "pr-1", old)
+    tree = objects(api, f"{DIR}/")
+
+    with recording_copies(api) as copies:
+        reply = delete_site(api, query="?purge=true")
+
+    assert reply.status == 200, reply.raw
+    assert reply.body["moved"] == len(tree)  # the named preview's object counted once
+    assert copies[:3] == [
+        (f"{DIR}/production", f"{TRASH}{DIR}/production"),
+        (f"{DIR}/preview", f"{TRASH}{DIR}/preview"),
+        (key, layout.alias_trash_key(site, "pr-1")),
+    ]
+    assert api.rt.bucket.get_alias(key) is None
+    assert api.rt.bucket.get_alias(layout.alias_trash_key(site, "pr-1")) == old
+    assert alias_rows(api) == []

@@ -253,8 +253,9 @@ class ErrorEnvelope(BaseModel):
         'alias_drift: the deploy production names now ("" when none)'
     )
     deployId: str | _Omitted = _omitted("deploy_aliased: the deploy")
-    alias: Literal["production", "preview"] | _Omitted = _omitted(
-        "deploy_aliased: the first alias found naming the deploy"
+    alias: str | _Omitted = _omitted(
+        "deploy_aliased: the first alias found naming the deploy (production, preview, then"
+        " the named previews by name)"
     )
 
 

@@ -6,6 +6,11 @@ path sorts before it ranks or selects.
 Ranking: the keep-newest-N floor ranks only finalized (marked) deploys, so unfinished uploads
 cannot push finished deploys out of it. An aliased deploy is kept whatever its rank and, when
 marked, still takes one of the N slots; an unmarked or pending deploy never takes a slot.
+
+"Aliased" means: named by a fixed alias (`production`, `preview`), or by a named preview
+updated less than `preview_ttl` ago. A named preview at or past the TTL expires (gc-site
+removes it before it collects anything) and protects nothing; its deploy is judged as released
+at `now`, the stamp the expiry writes, so a dry-run plan and the live run agree.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+from artemis.alias_names import is_named_alias
 
 if TYPE_CHECKING:
     from artemis.config import JobSettings
@@ -45,6 +52,17 @@ class DeployLike(Protocol):
     def alias_released_at(self) -> datetime | None: ...
 
 
+class PreviewLike(Protocol):
+    """What the rules read from a named preview's alias row (artemis.db.aliases.AliasRow)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def deploy_id(self) -> str: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class Policy:
     """Retention settings as durations."""
@@ -54,6 +72,7 @@ class Policy:
     retention: timedelta
     serve_cache_ttl: timedelta
     cap: int
+    preview_ttl: timedelta = timedelta(days=14)
 
     @classmethod
     def from_settings(cls, settings: JobSettings) -> Policy:
@@ -63,6 +82,7 @@ class Policy:
             retention=timedelta(days=settings.cleanup_retention_days),
             serve_cache_ttl=timedelta(seconds=settings.serve_cache_ttl),
             cap=settings.cleanup_blast_cap,
+            preview_ttl=timedelta(seconds=settings.preview_ttl),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +92,7 @@ class Policy:
             "retention_s": self.retention.total_seconds(),
             "serve_cache_ttl_s": self.serve_cache_ttl.total_seconds(),
             "cap": self.cap,
+            "preview_ttl_s": self.preview_ttl.total_seconds(),
         }
 
 
@@ -94,6 +115,80 @@ def oldest_n(items: Sequence[T], n: int, key: Callable[[T], Any]) -> list[T]:
 def deploy_age_key(row: DeployLike | PlannedDeploy) -> tuple[datetime, str]:
     """ "Older" for deploy rows: smaller mtime, tie → smaller id."""
     return (row.mtime, row.id)
+
+
+# --- named preview expiry ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpiredPreview:
+    """A named preview the run unpublishes: the row as planned (the execution re-checks it)."""
+
+    name: str
+    deploy_id: str
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "deployId": self.deploy_id,
+            "updatedAt": self.updated_at.isoformat(),
+        }
+
+
+def preview_expired(updated_at: datetime, now: datetime, ttl: timedelta) -> bool:
+    """A named preview not moved for `ttl` (at exactly `ttl` it has expired)."""
+    return now - updated_at >= ttl
+
+
+def expired_previews(
+    previews: Iterable[PreviewLike], now: datetime, ttl: timedelta
+) -> tuple[ExpiredPreview, ...]:
+    """The named previews to expire, by name (one per name: a duplicate input row keeps the
+    most recently updated, so a stale copy never expires a live preview)."""
+    latest: dict[str, PreviewLike] = {}
+    for p in previews:
+        seen = latest.get(p.name)
+        if seen is None or (p.updated_at, p.deploy_id) > (seen.updated_at, seen.deploy_id):
+            latest[p.name] = p
+    return tuple(
+        ExpiredPreview(p.name, p.deploy_id, p.updated_at)
+        for name, p in sorted(latest.items())
+        if preview_expired(p.updated_at, now, ttl)
+    )
+
+
+@dataclass(frozen=True)
+class _ReleasedNow:
+    """A deploy row as it reads once a preview expiry stamped its release at `at`."""
+
+    row: DeployLike
+    at: datetime
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    @property
+    def mtime(self) -> datetime:
+        return self.row.mtime
+
+    @property
+    def bytes(self) -> int:
+        return self.row.bytes
+
+    @property
+    def has_marker(self) -> bool:
+        return self.row.has_marker
+
+    @property
+    def state(self) -> str:
+        return self.row.state
+
+    @property
+    def alias_released_at(self) -> datetime | None:
+        released = self.row.alias_released_at
+        return self.at if released is None else max(released, self.at)
 
 
 # --- ranking and the keep predicate ------------------------------------------------------
@@ -189,6 +284,7 @@ class Plan:
     capped: bool
     reason: str
     total_bytes: int
+    expired_previews: tuple[ExpiredPreview, ...] = ()
 
     @property
     def planned_ids(self) -> list[str]:
@@ -207,6 +303,7 @@ class Plan:
             "capped": self.capped,
             "reason": self.reason,
             "total_bytes": self.total_bytes,
+            "previews_expired": [p.to_json() for p in self.expired_previews],
         }
 
 
@@ -220,12 +317,26 @@ def build_plan(
     expired: Iterable[DeployLike],
     now: datetime,
     policy: Policy,
+    previews: Iterable[PreviewLike] = (),
 ) -> Plan:
-    """One site's plan from its active rows, the ids its alias rows name, and its expired
-    pending rows. Same inputs (in any order) and `now` → the same plan, identically ordered."""
-    active = [r for r in _unique_by_id(rows) if r.state != "pending"]
+    """One site's plan from its active rows, the ids its fixed alias rows name (any id here
+    is kept, whatever names it), its expired pending rows and its named preview rows. Same
+    inputs (in any order) and `now` → the same plan, identically ordered.
+
+    A named preview younger than `policy.preview_ttl` protects its deploy like a fixed alias;
+    an expired one is in `expired_previews` and protects nothing: its deploy is judged with
+    its release stamped at `now`, as the expiry leaves it (kept through the serve cache TTL)."""
+    named = list(previews)
+    gone = expired_previews(named, now, policy.preview_ttl)
+    gone_names = {p.name for p in gone}
+    aliased = frozenset(aliased_ids) | {p.deploy_id for p in named if p.name not in gone_names}
+    released = {p.deploy_id for p in gone}
+    active = [
+        _ReleasedNow(r, now) if r.id in released else r
+        for r in _unique_by_id(rows)
+        if r.state != "pending"
+    ]
     rank = ranks(active)
-    aliased = frozenset(aliased_ids)
     rejects = [
         _planned(row)
         for row in _newest_first(active, deploy_age_key)
@@ -260,7 +371,33 @@ def build_plan(
         capped=capped,
         reason=reason,
         total_bytes=sum(p.bytes for p in planned),
+        expired_previews=gone,
     )
+
+
+def split_aliases(rows: Iterable[PreviewLike]) -> tuple[frozenset[str], list[PreviewLike]]:
+    """Alias rows → (ids that always protect, named preview rows that expire). A name that is
+    not a named preview's (the fixed channels, or anything unexpected) always protects."""
+    fixed: set[str] = set()
+    named: list[PreviewLike] = []
+    for r in rows:
+        if is_named_alias(r.name):
+            named.append(r)
+        else:
+            fixed.add(r.deploy_id)
+    return frozenset(fixed), named
+
+
+def site_plan(
+    rows: Iterable[DeployLike],
+    alias_rows: Iterable[PreviewLike],
+    expired: Iterable[DeployLike],
+    now: datetime,
+    policy: Policy,
+) -> Plan:
+    """`build_plan` from a site's alias rows as the index holds them (fixed and named)."""
+    fixed, named = split_aliases(alias_rows)
+    return build_plan(rows, fixed, expired, now, policy, named)
 
 
 # --- the execution-time re-check ---------------------------------------------------------

@@ -644,7 +644,8 @@ write and the index transaction (`502 index_write_failed` means the alias alread
 DELETE_DEPLOY_DESCRIPTION = f"""\
 Moves a deploy into trash. `deploy_id` must match `{DEPLOY_ID_PATTERN}` (`400 bad_request`).
 Under the site lock: refused with `409 deploy_aliased` (with `site`, `deployId` and `alias`
-beside `error`) while production or preview names the deploy; `404 deploy_not_found` when it has
+beside `error`) while production, preview or a named preview names the deploy;
+`404 deploy_not_found` when it has
 neither objects nor a tombstone (nothing is written then). First the deploy's lock is taken
 (uploads of it that are writing finish; `409 deploy_busy` after 30 s): once the tombstone is
 written, the deploy's sessions can upload, presign and finalize no more (`410 deploy_deleted`).

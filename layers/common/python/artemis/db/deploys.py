@@ -10,6 +10,7 @@ from typing import Literal
 from psycopg import Connection
 from psycopg.rows import class_row
 
+from artemis.db.aliases import AliasRow
 from artemis.keys import Dirname
 
 
@@ -124,25 +125,30 @@ def expired_pending(conn: Connection, site: Dirname, cutoff: datetime) -> list[D
         return cur.execute(_EXPIRED, [site, cutoff]).fetchall()
 
 
-PlanInputs = tuple[list[DeployRow], set[str], list[DeployRow]]
+PlanInputs = tuple[list[DeployRow], list[AliasRow], list[DeployRow]]
 
 
 def plan_inputs_for_sites(
     conn: Connection, sites: Sequence[Dirname], cutoff: datetime
 ) -> dict[Dirname, PlanInputs]:
-    """What gc-site plans from (active rows, alias targets, expired pending rows), for many
+    """What gc-site plans from (active rows, alias rows, expired pending rows), for many
     sites in one round trip of three pipelined statements (the fleet planner: a per-site round
     trip would cost more than the plan itself). Every site is in the result, with empty
     inputs when the index holds nothing for it."""
-    inputs: dict[Dirname, PlanInputs] = {site: ([], set(), []) for site in sites}
+    inputs: dict[Dirname, PlanInputs] = {site: ([], [], []) for site in sites}
     names = list(inputs)
     with conn.pipeline():
         active = conn.cursor(binary=True)
         active.execute(
             f"SELECT {_COLUMNS} FROM deploys WHERE site = ANY(%s) AND state = 'active'", [names]
         )
+        # Whole rows: a named preview's updated_at decides whether it still protects its deploy.
         targets = conn.cursor()
-        targets.execute("SELECT site, deploy_id FROM aliases WHERE site = ANY(%s)", [names])
+        targets.execute(
+            "SELECT site, name, deploy_id, updated_at, updated_by FROM aliases"
+            " WHERE site = ANY(%s)",
+            [names],
+        )
         expired = conn.cursor(binary=True)
         expired.execute(
             f"SELECT {_COLUMNS} FROM deploys WHERE site = ANY(%s) AND state = 'pending'"
@@ -151,15 +157,15 @@ def plan_inputs_for_sites(
         )
     for row in active.fetchall():
         inputs[row[0]][0].append(DeployRow(*row))
-    for site, deploy_id in targets.fetchall():
-        inputs[site][1].add(str(deploy_id))
+    for alias in targets.fetchall():
+        inputs[alias[0]][1].append(AliasRow(*alias))
     for row in expired.fetchall():
         inputs[row[0]][2].append(DeployRow(*row))
     return inputs
 
 
 def plan_inputs(conn: Connection, site: Dirname, cutoff: datetime) -> PlanInputs:
-    """What gc-site plans from for one site (active rows, alias targets, expired pending
+    """What gc-site plans from for one site (active rows, alias rows, expired pending
     rows): `plan_inputs_for_sites` of that site."""
     return plan_inputs_for_sites(conn, [site], cutoff)[site]
 

@@ -12,8 +12,11 @@ sites), in sorted order:
    resurrected, and is counted as `skipped_tombstoned`; new rows are active with the id-parsed
    time; existing rows keep their mtime, follow the bucket's marker and take a non-zero size;
    a pending row turns active only when the marker is present.
-3. **Alias rows** from the alias objects (`<dirname>/<tail>` per channel): a missing or empty
-   object is skipped; a row that already names the object's target is left as it is.
+3. **Alias rows** from the alias objects (`<dirname>/<tail>` per channel, and every named
+   preview in its folder): a missing or empty object, or one whose name the alias rule refuses,
+   is skipped; a row that already names the object's target is left as it is. A rebuilt row is
+   stamped with the run's `now`, so a named preview's TTL restarts at backfill rather than
+   expiring a preview early.
 
 4. **The content index** (`deploy_files`) of each finalized deploy (marker listed) that is
    not tombstoned: every listed object without a row gets one. Its digest comes from the
@@ -41,15 +44,16 @@ from datetime import datetime
 from typing import Any
 
 from artemis import invocation
+from artemis.alias_names import is_alias_name
 from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import content as content_db
 from artemis.db import deploys as deploys_db
 from artemis.db.content import FileDigest
 from artemis.deadlines import Deadline
-from artemis.jobs.common import job_run
+from artemis.jobs.common import alias_object_targets, job_run
 from artemis.jobs.reconcile import scan_site
-from artemis.keys import ALIAS_NAMES, Dirname, finalize_digests, finalize_record
+from artemis.keys import Dirname, finalize_digests, finalize_record
 from artemis.observability import logger
 from artemis.reconcile_plan import Listed, trusted_digests
 from artemis.runtime import Runtime
@@ -180,7 +184,7 @@ def _backfill_site(
     layout = rt.settings.key_layout
     deploys, keys, files = scan_site(rt.bucket, layout, site, now)
     finalized: list[str] = []
-    targets = {name: rt.bucket.get_alias(layout.alias_key(site, name)) for name in ALIAS_NAMES}
+    targets = alias_object_targets(rt.bucket, layout, site)
     result.keys_listed += keys
     result.deploys += len(deploys)
     with rt.db.transaction() as conn:
@@ -196,8 +200,9 @@ def _backfill_site(
                 if deploy.has_marker:
                     finalized.append(deploy.id)
         current = {row.name: row.deploy_id for row in aliases_db.for_site(conn, site)}
-        for name, target in targets.items():
-            if not target:
+        for name, target in sorted(targets.items()):
+            if not is_alias_name(name):  # an object the rule refuses names no alias row
+                logger.warning("backfill.alias_name_refused", extra={"site": site, "alias": name})
                 continue
             result.aliases += 1
             if current.get(name) != target:

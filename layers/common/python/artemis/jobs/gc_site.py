@@ -3,13 +3,25 @@
 1. Re-drive the site's incomplete moves (tombstones whose `move_state` is still `pending`).
 2. Read the active rows, alias rows and expired pending rows; build the plan (artemis.retention).
 3. Record the plan in the run's `job_runs` row before executing anything.
-4. Dry run: stop there (no lock, no bucket). Live run, per planned deploy: check the time
-   budget, take the site lock, re-read the alias OBJECTS and the current rows and re-evaluate
-   the whole keep predicate (a deploy restored or promoted since planning is kept), write the
-   tombstone row and drop the deploy's content index rows (one transaction), move the bytes to
-   trash, mark the move done, release, audit `gc.tombstone`.
+4. Dry run: stop there (no lock, no bucket).
+5. Live run, per expired named preview (the plan's `expired_previews`), first: under the site
+   lock, re-read its row and object (a preview moved since planning is kept), delete the alias
+   object, then in one transaction compare-and-delete the row, stamp the release on the deploy
+   it named and enqueue `site.changed`; audit `site.preview.expire`.
+6. Live run, per planned deploy: check the time budget, take the site lock, re-read the alias
+   OBJECTS and the current rows and re-evaluate the whole keep predicate (a deploy restored or
+   promoted since planning is kept), write the tombstone row and drop the deploy's content
+   index rows (one transaction), move the bytes to trash, mark the move done, release, audit
+   `gc.tombstone`.
 
-Nothing here deletes bytes: a deploy only ever moves to trash; the purge destroys it later.
+Expiry runs first because the plan was built as if it had happened (retention.build_plan judges
+an expired preview's deploy as released at `now`): the release stamp then keeps that deploy
+through the serve cache TTL, in the plan and in the re-check alike; a later run judges it by
+the ordinary rules.
+
+Nothing here deletes deploy bytes: a deploy only ever moves to trash; the purge destroys it
+later. The one object deleted is an expired preview's alias object: it is a pointer, not
+content, and no tombstone would ever purge it from trash (the audit row keeps what it named).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ from artemis.config import JobSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import content as content_db
 from artemis.db import deploys as deploys_db
+from artemis.db import outbox as outbox_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import SiteLockSession
 from artemis.deadlines import Deadline
@@ -36,7 +49,7 @@ from artemis.jobs.common import (
 )
 from artemis.keys import Dirname
 from artemis.observability import logger, metrics
-from artemis.retention import Plan, Policy
+from artemis.retention import ExpiredPreview, Plan, Policy
 from artemis.runtime import Runtime
 from artemis.storage.objects import MoveIncomplete
 
@@ -61,6 +74,8 @@ class GcResult:
     skipped_gone: list[str] = field(default_factory=list)  # row gone since planning
     redriven: list[str] = field(default_factory=list)  # incomplete moves finished this run
     redrive_blocked: list[str] = field(default_factory=list)
+    previews_expired: list[str] = field(default_factory=list)  # named previews unpublished
+    previews_kept: list[str] = field(default_factory=list)  # moved or drifted since planning
     incomplete_moves: int = 0  # tombstones of the site with move_state 'pending' at start
     bytes: int = 0  # plan bytes of the tombstoned deploys
     index_rows_dropped: int = 0  # content index rows of the tombstoned deploys
@@ -81,6 +96,8 @@ class GcResult:
             "skipped_gone": self.skipped_gone,
             "redriven": self.redriven,
             "redrive_blocked": self.redrive_blocked,
+            "previews_expired": self.previews_expired,
+            "previews_kept": self.previews_kept,
             "incomplete_moves": self.incomplete_moves,
             "bytes": self.bytes,
             "index_rows_dropped": self.index_rows_dropped,
@@ -98,6 +115,8 @@ class GcResult:
             "skipped_gone": len(self.skipped_gone),
             "redriven": len(self.redriven),
             "redrive_blocked": len(self.redrive_blocked),
+            "previews_expired": len(self.previews_expired),
+            "previews_kept": len(self.previews_kept),
             "incomplete_moves": self.incomplete_moves,
             "bytes_trashed": self.bytes,
             "index_rows_dropped": self.index_rows_dropped,
@@ -117,9 +136,12 @@ def emit(name: str, value: float, unit: str = "Count") -> None:
         logger.debug("metric dropped", extra={"metric": name})
 
 
-def system_audit(rt: Runtime[JobSettings], action: str, site: Dirname, deploy_id: str) -> None:
+def system_audit(
+    rt: Runtime[JobSettings], action: str, site: Dirname, deploy_id: str,
+    detail: dict[str, Any] | None = None,
+) -> None:  # fmt: skip
     """A `system:gc` audit row; best effort."""
-    entry = system_audit_entry(rt.settings.key_layout, GC_ACTOR, action, site, deploy_id)
+    entry = system_audit_entry(rt.settings.key_layout, GC_ACTOR, action, site, deploy_id, detail)
     write_audit(rt.db, entry)
 
 
@@ -191,13 +213,28 @@ def _run(
         if result.dry_run:
             logger.info(
                 "gc.site.dry-run",
-                extra={"site": site, "planned": result.planned, "capped": plan.capped},
+                extra={
+                    "site": site,
+                    "planned": result.planned,
+                    "capped": plan.capped,
+                    "previews_expired": [p.name for p in plan.expired_previews],
+                },
             )
             return
         if after_plan is not None:
             after_plan(plan)
-        if plan.planned and session is None:
+        if (plan.planned or plan.expired_previews) and session is None:
             session = SiteLockSession(rt.db.conninfo)
+        # Previews first (see the module doc). The blast cap does not count them: it bounds how
+        # many deploys one run moves to trash, and an expiry moves no deploy bytes (the deploy it
+        # frees is planned, and capped, by the ordinary rules in a later run).
+        for preview in plan.expired_previews:
+            if not deadline.has(ITEM_SECONDS):
+                result.incomplete = True
+                logger.warning("gc.site.out_of_time", extra={"site": site, "preview": preview.name})
+                return
+            assert session is not None
+            _expire(rt, site, preview, policy, now, session, result)
         for deploy_id in plan.planned_ids:
             if not deadline.has(ITEM_SECONDS):
                 result.incomplete = True
@@ -216,8 +253,8 @@ def plan_for(rt: Runtime[JobSettings], site: Dirname, now: datetime, policy: Pol
     plan. Autocommit reads: under READ COMMITTED each statement takes its own
     snapshot anyway, so a transaction around them would only add two round trips."""
     with rt.db.session() as conn:
-        rows, aliased, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
-    return retention.build_plan(rows, aliased, expired, now, policy)
+        rows, alias_rows, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
+    return retention.site_plan(rows, alias_rows, expired, now, policy)
 
 
 FLEET_BATCH = 200  # sites per read round trip in plan_fleet
@@ -238,8 +275,8 @@ def plan_fleet(
     for start in range(0, len(sites), batch):
         with rt.db.session() as conn:
             inputs = deploys_db.plan_inputs_for_sites(conn, sites[start : start + batch], cutoff)
-        for site, (rows, aliased, expired) in inputs.items():
-            yield site, retention.build_plan(rows, aliased, expired, now, policy)
+        for site, (rows, alias_rows, expired) in inputs.items():
+            yield site, retention.site_plan(rows, alias_rows, expired, now, policy)
 
 
 def _redrive(
@@ -290,6 +327,62 @@ def _redrive(
                 tombstones_db.mark_moved(conn, site, deploy_id)
         result.redriven.append(deploy_id)
     return True
+
+
+def _expire(
+    rt: Runtime[JobSettings],
+    site: Dirname,
+    preview: ExpiredPreview,
+    policy: Policy,
+    now: datetime,
+    session: SiteLockSession,
+    result: GcResult,
+) -> None:
+    """One expired named preview: lock → re-check row and object → delete the object → row,
+    release stamp and event (one transaction) → unlock → audit.
+
+    The object goes first: a crash after it leaves the expired row, which the next run
+    removes (the delete is idempotent); the other order could leave a live preview with no
+    row, which nothing would ever expire. Finalize moves a preview under the same lock, so
+    the compare-and-delete cannot lose to it; it still guards against a row rewritten by a
+    path that takes no lock (backfill, reconcile)."""
+    key = rt.settings.key_layout.alias_key(site, preview.name)
+    with session.hold(site):
+        with rt.db.transaction() as conn:
+            row = aliases_db.get(conn, site, preview.name)
+        target = rt.bucket.get_alias(key)
+        moved = (
+            row is None
+            or row.deploy_id != preview.deploy_id
+            or not retention.preview_expired(row.updated_at, now, policy.preview_ttl)
+        )
+        # An object naming another deploy than the row: the row lags a move (drift), and the
+        # object is what serves; reconcile mends the row, with a fresh updated_at.
+        drifted = target is not None and target != preview.deploy_id
+        if moved or drifted:
+            result.previews_kept.append(preview.name)
+            logger.info(
+                "gc.site.preview_kept",
+                extra={"site": site, "preview": preview.name, "moved": moved, "drifted": drifted},
+            )
+            return
+        if target is not None:
+            rt.bucket.delete_object(key)
+        with rt.db.transaction() as conn:
+            removed = aliases_db.delete(conn, site, preview.name, preview.deploy_id)
+            if removed:
+                # No new target: any id other than the one released stamps it.
+                deploys_db.stamp_release(conn, site, preview.deploy_id, "", now)
+                outbox_db.enqueue_site_changed(conn, site)
+    if not removed:  # cannot happen under the lock; never audit what did not happen
+        result.previews_kept.append(preview.name)
+        return
+    result.previews_expired.append(preview.name)
+    system_audit(rt, "site.preview.expire", site, preview.deploy_id, {
+        "name": preview.name,
+        "deployId": preview.deploy_id,
+        "updatedAt": preview.updated_at.isoformat(),
+    })  # fmt: skip
 
 
 def _collect(
@@ -351,6 +444,7 @@ def _signals(result: GcResult) -> None:
     emit("gc.planned", len(result.planned))
     emit("gc.tombstoned", len(result.tombstoned))
     emit("gc.skipped_aliased", len(result.skipped_aliased))
+    emit("gc.previews_expired", len(result.previews_expired))
     emit("gc.capped", int(result.capped))
     emit("gc.bytes_trashed", result.bytes, "Bytes")
     emit("gc.index_rows_dropped", result.index_rows_dropped)

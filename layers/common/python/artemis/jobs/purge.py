@@ -28,7 +28,7 @@ from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import site_lock
 from artemis.db.tombstones import TombstoneRow
 from artemis.deadlines import Deadline
-from artemis.jobs.common import job_run
+from artemis.jobs.common import alias_objects, job_run
 from artemis.jobs.gc_site import emit, system_audit
 from artemis.keys import Dirname
 from artemis.observability import logger
@@ -44,6 +44,7 @@ BACKSTOP_LIMIT = 500
 
 DEFER_YOUNGER_DEPLOY_TRASH = "younger deploy-level tombstones of this dirname exist"
 DEFER_SITE_MOVE_PENDING = "the site purge's move has not completed"
+DEFER_ALIASED = "an alias object names the deploy, whose move has not completed"
 
 
 def tombstone_key(row: TombstoneRow) -> str:
@@ -246,6 +247,14 @@ def _purge_one(
                 return
             rt.bucket.delete_prefix(layout.site_trash_prefix(site))
         else:
+            # A move that never completed left bytes at the live prefix; while any alias
+            # object (a channel or a named preview) names the deploy they may be serving:
+            # drift for reconcile, never bytes to delete (GC's re-drive refuses them alike).
+            if current.move_state != "moved" and row.id in alias_objects(rt.bucket, layout, site):
+                result.deferred[key] = DEFER_ALIASED
+                why = {"site": site, "id": row.id, "why": DEFER_ALIASED}
+                logger.error("gc.tombstone-purge.deferred", extra=why)
+                return
             rt.bucket.delete_prefix(layout.deploy_trash_prefix(site, row.id))
             if current.move_state != "moved":
                 # The move (a delete's, or a restore's cut off part-way) never completed: the

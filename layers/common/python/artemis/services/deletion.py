@@ -101,9 +101,7 @@ def delete_deploy(
 def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int:
     layout = rt.settings.key_layout
     with site_lock(rt.db.conninfo, site):
-        for name in ALIAS_NAMES:
-            if rt.bucket.get_alias(layout.alias_key(site, name)) == deploy_id:
-                raise DeployAliased(site=slug, deployId=deploy_id, alias=name)
+        _refuse_alias_objects(rt, slug, site, deploy_id)
         prefix = layout.deploy_prefix(site, deploy_id)
         try:  # one listing both measures the deploy and tells whether it exists at all
             listing = rt.bucket.list_keys(prefix)
@@ -196,12 +194,9 @@ def restore(
 
 
 def _refuse_aliased(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> None:
-    """An alias (object or row) naming a trashed deploy is drift; restoring under it would
-    change what it serves without an alias move."""
-    layout = rt.settings.key_layout
-    for name in ALIAS_NAMES:
-        if rt.bucket.get_alias(layout.alias_key(site, name)) == deploy_id:
-            raise DeployAliased(site=slug, deployId=deploy_id, alias=name)
+    """An alias (object or row, fixed or named) naming a trashed deploy is drift; restoring
+    under it would change what it serves without an alias move."""
+    _refuse_alias_objects(rt, slug, site, deploy_id)
     try:
         with rt.db.transaction() as conn:
             rows = aliases_db.for_site(conn, site)
@@ -210,6 +205,19 @@ def _refuse_aliased(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> No
     for row in rows:
         if row.deploy_id == deploy_id:
             raise DeployAliased(site=slug, deployId=deploy_id, alias=row.name)
+
+
+def _refuse_alias_objects(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> None:
+    """409 deploy_aliased, naming the alias, when an alias OBJECT names the deploy: the fixed
+    channels first, then the named previews by name (one listing of their folder)."""
+    layout = rt.settings.key_layout
+    for fixed in ALIAS_NAMES:
+        if rt.bucket.get_alias(layout.alias_key(site, fixed)) == deploy_id:
+            raise DeployAliased(site=slug, deployId=deploy_id, alias=fixed)
+    named = rt.bucket.get_aliases(layout.named_alias_prefix(site))
+    for name in sorted(named):
+        if named[name] == deploy_id:
+            raise DeployAliased(site=slug, deployId=deploy_id, alias=name)
 
 
 def _listing(rt: Runtime, live: str) -> list[ObjectInfo] | None:
@@ -321,13 +329,19 @@ def _registry_slug(rt: Runtime, caller: Caller, slug: str) -> Slug:
 
 
 def _unpublish(rt: Runtime, site: Dirname) -> int:
-    """Move both alias objects to trash, so the site stops serving within one cache TTL.
+    """Move every alias object (both channels and each named preview) to trash, so the site
+    and its previews stop serving within one cache TTL.
 
     Returns how many moved; a failure raises MoveIncomplete carrying the count so far.
     """
     layout = rt.settings.key_layout
     moved = 0
-    for name in ALIAS_NAMES:
+    try:  # every key in the folder, empty ones too: an empty alias object is still moved away
+        listed = rt.bucket.list_keys(layout.named_alias_prefix(site))
+    except StorageError as err:
+        raise MoveIncomplete(moved) from err
+    named = sorted({n for obj in listed if (n := layout.named_alias_of(site, obj.key))})
+    for name in [*ALIAS_NAMES, *named]:
         src, dst = layout.alias_key(site, name), layout.alias_trash_key(site, name)
         try:
             if rt.bucket.move_object(src, dst):  # False: no such alias, nothing to move
