@@ -342,10 +342,6 @@ class Bucket:
             return False
         return True
 
-    def delete_object(self, key: str) -> None:
-        """Delete one key (idempotent: an absent key is no error)."""
-        self._delete_batch([key], code="r2_delete_failed")
-
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix` (idempotent); return how many were deleted."""
         _require_prefix(prefix)
