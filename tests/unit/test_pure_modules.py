@@ -11,6 +11,7 @@ PURE = [
     "content_types",
     "deadlines",
     "deploy_ids",
+    "deploy_metadata",
     "deploy_mode",
     "drift_report",
     "frameworks",

@@ -44,7 +44,7 @@ INDEX_WRITE_ATTEMPTS = 3
 
 def record_alias_move(
     rt: Runtime, site: Dirname, name: AliasName, deploy_id: str, at: datetime,
-    *, finalized_bytes: int | None = None,
+    *, finalized_bytes: int | None = None, finalized_files: int | None = None,
 ) -> None:  # fmt: skip
     """Mirror an alias PUT into the index, with its `site.changed` event, in one transaction.
 
@@ -55,7 +55,10 @@ def record_alias_move(
         try:
             with rt.db.transaction() as conn:
                 if finalized_bytes is not None:
-                    deploys_db.upsert_finalized(conn, site, deploy_id, at, finalized_bytes)
+                    deploys_db.upsert_finalized(
+                        conn, site, deploy_id, at, finalized_bytes,
+                        finalized_at=at, files=finalized_files,
+                    )  # fmt: skip
                 previous = aliases_db.upsert(conn, site, name, deploy_id, at)
                 deploys_db.stamp_release(conn, site, previous, deploy_id, at)
                 outbox.enqueue_site_changed(conn, site)
