@@ -785,8 +785,10 @@ DEPLOY_INIT = Doc(
         "its rule answers `400 invalid_metadata` naming it in `error.field` (a wrong JSON type, "
         "`400 bad_request`), and nothing is recorded. A message is never refused for its "
         "length: its first line is kept, cut to "
-        f"{deploy_metadata.MESSAGE_MAX} characters. The metadata is recorded on the deploy "
-        "(the deploy list shows it) and in the `deploy.init` audit detail.",
+        f"{deploy_metadata.MESSAGE_MAX} characters. The metadata is recorded in the "
+        "`deploy.init` audit detail and on the deploy's pending index row, which the deploy "
+        "list shows (that row is best effort, as the audit row is: when its write fails the "
+        "init still succeeds, and the deploy is listed without its metadata).",
         "github", "per-site (a member of one of the site's registry teams)", 200,
         "InitResponse",
         {"deployId": "20260420-141522-abc1234", "jwt": "<token>",
