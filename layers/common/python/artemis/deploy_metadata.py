@@ -34,15 +34,16 @@ start with a dot: `.github`)."""
 
 REPO_DOTS_RE: re.Pattern[str] = re.compile(r"/\.\.?\Z")
 
-UNSAFE_CHARS = (
-    r"\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069"  # controls, formats
-    r"\ufeff\ud800-\udfff"  # the byte-order mark, surrogates
-)
+UNSAFE_CHARS = r"\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
 """What no shown field may hold (a regex character class body): C0 and C1 controls and DEL;
 the invisible and direction-changing format characters (Arabic letter mark, zero-width
 characters, the bidi marks, embeddings, overrides and isolates, the byte-order mark); the
-Unicode line and paragraph separators; lone surrogates (JSON can spell them, no database text
-holds them)."""
+Unicode line and paragraph separators."""
+
+SURROGATE_RE: re.Pattern[str] = re.compile(r"[\ud800-\udfff]")
+"""Lone surrogates, refused too: JSON can spell them (`"\\ud800"`), no database text holds
+them. Not in UNSAFE_CHARS, which the OpenAPI document declares: its readers' regex engines
+refuse a surrogate range, and Unicode text (what a JSON Schema string is) holds none."""
 
 BRANCH_RE: re.Pattern[str] = re.compile(rf"^[^{UNSAFE_CHARS} ~^:?*\[\\]{{1,{BRANCH_MAX}}}\Z")
 """The characters of a branch: none of the unsafe ones, no space, none of git's `~^:?*[\\`."""
@@ -100,7 +101,7 @@ def branch_error(value: str) -> str | None:
         return "must not be empty"
     if len(value) > BRANCH_MAX:
         return f"over {BRANCH_MAX} characters"
-    if BRANCH_RE.fullmatch(value) is None:
+    if BRANCH_RE.fullmatch(value) is None or SURROGATE_RE.search(value):
         return "contains a control, format or space character, or one of ~ ^ : ? * [ \\"
     if BRANCH_FORBIDDEN_RE.search(value):
         return "is not a git branch name (.., //, @{, a leading - / or ., a trailing / . .lock)"
@@ -111,10 +112,11 @@ def normalize_message(value: str) -> str | None:
     """The commit message's first line, trimmed, tabs as spaces, cut to MESSAGE_MAX characters
     (the last one then `…`); None when nothing remains. Raises InvalidMetadataValue for a first
     line holding control or format characters."""
-    if MESSAGE_RE.fullmatch(value) is None:
-        raise InvalidMetadataValue("message", "its first line has a control or format character")
     lines = value.splitlines()
-    line = (lines[0] if lines else "").replace("\t", " ").strip()
+    first = lines[0] if lines else ""
+    if MESSAGE_RE.fullmatch(value) is None or SURROGATE_RE.search(first):
+        raise InvalidMetadataValue("message", "its first line has a control or format character")
+    line = first.replace("\t", " ").strip()
     if not line:
         return None
     if len(line) > MESSAGE_MAX:
