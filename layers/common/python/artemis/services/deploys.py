@@ -379,16 +379,18 @@ def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[DeployRow]:
     actors: dict[str, str] = {}
     try:
         with rt.db.transaction() as conn:
-            # A tombstone wins over a row of the same id (a restore in progress).
             listed = deploys_db.listed_for_site(conn, site)
-            for entry in sorted(listed, key=lambda r: r.tombstoned):
-                indexed[entry.id] = entry
-            for alias in aliases_db.for_site(conn, site):  # ordered by name
-                aliases.setdefault(alias.deploy_id, []).append(alias.name)
-            ids.update(indexed)
-            actors = audit_db.deploy_actors(conn, slug, sorted(ids))
+            targets = aliases_db.for_site(conn, site)  # ordered by name
+            known = ids | {entry.id for entry in listed}
+            found_actors = audit_db.deploy_actors(conn, slug, sorted(known))
     except Exception:
         logger.exception("deploy index lookup failed; listing the bucket's ids alone")
+    else:
+        # A tombstone wins over a row of the same id (a restore in progress).
+        indexed = {entry.id: entry for entry in sorted(listed, key=lambda r: r.tombstoned)}
+        for alias in targets:
+            aliases.setdefault(alias.deploy_id, []).append(alias.name)
+        ids, actors = known, found_actors
     now = utcnow()
     return [
         _deploy_row(DeployRow, i, indexed.get(i), aliases.get(i, []), actors.get(i),
