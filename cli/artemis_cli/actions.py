@@ -28,8 +28,12 @@ ALIAS_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?\Z")
 RESERVED_ALIASES = frozenset({"production", "preview"})
 _PULL_REF = re.compile(r"^refs/pull/([0-9]+)/(?:merge|head)\Z")
 _SHA = re.compile(r"^[A-Za-z0-9-]{1,64}\Z")
-# C0 and C1 controls and DEL: the server refuses a message whose first line holds one.
-_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# What the server refuses in a message's first line (artemis.deploy_metadata): controls,
+# invisible and direction-changing format characters, lone surrogates. A PR title holding one
+# must not fail the deploy, so the client drops them.
+_CONTROLS = re.compile(
+    r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
 
 
 @dataclass(frozen=True)

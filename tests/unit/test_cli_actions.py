@@ -122,6 +122,7 @@ def test_the_message_falls_back_to_the_checkouts_last_subject(tmp_path: Path) ->
 
 def test_first_line() -> None:
     assert first_line("a\tb \x1b[31m\nc") == "a b [31m"
+    assert first_line("evil\u202etxt.exe \u200bzero") == "eviltxt.exe zero"
     assert first_line("") is None and first_line("\n\nx") is None
     long = first_line("y" * 500)
     assert long is not None and len(long) == MESSAGE_MAX and long.endswith("…")
@@ -163,3 +164,12 @@ def test_ls_line_shows_state_age_branch_pr_aliases_and_message() -> None:
         "    Fix the footer"
     )
     assert ls_line({"deployId": "d"}, [], now) == "d  ?"  # an older server's row
+
+
+@given(st.text(max_size=300))
+def test_what_the_client_sends_as_a_message_the_server_keeps_as_is(text: str) -> None:
+    from artemis import deploy_metadata
+
+    sent = first_line(text)
+    if sent is not None:
+        assert deploy_metadata.normalize_message(sent) == sent
