@@ -115,8 +115,9 @@ def _chunks(items: Sequence[BuildFile], size: int) -> Iterator[Sequence[BuildFil
 def run_deploy(
     api: Api, site: str, build: Build, sha: str, *, production: bool = False,
     concurrency: int = 8, direct_all: bool = False, incremental: bool = True,
-    progress: Progress | None = None,
+    progress: Progress | None = None, metadata: dict[str, Any] | None = None,
 ) -> DeployResult:  # fmt: skip
+    """`metadata`: the init body's branch, message, pr, repo and ciUrl (artemis_cli.actions)."""
     if not SHA.fullmatch(sha):
         raise usage(f"--sha {sha!r} must be 1-64 of A-Z a-z 0-9 -")
     if not build.files:
@@ -125,7 +126,9 @@ def run_deploy(
         raise CliError("missing_index", f"{build.root} has no index.html at its root", FAILED)
     started = time.monotonic()
     requests_before = api.requests
-    init = api.call("POST", "/api/deploy/init", json_body={"site": site, "sha": sha})
+    init = api.call(
+        "POST", "/api/deploy/init", json_body={"site": site, "sha": sha, **(metadata or {})}
+    )
     deploy_id, session = str(init["deployId"]), str(init["jwt"])
     base = f"/api/deploy/{deploy_id}"
     by_path = {f.path: f for f in build.files}

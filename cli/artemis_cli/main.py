@@ -9,6 +9,7 @@ import json
 import sys
 import urllib.parse
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -48,6 +49,7 @@ def cmd_whoami(args: argparse.Namespace, config: Config) -> Output:
 
 
 def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
+    from artemis_cli.actions import deploy_context
     from artemis_cli.deploy import default_sha, run_deploy
     from artemis_cli.files import collect
     from artemis_cli.progress import Progress
@@ -61,10 +63,13 @@ def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
     for path, why in build.refused:
         print(f"artemis: refusing {path}: {why}", file=sys.stderr)
     progress = None if args.json else Progress(len(build.files), build.total_bytes)
+    ctx = deploy_context(directory).with_overrides(
+        branch=args.branch, message=args.message, pr=args.pr, repo=args.repo, ci_url=args.ci_url
+    )
     result = run_deploy(
-        api, site, build, args.sha or default_sha(directory), production=args.promote,
+        api, site, build, args.sha or ctx.sha or default_sha(directory), production=args.promote,
         concurrency=args.concurrency, direct_all=args.direct,
-        incremental=not args.no_incremental, progress=progress,
+        incremental=not args.no_incremental, progress=progress, metadata=ctx.metadata(),
     )  # fmt: skip
     text = (
         f"deployed {result.files} files ({result.bytes / 1e6:.1f} MB) as {result.deploy_id}"
@@ -95,18 +100,51 @@ def _alias(api: Any, config: Config, mode: str) -> str | None:
         raise
 
 
+def _age(stamp: str | None, now: datetime) -> str:
+    """`42s`, `5m`, `3h`, `2d` since an RFC 3339 time; "" when unknown."""
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00")) if stamp else None
+    except ValueError:
+        then = None
+    if then is None:
+        return ""
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def ls_line(row: dict[str, Any], marks: list[str], now: datetime) -> str:
+    """One deploy in `artemis ls`: id, state, age, finalizer, branch and pull request, the
+    aliases naming it, and the message on a second line."""
+    parts = [str(row["deployId"]), str(row.get("state") or "?")]
+    parts += [age] if (age := _age(row.get("createdAt"), now)) else []
+    parts += [f"by {row['actor']}"] if row.get("actor") else []
+    source = " ".join(
+        ([str(row["branch"])] if row.get("branch") else [])
+        + ([f"#{row['pr']}"] if row.get("pr") else [])
+    )
+    parts += [source] if source else []
+    line = "  ".join(parts) + (f"  ← {', '.join(marks)}" if marks else "")
+    return line + (f"\n    {row['message']}" if row.get("message") else "")
+
+
 def cmd_ls(args: argparse.Namespace, config: Config) -> Output:
     api = _api(config)
     rows = api.call("GET", _site_path(config, "/deploys"))
     production, preview = _alias(api, config, "production"), _alias(api, config, "preview")
     doc = {"site": config.require_site(), "production": production, "preview": preview,
            "deploys": rows}  # fmt: skip
+    now = datetime.now(UTC)
     lines = []
     for row in rows:
-        marks = [m for m, target in (("production", production), ("preview", preview))
-                 if target == row["deployId"]]  # fmt: skip
-        actor = f"  by {row['actor']}" if row.get("actor") else ""
-        lines.append(f"{row['deployId']}{actor}{'  ← ' + ', '.join(marks) if marks else ''}")
+        # The row's aliases (every alias the index knows), and the two fixed ones as the
+        # bucket has them (an older server lists no aliases).
+        marks = set(row.get("aliases") or [])
+        marks.update(m for m, target in (("production", production), ("preview", preview))
+                     if target == row["deployId"])  # fmt: skip
+        lines.append(ls_line(row, sorted(marks), now))
     return doc, "\n".join(lines) or "no deploys"
 
 
@@ -210,7 +248,26 @@ def build_parser() -> argparse.ArgumentParser:
     dep = command("deploy", cmd_deploy, "upload a build directory as a new deploy",
                   site_scoped=True)  # fmt: skip
     dep.add_argument("directory", nargs="?", help="the build directory (artemis.yaml dir:)")
-    dep.add_argument("--sha", help="the commit id (default: GITHUB_SHA, git HEAD, or local)")
+    dep.add_argument("--sha", help="the commit id (default: a pull request's head commit, "
+                     "GITHUB_SHA, git HEAD, or local)")  # fmt: skip
+    # What the deploy records about where it comes from; in GitHub Actions each defaults to
+    # the run's (artemis_cli.actions), outside it only the message does (the last commit's).
+    dep.add_argument("--branch", help="the git branch (default in Actions: the run's branch)")
+    dep.add_argument(
+        "--message",
+        help="the commit message, first line kept (default: the "
+        "pushed commit's, the pull request's title, or git's last subject)",
+    )
+    dep.add_argument(
+        "--pr",
+        type=int,
+        help="the pull request number (default in Actions: the pull request event's)",
+    )
+    dep.add_argument(
+        "--repo", help="the GitHub repository, owner/name (default in Actions: GITHUB_REPOSITORY)"
+    )
+    dep.add_argument("--ci-url", help="a https link to the CI run (default in Actions: the "
+                     "run's page)")  # fmt: skip
     dep.add_argument("--promote", action="store_true", help="go live on production, not preview")
     dep.add_argument("--concurrency", type=int, default=8, help="parallel uploads (default 8)")
     dep.add_argument("--direct", action="store_true", help="upload every file straight to storage")

@@ -12,6 +12,7 @@ PURE = [
     "content_types",
     "deadlines",
     "deploy_ids",
+    "deploy_metadata",
     "deploy_mode",
     "drift_report",
     "frameworks",

@@ -117,7 +117,8 @@ def test_an_omitted_field_left_none_is_absent(name: str) -> None:
 def test_an_omitted_field_with_a_value_is_present(name: str) -> None:
     sample = SAMPLES[name]
     omittable = _omittable(type(sample))
-    values = {field: {"k": "v"} if field == "detail" else "x" for field in omittable}
+    typed = {"detail": {"k": "v"}, "state": "live", "files": 1, "bytes": 1, "pr": 1}
+    values = {field: typed.get(field, "x") for field in omittable}
     filled = sample.model_copy(update=values)
     assert list(filled.model_dump(mode="json")) == list(type(sample).model_fields)
 
@@ -127,12 +128,15 @@ def test_an_empty_string_is_kept_not_omitted() -> None:
     assert responses.DeployRow(deployId="d", actor="").model_dump(mode="json") == {
         "deployId": "d",
         "actor": "",
+        "aliases": [],
     }
 
 
 def test_json_response_serializes_models_lists_and_dicts() -> None:
     rows = [responses.DeployRow(deployId="a", actor="octo"), responses.DeployRow(deployId="b")]
-    assert _wire(rows) == '[{"deployId":"a","actor":"octo"},{"deployId":"b"}]'
+    assert _wire(rows) == (
+        '[{"deployId":"a","actor":"octo","aliases":[]},{"deployId":"b","aliases":[]}]'
+    )
     assert _wire([]) == "[]"
     move = responses.AliasMove(url="https://www.example.com/", deployId="d")
     assert _wire(move) == '{"url":"https://www.example.com/","deployId":"d"}'

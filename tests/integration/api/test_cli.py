@@ -28,6 +28,10 @@ from artemis_cli.deploy import run_deploy
 from artemis_cli.main import main
 from tests.integration.api.conftest import DEV, STAFF, UPLOAD_MAX_BYTES, Api
 
+ACTIONS_VARIABLES = (
+    "GITHUB_SHA", "GITHUB_ACTIONS", "GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_HEAD_REF",
+    "GITHUB_REF_NAME", "GITHUB_REF", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL", "GITHUB_RUN_ID",
+)  # fmt: skip
 SITE_FILES = {
     "index.html": b"<!doctype html><link rel=stylesheet href=style.css><h1>Home</h1>",
     "style.css": b"h1 { color: rgb(0, 128, 0); }",
@@ -60,8 +64,9 @@ def cli(
     api: Api, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> Iterator[Cli]:
     """`cli(*argv, token=...)`: run the CLI against the gateway from an empty directory."""
+    # The tests run in CI too: none of its Actions variables may leak into a deploy.
     for name in ("ARTEMIS_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "ARTEMIS_SITE", "ARTEMIS_DIR",
-                 "GITHUB_SHA"):  # fmt: skip
+                 *ACTIONS_VARIABLES):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ARTEMIS_URL", api.base)
     monkeypatch.chdir(tmp_path)
@@ -467,6 +472,104 @@ def test_promote_rollback_and_ls_json(cli: Cli, api: Api, tmp_path: Path) -> Non
     back = cli("rollback", "--site", site, "--to", first, "--json")
     assert back.code == 0 and back.doc["deployId"] == first
     assert cli("ls", "--site", site, "--json").doc["production"] == first
+
+
+# --- what a deploy records (issue 14) -----------------------------------------------------------
+PR_HEAD = "0123456789abcdef0123456789abcdef01234567"
+MERGE_SHA = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _actions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, event: str,
+             payload: dict[str, Any], **env: str) -> None:  # fmt: skip
+    """A GitHub Actions run's environment, with its event payload in a file."""
+    path = tmp_path / f"{event}.json"
+    path.write_text(json.dumps(payload))
+    values = {
+        "GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": str(path),
+        "GITHUB_REPOSITORY": "freeCodeCamp/www", "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "8813456", "GITHUB_SHA": MERGE_SHA, **env,
+    }  # fmt: skip
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_pull_request_run_records_its_context(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    payload = {"number": 77, "pull_request": {
+        "number": 77, "title": "Fix the footer links", "head": {"sha": PR_HEAD}}}  # fmt: skip
+    _actions(monkeypatch, tmp_path, "pull_request", payload, GITHUB_HEAD_REF="fix/footer",
+             GITHUB_REF_NAME="77/merge", GITHUB_REF="refs/pull/77/merge")  # fmt: skip
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json")
+    assert done.code == 0, done.err
+    deploy_id = done.doc["deployId"]
+    assert deploy_id.endswith("-" + PR_HEAD[:7])  # the PR's head commit, not the merge commit
+    listing = cli("ls", "--site", site, "--json")
+    assert listing.code == 0
+    (row,) = listing.doc["deploys"]
+    assert row["deployId"] == deploy_id and row["state"] == "live"
+    assert row["aliases"] == ["preview"] and row["files"] == len(SITE_FILES)
+    assert {k: row.get(k) for k in ("branch", "message", "pr", "repo", "ciUrl")} == {
+        "branch": "fix/footer", "message": "Fix the footer links", "pr": 77,
+        "repo": "freeCodeCamp/www",
+        "ciUrl": "https://github.com/freeCodeCamp/www/actions/runs/8813456",
+    }  # fmt: skip
+    text = cli("ls", "--site", site)
+    assert text.code == 0
+    assert f"{deploy_id}  live  " in text.out and "fix/footer #77  ← preview" in text.out
+    assert "    Fix the footer links" in text.out
+
+
+def test_a_push_run_records_its_context_and_flags_override_it(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    payload = {"head_commit": {"id": MERGE_SHA, "message": "Add the donation page\n\nBody"}}
+    _actions(monkeypatch, tmp_path, "push", payload, GITHUB_REF_NAME="main",
+             GITHUB_REF="refs/heads/main", GITHUB_HEAD_REF="")  # fmt: skip
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json")
+    assert done.code == 0, done.err
+    assert done.doc["deployId"].endswith("-" + MERGE_SHA[:7])  # GITHUB_SHA
+    flagged = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json",
+                  "--sha", "f1a9f1a", "--branch", "release/v2", "--message", "Cut v2",
+                  "--pr", "9", "--repo", "o/r", "--ci-url", "https://ci.example/run/1")  # fmt: skip
+    assert flagged.code == 0, flagged.err
+    rows = {r["deployId"]: r for r in cli("ls", "--site", site, "--json").doc["deploys"]}
+    pushed = rows[done.doc["deployId"]]
+    assert (pushed["branch"], pushed["message"], pushed["repo"]) == (
+        "main", "Add the donation page", "freeCodeCamp/www")  # fmt: skip
+    assert "pr" not in pushed
+    mine = rows[flagged.doc["deployId"]]
+    assert {k: mine[k] for k in ("branch", "message", "pr", "repo", "ciUrl")} == {
+        "branch": "release/v2", "message": "Cut v2", "pr": 9, "repo": "o/r",
+        "ciUrl": "https://ci.example/run/1"}  # fmt: skip
+
+
+def test_refused_metadata_fails_the_deploy_before_any_upload(
+    cli: Cli, api: Api, tmp_path: Path
+) -> None:
+    site = slug()
+    api.register(site)
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json",
+               "--ci-url", "javascript:alert(1)")  # fmt: skip
+    assert done.code != 0 and done.error["code"] == "invalid_metadata"
+    assert cli("ls", "--site", site, "--json").doc["deploys"] == []
+
+
+def test_ls_json_shows_pending_and_tombstoned_deploys(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    old = deploy(cli, site, build(tmp_path / "v1"), "--branch", "main")["deployId"]
+    deploy(cli, site, build(tmp_path / "v2"))  # preview moves off `old`
+    assert cli("deploys", "rm", old, "--site", site, "--json").code == 0
+    pending = api.call("POST", "/api/deploy/init", token=STAFF,
+                       json_body={"site": site, "sha": "pend123"}).body["deployId"]  # fmt: skip
+    states = {r["deployId"]: r["state"] for r in cli("ls", "--site", site, "--json").doc["deploys"]}
+    assert states[old] == "tombstoned" and states[pending] == "pending"
+    assert sorted(states.values()) == ["live", "pending", "tombstoned"]
 
 
 def test_deploys_rm_trash_and_restore_json(cli: Cli, api: Api, tmp_path: Path) -> None:

@@ -479,7 +479,12 @@ def test_deploy_list_is_oldest_first_with_the_latest_finalizer(www: Api) -> None
     www.upload(pending, "index.html", b"x")
     reply = www.call("GET", "/api/site/www/deploys", token=DEV)
     assert reply.status == 200
-    assert reply.body == [{"deployId": a, "actor": "local-dev"}, {"deployId": pending["deployId"]}]
+    # deployId and actor first, in that order: existing clients read them so
+    assert [list(row)[:2] for row in reply.body] == [["deployId", "actor"], ["deployId", "state"]]
+    assert [(row["deployId"], row.get("actor"), row["state"]) for row in reply.body] == [
+        (a, "local-dev", "live"),
+        (pending["deployId"], None, "pending"),
+    ]
     assert www.call("GET", "/api/site/www/deploys", token=OUTSIDER).code == "user_unauthorized"
     assert www.call("GET", "/api/site/nope/deploys", token=DEV).code == "site_unauthorized"
 
@@ -498,7 +503,7 @@ def test_g38_deploy_list_cost_follows_deploys_not_objects(www: Api) -> None:
         "before-call.s3", lambda model, **_: calls.update([model.name])
     )
     reply = www.call("GET", "/api/site/www/deploys", token=DEV)
-    assert reply.body == [{"deployId": s["deployId"]}]
+    assert [row["deployId"] for row in reply.body] == [s["deployId"]]
     assert calls["ListObjectsV2"] == 1  # 1,500 objects, one deploy: one delimited page
 
 

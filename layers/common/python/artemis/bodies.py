@@ -41,11 +41,24 @@ class _Body(BaseModel):
     )
 
 
+def _integral(value: object) -> object:
+    """JSON has one number type: 1.0 is the integer 1 (an OpenAPI `integer` admits it)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class InitBody(_Body):
     site: str = ""
     sha: str = ""
     # Accepted and ignored, since clients may send it: the manifest comes at finalize.
     files: list[str] | None = None
+    # Where the deploy comes from, all optional (rules: artemis.deploy_metadata).
+    branch: str | None = None
+    message: str | None = None
+    pr: Annotated[int, BeforeValidator(_integral)] | None = None
+    repo: str | None = None
+    ci_url: str | None = Field(None, alias="ciUrl")
 
 
 class FinalizeBody(_Body):
@@ -75,13 +88,6 @@ class RegisterBody(_Body):
 
 class TeamsBody(_Body):
     teams: list[str] | None = None
-
-
-def _integral(value: object) -> object:
-    """JSON has one number type: 1.0 is the integer 1 (an OpenAPI `integer` admits it)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 SHA256_HEX = r"^[0-9a-f]{64}$"

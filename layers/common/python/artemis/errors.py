@@ -50,6 +50,9 @@ BundleMemberInvalid = _error(
 BundleDuplicate = _error(400, "bundle_duplicate", "two members of the bundle have one path")
 BundleTooManyMembers = _error(413, "bundle_too_many_members", "the bundle has too many members")
 BundleTooLarge = _error(413, "bundle_too_large", "the bundle unpacks to too many bytes")
+InvalidMetadata = _error(
+    400, "invalid_metadata", "a deploy metadata field (branch, message, pr, repo, ciUrl) is invalid"
+)
 NotFound = _error(404, "not_found", "not found")
 MethodNotAllowed = _error(405, "method_not_allowed", "method not allowed")
 

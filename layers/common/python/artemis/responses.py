@@ -113,8 +113,25 @@ class FinalizeResponse(_Shape):
 
 
 class DeployRow(_Shape):
-    deployId: str = Field(description="a deploy id found in the bucket")
+    deployId: str = Field(description="the deploy's id")
     actor: str | _Omitted = _omitted("login of the latest finalizer, when known")
+    state: Literal["pending", "expired", "live", "tombstoned"] | _Omitted = _omitted(
+        "pending: initialized, not finalized, its session may still be valid; expired: "
+        "pending past the session's lifetime; live: finalized; tombstoned: deleted, "
+        "restorable. Omitted for a deploy the index does not know yet (reconcile adds it)"
+    )
+    createdAt: str | _Omitted = _omitted("when the deploy was initialized, RFC 3339 seconds")
+    finalizedAt: str | _Omitted = _omitted("when it was (first) finalized, RFC 3339 seconds")
+    files: int | _Omitted = _omitted("how many files it holds, as counted at finalize")
+    bytes: int | _Omitted = _omitted("its size: at finalize (live) or at deletion (tombstoned)")
+    aliases: list[str] = Field(
+        default_factory=list, description="every alias of the site naming this deploy, sorted"
+    )
+    branch: str | _Omitted = _omitted("the git branch it was built from, as sent at init")
+    message: str | _Omitted = _omitted("the commit message's first line (≤ 200 characters)")
+    pr: int | _Omitted = _omitted("the pull request number")
+    repo: str | _Omitted = _omitted("the GitHub repository, `owner/name`")
+    ciUrl: str | _Omitted = _omitted("the CI run that deployed it (https)")
 
 
 class AliasResponse(_Shape):
@@ -241,6 +258,9 @@ class ErrorBody(BaseModel):
     )
     hint: str | _Omitted = _omitted(
         "missing_index on finalize: advice for an unexported framework build",
+    )
+    field: str | _Omitted = _omitted(
+        "invalid_metadata on init: the field refused (branch, message, pr, repo or ciUrl)"
     )
 
 

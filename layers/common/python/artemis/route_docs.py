@@ -22,6 +22,7 @@ from artemis import (
     alias_names,
     bodies,
     deploy_ids,
+    deploy_metadata,
     deploy_mode,
     errors,
     request_headers,
@@ -196,6 +197,14 @@ BODY_NOTES: dict[str, dict[str, str]] = {
         "site": "the site's registry slug (not format-checked here; the per-site gate decides)",
         "sha": f"the commit or build id, `{SHA_PATTERN}`; its first 7 characters end the deploy id",
         "files": "accepted and ignored: the manifest is sent to finalize",
+        "branch": f"optional: the git branch built, git's ref-name rules, at most "
+        f"{deploy_metadata.BRANCH_MAX} characters, no control, format or space character",
+        "message": "optional: the commit message; its first line is kept, trimmed and cut to "
+        f"{deploy_metadata.MESSAGE_MAX} characters (never refused for its length)",
+        "pr": f"optional: the pull request number, 1 to {deploy_metadata.PR_MAX}",
+        "repo": "optional: the GitHub repository, `owner/name`",
+        "ciUrl": f"optional: the CI run, an `https://` URL of at most {deploy_metadata.CI_URL_MAX}"
+        " printable ASCII characters, without a user name or password",
     },
     "UploadsBody": {"files": f"1 to {MAX_PRESIGN_FILES} files to presign"},
     "UploadFile": {
@@ -236,6 +245,12 @@ BODY_NOTES: dict[str, dict[str, str]] = {
     },
     "TeamsBody": {"teams": f"the new team list: at least one, each `{TEAM_PATTERN}`"},
 }
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 _TEAMS: dict[str, Any] = {"type": "array", "items": {"type": "string", "pattern": TEAM_PATTERN}}
 _RESERVED = sorted(site_names.DEFAULT_RESERVED_SLUGS)
 _NAMED_ALIAS: dict[str, Any] = {
@@ -250,6 +265,21 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
     "InitBody": {
         "site": {"type": "string", "minLength": 1},
         "sha": {"type": "string", "pattern": SHA_PATTERN},
+        "branch": _nullable({
+            "type": "string", "pattern": _ecma(deploy_metadata.BRANCH_RE),
+            "maxLength": deploy_metadata.BRANCH_MAX,
+            "not": {"pattern": _ecma(deploy_metadata.BRANCH_FORBIDDEN_RE)},
+        }),
+        "message": _nullable({"type": "string", "pattern": _ecma(deploy_metadata.MESSAGE_RE)}),
+        "pr": _nullable({"type": "integer", "minimum": 1, "maximum": deploy_metadata.PR_MAX}),
+        "repo": _nullable({
+            "type": "string", "pattern": _ecma(deploy_metadata.REPO_RE),
+            "not": {"pattern": _ecma(deploy_metadata.REPO_DOTS_RE)},
+        }),
+        "ciUrl": _nullable({
+            "type": "string", "pattern": _ecma(deploy_metadata.CI_URL_RE),
+            "maxLength": deploy_metadata.CI_URL_MAX,
+        }),
     },
     "UploadsBody": {
         "files": {
@@ -781,12 +811,21 @@ DEPLOY_INIT = Doc(
         "`YYYYMMDD-HHMMSS-<first 7 characters of sha>` on the UTC clock (on a collision with a "
         "pending deploy of the same site the time advances a second, up to 30 times) and signs "
         "the deploy-session token for it. Nothing is written to the bucket. Not idempotent: "
-        "every call mints a new token, and usually a new id.",
+        "every call mints a new token, and usually a new id.\n\n"
+        "The optional metadata (`branch`, `message`, `pr`, `repo`, `ciUrl`: where the deploy "
+        "comes from) is checked with `site` and `sha`, before authorization: a field breaking "
+        "its rule answers `400 invalid_metadata` naming it in `error.field` (a wrong JSON type, "
+        "`400 bad_request`), and nothing is recorded. A message is never refused for its "
+        "length: its first line is kept, cut to "
+        f"{deploy_metadata.MESSAGE_MAX} characters. The metadata is recorded in the "
+        "`deploy.init` audit detail and on the deploy's pending index row, which the deploy "
+        "list shows (that row is best effort, as the audit row is: when its write fails the "
+        "init still succeeds, and the deploy is listed without its metadata).",
         "github", "per-site (a member of one of the site's registry teams)", 200,
         "InitResponse",
         {"deployId": "20260420-141522-abc1234", "jwt": "<token>",
          "expiresAt": "2026-04-20T14:30:22Z"},
-        (*_BEARER, *_BODY, *_SITE_GATE, "jwt_sign_failed"),
+        (*_BEARER, *_BODY, "invalid_metadata", *_SITE_GATE, "jwt_sign_failed"),
         body=bodies.InitBody, body_limit=bodies.MANIFEST_LIMIT,
 )  # fmt: skip
 
@@ -886,15 +925,39 @@ DEPLOY_FINALIZE = Doc(
 
 DEPLOY_LIST = Doc(
         "deployList", "Deploys", "List a site's deploys",
-        "Deploy ids found in the bucket under the site's prefix (one delimited listing, so the "
-        "cost follows the number of deploys, not of files), oldest first. Includes unfinalized "
-        "and in-progress deploys; excludes trashed ones. `actor` is the latest finalizer's "
-        "login (from the audit log, shown to members of the site's teams and of the audit "
-        "team); it is omitted when unknown, and for every row when the lookup fails.",
+        "Every deploy of the site, oldest first (by id: ids start with their UTC time): those "
+        "the bucket holds under the site's prefix (one delimited listing, so the cost follows "
+        "the number of deploys, not of files), those only the index knows (an initialized "
+        "deploy with no bytes yet), and deleted ones still restorable (in trash). A deploy "
+        "purged for good is not listed.\n\n"
+        "`deployId` and `actor` come first, as they always have. `state` is `pending` "
+        "(initialized, not finalized, within the session's lifetime, JWT_TTL_SECONDS), "
+        "`expired` (pending past it: nothing can finalize it, cleanup reclaims it), `live` "
+        "(finalized; it serves only when an alias names it) or `tombstoned` (deleted, "
+        "restorable); it is omitted for a deploy only the bucket shows, until reconcile "
+        "indexes it. `aliases` lists every alias of the site naming the deploy. `createdAt`, "
+        "`finalizedAt`, `files` and `bytes` are omitted when unknown (deploys from before "
+        "they were recorded); `bytes` is the size at finalize (live) or at deletion "
+        "(tombstoned). `branch`, `message`, `pr`, `repo` and `ciUrl` are what init was sent, "
+        "omitted when not sent. `actor` is the latest finalizer's login (from the audit log, "
+        "shown to members of the site's teams and of the audit team). When Postgres cannot "
+        "be read the answer is the bucket's ids alone.",
         "github", "per-site", 200, "DeployRow",
-        [{"deployId": "20260419-110000-old1234"},
-         {"deployId": "20260420-141522-abc1234", "actor": "octocat"}],
-        (*_BEARER, *_SITE_GATE, "r2_list_failed"), many=True,
+        [{"deployId": "20260419-110000-old1234", "actor": "octocat", "state": "tombstoned",
+          "createdAt": "2026-04-19T11:00:00Z", "finalizedAt": "2026-04-19T11:00:41Z",
+          "files": 118, "bytes": 2048311, "aliases": [], "branch": "main",
+          "message": "Add the donation page", "repo": "freeCodeCamp/www",
+          "ciUrl": "https://github.com/freeCodeCamp/www/actions/runs/8812345"},
+         {"deployId": "20260420-141522-abc1234", "actor": "octocat", "state": "live",
+          "createdAt": "2026-04-20T14:15:22Z", "finalizedAt": "2026-04-20T14:16:03Z",
+          "files": 120, "bytes": 2051977, "aliases": ["preview", "production"],
+          "branch": "fix/footer-links", "message": "Fix the footer links", "pr": 512,
+          "repo": "freeCodeCamp/www",
+          "ciUrl": "https://github.com/freeCodeCamp/www/actions/runs/8813456"},
+         {"deployId": "20260420-150102-def5678", "state": "pending",
+          "createdAt": "2026-04-20T15:01:02Z", "aliases": [], "branch": "main"}],
+        (*_BEARER, *_SITE_GATE, "r2_list_failed"),
+        many=True,
 )  # fmt: skip
 
 ALIAS_READ = Doc(

@@ -11,6 +11,7 @@ from psycopg import Connection
 from psycopg.rows import class_row
 
 from artemis.db.aliases import AliasRow
+from artemis.deploy_metadata import DeployMetadata
 from artemis.keys import Dirname
 
 
@@ -28,12 +29,18 @@ class DeployRow:
 _COLUMNS = "site, id, mtime, bytes, has_marker, state, alias_released_at"
 
 
-def begin(conn: Connection, site: Dirname, deploy_id: str, at: datetime) -> bool:
-    """Record a pending deploy at init; an existing row (even active) is left untouched."""
+def begin(
+    conn: Connection, site: Dirname, deploy_id: str, at: datetime,
+    meta: DeployMetadata | None = None,
+) -> bool:  # fmt: skip
+    """Record a pending deploy at init, with its metadata; an existing row (even active) is
+    left untouched."""
+    meta = meta or DeployMetadata()
     cur = conn.execute(
-        "INSERT INTO deploys (site, id, mtime, state) VALUES (%s, %s, %s, 'pending')"
+        "INSERT INTO deploys (site, id, mtime, created_at, state, branch, message, pr, repo,"
+        " ci_url) VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s)"
         " ON CONFLICT (site, id) DO NOTHING",
-        [site, deploy_id, at],
+        [site, deploy_id, at, at, meta.branch, meta.message, meta.pr, meta.repo, meta.ci_url],
     )
     return cur.rowcount == 1
 
@@ -46,14 +53,39 @@ def upsert_finalized(
     size: int,
     *,
     has_marker: bool = True,
+    finalized_at: datetime | None = None,
+    files: int | None = None,
 ) -> None:
-    """Finalize (and restore): active, mtime = `at`, bytes and marker overwritten."""
+    """Finalize (and restore): active, mtime = `at`, bytes and marker overwritten.
+
+    `finalized_at` and `files` (finalize's; a restore knows neither) never overwrite a known
+    value with an unknown one, and a repeated finalize keeps the first one's time, as its
+    completion marker keeps the first record. The metadata init recorded is left as it is."""
     conn.execute(
-        "INSERT INTO deploys (site, id, mtime, bytes, has_marker, state)"
-        " VALUES (%s, %s, %s, %s, %s, 'active')"
+        "INSERT INTO deploys (site, id, mtime, bytes, has_marker, state, finalized_at, files)"
+        " VALUES (%s, %s, %s, %s, %s, 'active', %s, %s)"
         " ON CONFLICT (site, id) DO UPDATE SET mtime = EXCLUDED.mtime, bytes = EXCLUDED.bytes,"
-        " has_marker = EXCLUDED.has_marker, state = 'active'",
-        [site, deploy_id, at, size, has_marker],
+        " has_marker = EXCLUDED.has_marker, state = 'active',"
+        " finalized_at = COALESCE(deploys.finalized_at, EXCLUDED.finalized_at),"
+        " files = COALESCE(EXCLUDED.files, deploys.files)",
+        [site, deploy_id, at, size, has_marker, finalized_at, files],
+    )
+
+
+def restore_metadata(conn: Connection, site: Dirname, deploy_id: str) -> None:
+    """A restore puts back what the deploy's row held when it was deleted (the tombstone
+    carries it: tombstones.tombstone_deploy); call it before the tombstone is cleared. A
+    tombstone from before the metadata existed carries none, and changes nothing."""
+    conn.execute(
+        "UPDATE deploys d SET branch = m->>'branch', message = m->>'message',"
+        " pr = (m->>'pr')::integer, repo = m->>'repo', ci_url = m->>'ciUrl',"
+        " created_at = COALESCE((m->>'createdAt')::timestamptz, d.created_at),"
+        " finalized_at = COALESCE((m->>'finalizedAt')::timestamptz, d.finalized_at),"
+        " files = COALESCE((m->>'files')::integer, d.files)"
+        " FROM (SELECT deploy_meta AS m FROM tombstones WHERE site = %(site)s AND id = %(id)s"
+        "   AND deploy_meta IS NOT NULL) t"
+        " WHERE d.site = %(site)s AND d.id = %(id)s",
+        {"site": site, "id": deploy_id},
     )
 
 
@@ -247,3 +279,40 @@ def states_for_site(conn: Connection, site: Dirname) -> dict[str, tuple[str, boo
         "SELECT id, state, has_marker FROM deploys WHERE site = %s", [site]
     ).fetchall()
     return {str(i): (str(s), bool(m)) for i, s, m in rows}
+
+
+@dataclass(frozen=True)
+class ListedDeploy:
+    """One deploy as the deploy list shows it: an index row, or a per-deploy tombstone
+    (`tombstoned`, with the row's fields it carried)."""
+
+    id: str
+    state: str
+    tombstoned: bool
+    created_at: datetime | None
+    finalized_at: datetime | None
+    files: int | None
+    bytes: int
+    branch: str | None
+    message: str | None
+    pr: int | None
+    repo: str | None
+    ci_url: str | None
+
+
+_META = "m->>'branch', m->>'message', (m->>'pr')::integer, m->>'repo', m->>'ciUrl'"
+_LISTED = (
+    "SELECT id, state, false AS tombstoned, created_at, finalized_at, files, bytes,"
+    " branch, message, pr, repo, ci_url FROM deploys WHERE site = %(site)s"
+    " UNION ALL"
+    " SELECT id, 'tombstoned', true, (m->>'createdAt')::timestamptz,"
+    f" (m->>'finalizedAt')::timestamptz, (m->>'files')::integer, bytes, {_META}"
+    " FROM (SELECT id, bytes, coalesce(deploy_meta, '{}'::jsonb) AS m FROM tombstones"
+    "   WHERE site = %(site)s AND id <> '') t"  # '' is a whole-site purge, not a deploy
+)
+
+
+def listed_for_site(conn: Connection, site: Dirname) -> list[ListedDeploy]:
+    """Every index row and every per-deploy tombstone of the site, in one query, unordered."""
+    with conn.cursor(row_factory=class_row(ListedDeploy)) as cur:
+        return cur.execute(_LISTED, {"site": site}).fetchall()

@@ -28,11 +28,18 @@ _COLUMNS = "site, id, trashed_at, bytes, move_state"
 
 def tombstone_deploy(conn: Connection, site: Dirname, deploy_id: str, size: int) -> None:
     """Record the soft delete and drop the index row. A repeated delete keeps the original
-    `trashed_at` and bytes but re-arms the move, so a failed re-drive is never marked moved."""
+    `trashed_at` and bytes but re-arms the move, so a failed re-drive is never marked moved.
+    The row's context (metadata, creation and finalize times, file count) moves into the
+    tombstone, for the deploy list and for a restore (deploys.restore_metadata)."""
     conn.execute(
-        "INSERT INTO tombstones (site, id, bytes) VALUES (%s, %s, %s)"
-        " ON CONFLICT (site, id) DO UPDATE SET move_state = 'pending'",
-        [site, deploy_id, size],
+        "INSERT INTO tombstones (site, id, bytes, deploy_meta) VALUES (%(site)s, %(id)s,"
+        " %(bytes)s, (SELECT jsonb_strip_nulls(jsonb_build_object('branch', branch,"
+        "   'message', message, 'pr', pr, 'repo', repo, 'ciUrl', ci_url,"
+        "   'createdAt', created_at, 'finalizedAt', finalized_at, 'files', files))"
+        "   FROM deploys WHERE site = %(site)s AND id = %(id)s))"
+        " ON CONFLICT (site, id) DO UPDATE SET move_state = 'pending',"
+        " deploy_meta = COALESCE(tombstones.deploy_meta, EXCLUDED.deploy_meta)",
+        {"site": site, "id": deploy_id, "bytes": size},
     )
     conn.execute("DELETE FROM deploys WHERE site = %s AND id = %s", [site, deploy_id])
 

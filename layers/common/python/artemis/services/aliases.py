@@ -72,14 +72,18 @@ def _index_write(rt: Runtime, site: Dirname, write: Callable[[Connection], None]
 
 def record_alias_move(
     rt: Runtime, site: Dirname, name: str, deploy_id: str, at: datetime,
-    *, finalized_bytes: int | None = None, by: str | None = None,
+    *, finalized_bytes: int | None = None, finalized_files: int | None = None,
+    by: str | None = None,
 ) -> None:  # fmt: skip
     """An alias PUT: the alias row (and, at finalize, the deploy's row), and the release stamp
     on the deploy it left."""
 
     def write(conn: Connection) -> None:
         if finalized_bytes is not None:
-            deploys_db.upsert_finalized(conn, site, deploy_id, at, finalized_bytes)
+            deploys_db.upsert_finalized(
+                conn, site, deploy_id, at, finalized_bytes,
+                finalized_at=at, files=finalized_files,
+            )  # fmt: skip
         previous = aliases_db.upsert(conn, site, name, deploy_id, at, by)
         deploys_db.stamp_release(conn, site, previous, deploy_id, at)
 

@@ -178,10 +178,11 @@ def restore(
         rows = _index_rows(rt, live, listing) if has_marker else []
         try:
             with rt.db.transaction() as conn:
-                tombstones_db.clear(conn, site, deploy_id)
                 deploys_db.upsert_finalized(
                     conn, site, deploy_id, utcnow(), size, has_marker=has_marker
                 )
+                deploys_db.restore_metadata(conn, site, deploy_id)  # from the tombstone
+                tombstones_db.clear(conn, site, deploy_id)
                 # Rewritten, not merged: whatever rows the deploy had are replaced by what
                 # its marker vouches for now.
                 content_db.drop_deploys(conn, site, [deploy_id])

@@ -6,12 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from artemis import (
     bodies,
     content_types,
     deploy_ids,
+    deploy_metadata,
     deploy_mode,
     frameworks,
     session,
@@ -32,6 +33,7 @@ from artemis.errors import (
     DeployBusy,
     DeployDeleted,
     DeployFinalized,
+    InvalidMetadata,
     ManifestRequired,
     MissingIndex,
     PreviewLimit,
@@ -85,21 +87,37 @@ def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> I
     site, sha = body.site, body.sha
     if not site or not sha or not deploy_ids.is_sha(sha):
         raise BadRequest("site and sha are required; sha must match ^[A-Za-z0-9-]{1,64}$")
+    meta = check_metadata(body)  # a shape check, answered before authorization as sha's is
     team = require_site_member(rt, caller, site)
     slug, dirname = site_of(rt, site)
     now = utcnow()
-    deploy_id = _unique_deploy_id(rt, dirname, now, sha)
+    deploy_id = _unique_deploy_id(rt, dirname, now, sha, meta)
     token, claims = session.issue(
         login=caller.login, site=slug, deploy_id=deploy_id, team=team,
         key=rt.settings.jwt_signing_key.encode(), ttl_seconds=rt.settings.jwt_ttl_seconds,
         now=now.timestamp(),
     )  # fmt: skip
-    audit.record(rt, ctx, "deploy.init", site=slug, deploy_id=deploy_id, detail={"sha": sha})
+    audit.record(
+        rt, ctx, "deploy.init", site=slug, deploy_id=deploy_id,
+        detail={"sha": sha, **meta.as_json()},
+    )  # fmt: skip
     expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
     return InitResponse(deployId=deploy_id, jwt=token, expiresAt=rfc3339_seconds(expires))
 
 
-def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> str:
+def check_metadata(body: bodies.InitBody) -> deploy_metadata.DeployMetadata:
+    try:
+        return deploy_metadata.check(
+            branch=body.branch, message=body.message, pr=body.pr, repo=body.repo,
+            ci_url=body.ci_url,
+        )  # fmt: skip
+    except deploy_metadata.InvalidMetadataValue as err:
+        raise InvalidMetadata(str(err), detail={"field": err.field}) from None
+
+
+def _unique_deploy_id(
+    rt: Runtime, site: Dirname, now: datetime, sha: str, meta: deploy_metadata.DeployMetadata
+) -> str:
     """Two inits in one second with one sha would mint one id: the pending row claims the id,
     and on a collision the next second is tried (the id keeps its pattern)."""
     candidate = deploy_ids.mint_deploy_id(now, sha)
@@ -108,7 +126,7 @@ def _unique_deploy_id(rt: Runtime, site: Dirname, now: datetime, sha: str) -> st
         try:
             with rt.db.transaction() as conn:
                 conn.execute("SET LOCAL statement_timeout = 5000")
-                if deploys_db.begin(conn, site, candidate, now):
+                if deploys_db.begin(conn, site, candidate, now, meta):
                     return candidate
         except Exception:  # the pending row is best effort: init still succeeds
             logger.exception("deploy.init pending row failed", extra={"site": site})
@@ -366,29 +384,78 @@ def _publish(
         size += len(marker)
         alias = named or mode
         rt.bucket.put_alias(layout.alias_key(site, alias), deploy_id)
-        record_alias_move(rt, site, alias, deploy_id, now, finalized_bytes=size, by=by)
+        record_alias_move(
+            rt, site, alias, deploy_id, now, finalized_bytes=size, finalized_files=len(held),
+            by=by,
+        )  # fmt: skip
     return size
 
 
 def list_deploys(rt: Runtime, caller: Caller, slug: str) -> list[DeployRow]:
-    """Deploy ids from the bucket (a delimited listing, so the cost follows the number of
-    deploys, not of files), oldest first, with the latest finalizer as `actor` (shown to
-    members of the site's teams and of the audit team)."""
+    """Every deploy a user would look for, oldest first (ids start with their UTC time): those
+    the bucket holds (a delimited listing, so the cost follows the number of deploys, not of
+    files), those only the index knows (a pending init with no bytes yet), and the deleted ones
+    still restorable (per-deploy tombstones). One listing and three queries (index rows with
+    tombstones, aliases, finalizers) for the whole list, never one per deploy.
+
+    The latest finalizer is `actor` (shown to members of the site's teams and of the audit
+    team). When Postgres fails the list is the bucket's ids alone, as it always was."""
     from artemis.responses import DeployRow
 
     require_site_member(rt, caller, slug)
     layout = rt.settings.key_layout
     _, site = site_of(rt, slug)
     site_prefix = layout.site_prefix(site)
-    ids = [
+    ids = {
         deploy_id
         for child in rt.bucket.list_children(site_prefix)
         if (deploy_id := layout.deploy_id_of(site, f"{site_prefix}{child}/"))
-    ]
+    }
+    indexed: dict[str, deploys_db.ListedDeploy] = {}
+    aliases: dict[str, list[str]] = {}
     actors: dict[str, str] = {}
     try:
         with rt.db.transaction() as conn:
-            actors = audit_db.deploy_actors(conn, slug, ids)
+            listed = deploys_db.listed_for_site(conn, site)
+            targets = aliases_db.for_site(conn, site)  # ordered by name
+            known = ids | {entry.id for entry in listed}
+            found_actors = audit_db.deploy_actors(conn, slug, sorted(known))
     except Exception:
-        logger.exception("deploy actor lookup failed; listing without actors")
-    return [DeployRow(deployId=i, actor=actors.get(i)) for i in ids]
+        logger.exception("deploy index lookup failed; listing the bucket's ids alone")
+    else:
+        # A tombstone wins over a row of the same id (a restore in progress).
+        indexed = {entry.id: entry for entry in sorted(listed, key=lambda r: r.tombstoned)}
+        for alias in targets:
+            aliases.setdefault(alias.deploy_id, []).append(alias.name)
+        ids, actors = known, found_actors
+    now = utcnow()
+    return [
+        _deploy_row(DeployRow, i, indexed.get(i), aliases.get(i, []), actors.get(i),
+                    rt.settings.jwt_ttl_seconds, now)
+        for i in sorted(ids)
+    ]  # fmt: skip
+
+
+def _deploy_row(
+    model: type[DeployRow], deploy_id: str, listed: deploys_db.ListedDeploy | None,
+    aliases: list[str], actor: str | None, ttl: int, now: datetime,
+) -> DeployRow:  # fmt: skip
+    state = deploy_metadata.deploy_state(
+        index_state=listed.state if listed else None,
+        created_at=listed.created_at if listed else None,
+        tombstoned=bool(listed and listed.tombstoned),
+        session_ttl_seconds=ttl, now=now,
+    )  # fmt: skip
+    created = deploy_metadata.created_at(listed.created_at if listed else None, deploy_id)
+    fields: dict[str, Any] = {
+        "deployId": deploy_id, "actor": actor, "state": state, "aliases": aliases,
+        "createdAt": rfc3339_seconds(created) if created else None,
+    }  # fmt: skip
+    if listed is not None:
+        measured = state in ("live", "tombstoned")  # a pending deploy's size is not known yet
+        fields.update(
+            finalizedAt=rfc3339_seconds(listed.finalized_at) if listed.finalized_at else None,
+            files=listed.files, bytes=listed.bytes if measured else None, branch=listed.branch,
+            message=listed.message, pr=listed.pr, repo=listed.repo, ciUrl=listed.ci_url,
+        )  # fmt: skip
+    return model(**fields)
