@@ -153,16 +153,20 @@ def deploy_context(directory: Path, environ: dict[str, str] | None = None) -> De
     return ctx
 
 
+def is_alias_name(name: str) -> bool:
+    """A name a named preview may take (the server's rule, checked before any upload)."""
+    return ALIAS_RE.match(name) is not None and name not in RESERVED_ALIASES
+
+
 def default_alias(ctx: DeployContext) -> str | None:
     """The preview alias a CI deploy would take: `pr-<number>` for a pull request event, else
     the branch name made an alias name (`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`: lower-cased,
     each run of other characters one `-`, cut to 40, no `-` at either end). None when nothing
     remains, or when the result names one of the fixed aliases (production, preview)."""
-    if ctx.event in PR_EVENTS and ctx.pr is not None:
+    # A pull request's number: from its event in Actions, or given with --pr anywhere.
+    if ctx.pr is not None and (ctx.event in PR_EVENTS or not ctx.event):
         return f"pr-{ctx.pr}"
     if not ctx.branch:
         return None
     name = re.sub(r"[^a-z0-9]+", "-", ctx.branch.lower())[:40].strip("-")
-    if not ALIAS_RE.match(name) or name in RESERVED_ALIASES:
-        return None
-    return name
+    return name if is_alias_name(name) else None

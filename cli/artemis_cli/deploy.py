@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artemis_cli.actions import is_alias_name
 from artemis_cli.bundling import pack, plan
 from artemis_cli.errors import FAILED, PARTIAL_UPLOAD, CliError, usage
 from artemis_cli.files import Build, BuildFile
@@ -59,6 +60,7 @@ class DeployResult:
     copied: int = 0  # files the server copied from an earlier deploy
     bundles: int = 0  # bundle requests sent
     requests: int = 0  # requests to the API and the bucket, retries included
+    alias: str | None = None  # the named preview it went live under
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class DeployResult:
             "copied": self.copied,
             "bundles": self.bundles,
             "requests": self.requests,
+            **({"alias": self.alias} if self.alias else {}),
         }
 
 
@@ -116,10 +119,17 @@ def run_deploy(
     api: Api, site: str, build: Build, sha: str, *, production: bool = False,
     concurrency: int = 8, direct_all: bool = False, incremental: bool = True,
     progress: Progress | None = None, metadata: dict[str, Any] | None = None,
+    alias: str | None = None,
 ) -> DeployResult:  # fmt: skip
-    """`metadata`: the init body's branch, message, pr, repo and ciUrl (artemis_cli.actions)."""
+    """`metadata`: the init body's branch, message, pr, repo and ciUrl (artemis_cli.actions).
+    `alias`: a named preview to go live under instead of the preview alias."""
     if not SHA.fullmatch(sha):
         raise usage(f"--sha {sha!r} must be 1-64 of A-Z a-z 0-9 -")
+    if alias is not None and (production or not is_alias_name(alias)):
+        raise usage(
+            f"--alias {alias!r}: a named preview (not with --promote) must match "
+            "^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$ and not be production or preview"
+        )
     if not build.files:
         raise usage(f"nothing to deploy in {build.root}")
     if "index.html" not in {f.path for f in build.files}:
@@ -255,7 +265,9 @@ def run_deploy(
             },
         )
     mode = "production" if production else "preview"
-    finalize = {"mode": mode, "files": [f.path for f in build.files]}
+    finalize: dict[str, Any] = {"mode": mode, "files": [f.path for f in build.files]}
+    if alias is not None:
+        finalize["alias"] = alias
     resent: set[str] = set()
     try:
         done = api.call("POST", f"{base}/finalize", token=session, json_body=finalize)
@@ -279,5 +291,5 @@ def run_deploy(
         files=len(build.files), bytes=build.total_bytes, direct=len(direct),
         seconds=time.monotonic() - started, refused=list(build.refused),
         uploaded=len({f.path for f in needed} | resent), copied=len(copied), bundles=bundles_sent,
-        requests=api.requests - requests_before,
+        requests=api.requests - requests_before, alias=alias,
     )  # fmt: skip

@@ -49,7 +49,7 @@ def cmd_whoami(args: argparse.Namespace, config: Config) -> Output:
 
 
 def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
-    from artemis_cli.actions import deploy_context
+    from artemis_cli.actions import default_alias, deploy_context
     from artemis_cli.deploy import default_sha, run_deploy
     from artemis_cli.files import collect
     from artemis_cli.progress import Progress
@@ -66,14 +66,22 @@ def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
     ctx = deploy_context(directory).with_overrides(
         branch=args.branch, message=args.message, pr=args.pr, repo=args.repo, ci_url=args.ci_url
     )
+    alias = args.alias
+    if alias == "":  # --alias alone: the pull request's or the branch's name
+        alias = default_alias(ctx)
+        if alias is None:
+            raise usage("--alias without a name needs a pull request or a branch (GitHub "
+                        "Actions, or --pr / --branch) to name the preview after")  # fmt: skip
     result = run_deploy(
         api, site, build, args.sha or ctx.sha or default_sha(directory), production=args.promote,
         concurrency=args.concurrency, direct_all=args.direct,
         incremental=not args.no_incremental, progress=progress, metadata=ctx.metadata(),
+        alias=alias,
     )  # fmt: skip
     text = (
         f"deployed {result.files} files ({result.bytes / 1e6:.1f} MB) as {result.deploy_id}"
-        f" to {result.mode}: {result.uploaded} uploaded, {result.copied} unchanged\n{result.url}"
+        f" to {result.alias or result.mode}: {result.uploaded} uploaded,"
+        f" {result.copied} unchanged\n{result.url}"
     )
     return result.to_json(), text
 
@@ -269,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--ci-url", help="a https link to the CI run (default in Actions: the "
                      "run's page)")  # fmt: skip
     dep.add_argument("--promote", action="store_true", help="go live on production, not preview")
+    dep.add_argument("--alias", nargs="?", const="", metavar="NAME",
+                     help="go live under the named preview NAME (alone: pr-<number> for a pull "
+                     "request, else the branch name)")  # fmt: skip
     dep.add_argument("--concurrency", type=int, default=8, help="parallel uploads (default 8)")
     dep.add_argument("--direct", action="store_true", help="upload every file straight to storage")
     dep.add_argument("--no-incremental", action="store_true",

@@ -1,6 +1,7 @@
 """A person's path, end to end: start the local runtime (`artemis-admin run`, what `make run`
 calls), deploy a small multi-page site with the `artemis` CLI, and look at it in a real
-headless Chromium: preview, then production; a second version; a rollback; then delete,
+headless Chromium: preview, then production; a second version; a rollback; a pull request's
+named preview at its own host, then removed; then delete,
 restore, GC and purge through `artemis-admin run`, with the trash and the audit trail read
 back through the CLI.
 
@@ -238,6 +239,21 @@ def test_a_person_deploys_looks_rolls_back_and_cleans_up(
     listing = stack.cli("ls", "--site", SITE)
     assert listing["production"] == v1["deployId"] and listing["preview"] == preview["deployId"]
 
+    # A pull request's own preview: v3 under pr-3, at its own host, beside the others.
+    v3 = stack.cli("deploy", str(write_site(tmp_path / "v3", "v3")), "--site", SITE,
+                   "--sha", "3333333", "--alias", "pr-3")  # fmt: skip
+    pr_url = f"http://pr-3--{SITE}.preview.localhost:{stack.port}/"
+    assert v3["alias"] == "pr-3"
+    shows(browser, pr_url, "Hello from v3")
+    browser.find_element(By.ID, "docs").click()
+    until(lambda: browser.current_url == pr_url + "docs/")
+    assert title_of(browser) == "Docs for v3"
+    shows(browser, stack.site_url("preview"), "Hello from v1")  # the preview alias is untouched
+    shows(browser, stack.site_url(), "Hello from v1")
+    assert [p["name"] for p in stack.cli("previews", "ls", "--site", SITE)] == ["pr-3"]
+    assert stack.cli("previews", "rm", "pr-3", "--site", SITE)["status"] == "removed"
+    until(lambda: (browser.get(pr_url), "Not Found" in browser.page_source)[1])
+
     # The superseded v2: delete, see it in trash, restore, trash empty again.
     assert stack.cli("deploys", "rm", v2["deployId"], "--site", SITE)["status"] == "tombstoned"
     assert [t["deployId"] for t in stack.cli("trash", "--site", SITE)] == [v2["deployId"]]
@@ -257,6 +273,8 @@ def test_a_person_deploys_looks_rolls_back_and_cleans_up(
     expected = [
         ("site.deploy.restore", v2["deployId"]),
         ("site.deploy.delete", v2["deployId"]),
+        ("site.preview.remove", v3["deployId"]),
+        ("deploy.finalize", v3["deployId"]),
         ("site.rollback", v1["deployId"]),
         ("deploy.finalize", v2["deployId"]),
         ("deploy.finalize", v1["deployId"]),

@@ -712,3 +712,98 @@ def test_a_presigned_post_older_than_its_freshness_is_issued_again(
     prefix = deploy_prefix(api, site, doc["deployId"])
     for path, data in SITE_FILES.items():
         assert api.rt.bucket.get(prefix + path) == data
+
+
+# --- named previews (issue 14) ------------------------------------------------------------------
+
+
+def _serve(api: Api, host: str, path: str = "/") -> tuple[int, bytes]:
+    reply = api.call("GET", path, headers={"Host": host})
+    return reply.status, reply.raw
+
+
+def test_a_pull_request_run_deploys_to_its_own_preview_and_removes_it(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    plain = deploy(cli, site, build(tmp_path / "plain", {"index.html": b"<h1>main</h1>"}))
+    payload = {"number": 12, "pull_request": {"number": 12, "title": "New footer",
+                                              "head": {"sha": PR_HEAD}}}  # fmt: skip
+    _actions(monkeypatch, tmp_path, "pull_request", payload, GITHUB_HEAD_REF="new-footer",
+             GITHUB_REF="refs/pull/12/merge")  # fmt: skip
+    tree = build(tmp_path / "pr", {"index.html": b"<h1>pr 12</h1>", "style.css": b"h1{}"})
+    done = cli("deploy", str(tree), "--site", site, "--alias", "--json")
+    assert done.code == 0, done.err
+    deploy_id = done.doc["deployId"]
+    url = f"https://pr-12--{site}.preview.example.org"
+    assert (done.doc["alias"], done.doc["mode"], done.doc["url"]) == ("pr-12", "preview", url)
+    # Served by host and by path; the site's own preview still serves the earlier deploy.
+    assert _serve(api, f"pr-12--{site}.preview.localhost") == (200, b"<h1>pr 12</h1>")
+    assert _serve(api, "127.0.0.1", f"/_serve/{site}/pr-12/") == (200, b"<h1>pr 12</h1>")
+    assert _serve(api, f"{site}.preview.localhost") == (200, b"<h1>main</h1>")
+    assert plain["mode"] == "preview"
+    listed = cli("previews", "ls", "--site", site, "--json")
+    assert listed.code == 0
+    assert [(p["name"], p["deployId"], p["url"]) for p in listed.doc] == [("pr-12", deploy_id, url)]
+    row = next(r for r in cli("ls", "--site", site, "--json").doc["deploys"]
+               if r["deployId"] == deploy_id)  # fmt: skip
+    assert (row["aliases"], row["pr"], row["branch"]) == (["pr-12"], 12, "new-footer")
+    text = cli("previews", "ls", "--site", site)
+    assert f"pr-12  {deploy_id}  {url}" in text.out
+    gone = cli("previews", "rm", "pr-12", "--site", site, "--json")
+    assert gone.code == 0, gone.err
+    assert gone.doc == {"name": "pr-12", "deployId": deploy_id, "status": "removed"}
+    assert cli("previews", "ls", "--site", site, "--json").doc == []
+    assert _serve(api, f"pr-12--{site}.preview.localhost")[0] == 404
+    again = cli("previews", "rm", "pr-12", "--site", site, "--json")
+    assert again.code != 0 and again.error["code"] == "no_alias"
+
+
+def test_a_branch_run_deploys_to_the_branch_name(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    _actions(monkeypatch, tmp_path, "push", {"head_commit": {"message": "Docs"}},
+             GITHUB_REF_NAME="Feature/Login_Page", GITHUB_HEAD_REF="")  # fmt: skip
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--alias", "--json")
+    assert done.code == 0, done.err
+    assert done.doc["alias"] == "feature-login-page"
+
+
+def test_an_explicit_alias_then_promote_from_it(cli: Cli, api: Api, tmp_path: Path) -> None:
+    site = slug()
+    api.register(site)
+    done = deploy(cli, site, build(tmp_path / "site"), "--alias", "docs-v2")
+    assert done["alias"] == "docs-v2"
+    moved = cli("promote", "--site", site, "--preview", "docs-v2", "--from", done["deployId"],
+                "--json")  # fmt: skip
+    assert moved.code == 0, moved.err
+    assert moved.doc["deployId"] == done["deployId"]
+    newer = deploy(cli, site, build(tmp_path / "site"), "--alias", "docs-v2")
+    stale = cli("promote", "--site", site, "--preview", "docs-v2", "--from", done["deployId"],
+                "--json")  # fmt: skip
+    assert stale.code == errors.CONFLICT and stale.error["code"] == "preview_moved"
+    assert newer["deployId"] != done["deployId"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--alias", "PR-1"),
+        ("--alias", "production"),
+        ("--alias", "x" * 41),
+        ("--alias", "pr-1", "--promote"),
+        ("--alias",),  # outside Actions, with no --pr or --branch to name it after
+    ],
+)
+def test_an_alias_the_server_would_refuse_fails_before_any_request(
+    cli: Cli, api: Api, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    site = slug()
+    api.register(site)
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json",
+               "--sha", "abc1234", *argv)  # fmt: skip
+    assert done.code == errors.USAGE, done.err
+    assert cli("ls", "--site", site, "--json").doc["deploys"] == []  # no init either
