@@ -252,7 +252,12 @@ def test_a_person_deploys_looks_rolls_back_and_cleans_up(
     shows(browser, stack.site_url(), "Hello from v1")
     assert [p["name"] for p in stack.cli("previews", "ls", "--site", SITE)] == ["pr-3"]
     assert stack.cli("previews", "rm", "pr-3", "--site", SITE)["status"] == "removed"
-    until(lambda: (browser.get(pr_url), "Not Found" in browser.page_source)[1])
+
+    def unpublished() -> bool:
+        browser.get(pr_url)
+        return "Not Found" in browser.page_source
+
+    until(unpublished)
 
     # The superseded v2: delete, see it in trash, restore, trash empty again.
     assert stack.cli("deploys", "rm", v2["deployId"], "--site", SITE)["status"] == "tombstoned"

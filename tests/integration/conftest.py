@@ -7,7 +7,10 @@ import pytest
 from artemis.config import load_settings
 from artemis.runtime import Runtime
 from artemis_local.fake_github import FakeGitHub
+from tests.conftest import SLUG_NOT_DIRNAME, base_env
 from tests.integration.test_drift import Fleet, make_fleet
+
+MakeRuntime = Callable[..., Runtime]
 
 
 @pytest.fixture
@@ -33,6 +36,20 @@ def runtimes() -> Iterator[Callable[[dict[str, str]], Runtime]]:
     yield make
     for rt in made:
         rt.close()
+
+
+@pytest.fixture
+def job_runtime(
+    runtimes: Callable[[dict[str, str]], Runtime], database_url: str, moto_url: str,
+    bucket_name: str,
+) -> MakeRuntime:  # fmt: skip
+    """`job_runtime(**env)`: a job's Runtime on the test database and bucket, with the
+    slug-not-dirname layout and a blast cap of 10; keyword arguments set other variables."""
+    env = base_env(
+        DATABASE_URL=database_url, AWS_ENDPOINT_URL=moto_url, BUCKET_NAME=bucket_name,
+        CLEANUP_BLAST_CAP="10", **SLUG_NOT_DIRNAME,
+    )  # fmt: skip
+    return lambda **overrides: runtimes({**env, **overrides})
 
 
 @pytest.fixture

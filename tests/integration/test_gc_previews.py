@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from artemis.deadlines import Deadline
 from artemis.jobs.gc_site import GcResult, run_gc_site
 from artemis.retention import Plan
 from artemis.runtime import Runtime
-from tests.conftest import SLUG_NOT_DIRNAME, base_env
+from tests.integration.conftest import MakeRuntime
 from tests.integration.test_gc_site import (
     SITE,
     SLUG,
@@ -45,25 +45,12 @@ BEFORE_TTL = PREVIEW_AT + TTL - timedelta(seconds=1)  # past grace and retention
 AT_TTL = PREVIEW_AT + TTL
 CACHE_TTL = timedelta(seconds=15)
 
-MakeRuntime = Callable[..., Runtime]
-
 
 @pytest.fixture
-def make_rt(
-    runtimes: Callable[[dict[str, str]], Runtime], database_url: str, moto_url: str,
-    bucket_name: str,
-) -> MakeRuntime:  # fmt: skip
-    env = base_env(
-        DATABASE_URL=database_url,
-        AWS_ENDPOINT_URL=moto_url,
-        BUCKET_NAME=bucket_name,
-        CLEANUP_RECENT_KEEP="1",
-        CLEANUP_BLAST_CAP="10",
-        SERVE_CACHE_TTL="15s",
-        PREVIEW_TTL="336h",
-        **SLUG_NOT_DIRNAME,
-    )
-    return lambda **overrides: runtimes({**env, **overrides})
+def make_rt(job_runtime: MakeRuntime) -> MakeRuntime:
+    # One recent deploy kept, so a deploy held only by a preview is what retention judges.
+    settings = {"CLEANUP_RECENT_KEEP": "1", "SERVE_CACHE_TTL": "15s", "PREVIEW_TTL": "336h"}
+    return lambda **overrides: job_runtime(**{**settings, **overrides})
 
 
 @pytest.fixture

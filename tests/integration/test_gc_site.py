@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from artemis.retention import Plan, Policy
 from artemis.runtime import Runtime
 from artemis.storage.objects import MoveIncomplete
 from tests.conftest import REPO_ROOT, SLUG_NOT_DIRNAME, base_env
+from tests.integration.conftest import MakeRuntime
 
 SLUG = "www"
 SITE = Dirname("www.example.org")
@@ -42,23 +43,10 @@ T0 = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=30)  # past the 72 h grace and the 7-day retention
 FILES = {"index.html": b"<h1>hello</h1>", "app.js": b"console.log(1)"}
 
-MakeRuntime = Callable[..., Runtime]
-
 
 @pytest.fixture
-def make_rt(
-    runtimes: Callable[[dict[str, str]], Runtime], database_url: str, moto_url: str,
-    bucket_name: str,
-) -> MakeRuntime:  # fmt: skip
-    env = base_env(
-        DATABASE_URL=database_url,
-        AWS_ENDPOINT_URL=moto_url,
-        BUCKET_NAME=bucket_name,
-        CLEANUP_RECENT_KEEP="3",
-        CLEANUP_BLAST_CAP="10",
-        **SLUG_NOT_DIRNAME,
-    )
-    return lambda **overrides: runtimes({**env, **overrides})
+def make_rt(job_runtime: MakeRuntime) -> MakeRuntime:
+    return lambda **overrides: job_runtime(**{"CLEANUP_RECENT_KEEP": "3", **overrides})
 
 
 @pytest.fixture
