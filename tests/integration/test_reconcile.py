@@ -283,6 +283,7 @@ def wait_for_lock_waiter(database_url: str, timeout: float = 15.0) -> None:
         while time.monotonic() < deadline:
             row = conn.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ).fetchone()
             if row and row[0] > 0:
                 return

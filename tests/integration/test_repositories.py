@@ -108,9 +108,10 @@ def test_alias_upsert_returns_the_previous_target(conn: psycopg.Connection) -> N
     aliases.upsert(conn, WWW, "preview", "d3", T0)
     rows = aliases.for_site(conn, WWW)
     assert [(r.name, r.deploy_id) for r in rows] == [("preview", "d3"), ("production", "d2")]
-    with pytest.raises(psycopg.errors.CheckViolation):
-        conn.execute("INSERT INTO aliases (site, name, deploy_id) VALUES ('x', 'staging', 'd')")
-    assert aliases.delete_for_site(conn, WWW) == 2
+    aliases.upsert(conn, WWW, "staging", "d4", T0)  # a named preview's label is a name too
+    with pytest.raises(psycopg.errors.CheckViolation):  # one the alias rule refuses is not
+        conn.execute("INSERT INTO aliases (site, name, deploy_id) VALUES ('x', 'Stag_ing', 'd')")
+    assert aliases.delete_for_site(conn, WWW) == 3
 
 
 def test_known_dirnames_unions_every_table(conn: psycopg.Connection) -> None:

@@ -119,6 +119,7 @@ def test_g1_every_locked_section_takes_the_postgres_lock(database_url: str) -> N
         with psycopg.connect(database_url, autocommit=True) as admin:
             held = admin.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             ).fetchone()
         assert held == (1,)
 
