@@ -138,6 +138,8 @@ def _component_schemas(models: Mapping[type[Any], Mode]) -> dict[str, Any]:
     for model, names in route_docs.ROUTE_REQUIRED.items():
         declared = schemas[model].get("required", [])
         schemas[model]["required"] = [*declared, *(n for n in names if n not in declared)]
+    for model, rule in route_docs.BODY_RULES.items():
+        schemas[model].update(copy.deepcopy(rule))
     return dict(sorted(schemas.items()))
 
 

@@ -91,6 +91,7 @@ _ID_CORE = DEPLOY_ID_PATTERN.removeprefix("^").removesuffix("$")
 _MODES = f"{_anycase('preview')}|{_anycase('production')}"
 MODE_PATTERN = f"^[{GO_SPACE}]*(?:{_MODES})[{GO_SPACE}]*$"
 FINALIZE_MODE_PATTERN = f"^[{GO_SPACE}]*(?:{_MODES})?[{GO_SPACE}]*$"  # "" means preview
+PRODUCTION_MODE_PATTERN = f"^[{GO_SPACE}]*{_anycase('production')}[{GO_SPACE}]*$"
 STRIPPED_ID_PATTERN = f"^[{PY_SPACE}]*{_ID_CORE}[{PY_SPACE}]*$"  # promote and rollback strip
 OPTIONAL_ID_PATTERN = f"^[{PY_SPACE}]*(?:{_ID_CORE})?[{PY_SPACE}]*$"
 PURGE_PATTERN = f"^(?:{_anycase('true')}|{_anycase('false')})$"
@@ -327,6 +328,19 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "RejectBody": {"reason": {"type": "string", "maxLength": 350}},
 }  # fmt: skip
+# Rules across fields of one body, added to its schema as they stand.
+BODY_RULES: dict[str, dict[str, Any]] = {
+    # A named preview is a preview: `alias` with mode production is 400 bad_request.
+    "FinalizeBody": {
+        "not": {
+            "required": ["alias", "mode"],
+            "properties": {
+                "alias": {"type": "string"},
+                "mode": {"type": "string", "pattern": PRODUCTION_MODE_PATTERN},
+            },
+        }
+    },
+}
 ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
     "InitBody": ("site", "sha"),
     "UploadsBody": ("files",),
