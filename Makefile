@@ -96,7 +96,7 @@ test-compat:
 	    $$venv/bin/python -m pip install --quiet -e '.[dev]' -e cli || exit 1; \
 	    $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration || exit 1; \
 	  else \
-	    $$venv/bin/python -m pip install --quiet -e . -e cli pytest hypothesis pyyaml openapi-spec-validator import-linter || exit 1; \
+	    $$venv/bin/python -m pip install --quiet -e . -e cli pytest hypothesis pyyaml openapi-spec-validator import-linter jsonschema-rs || exit 1; \
 	    $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit || exit 1; \
 	  fi; \
 	done
