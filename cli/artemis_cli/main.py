@@ -168,10 +168,40 @@ def cmd_sites(args: argparse.Namespace, config: Config) -> Output:
     if args.sites_command == "update":
         row = api.call("PATCH", f"/api/site/{_q(args.slug)}", json_body={"teams": args.team})
         return row, f"{row['slug']} teams: {', '.join(row['teams'])}"
+    if args.sites_command == "trust":
+        return _sites_trust(args, api)
     query = {"purge": "true"} if args.purge else None
     answer = api.call("DELETE", f"/api/site/{_q(args.slug)}", query=query)
     doc = answer if answer is not None else {"slug": args.slug, "status": "deleted"}
     return doc, f"{args.slug}: {doc['status']}"
+
+
+def trust_line(rule: dict[str, Any]) -> str:
+    """One rule on one line: id, who (repository#id, workflow), where (environment, ref)
+    and what it may publish to."""
+    where = "".join(
+        f"  {key} {rule[key]}" for key in ("environment", "ref") if rule.get(key) is not None
+    )
+    return (
+        f"{rule['id']}  {rule['repository']}#{rule['repositoryId']}  {rule['workflow']}{where}"
+        f"  -> {', '.join(rule['aliases'])}"
+    )
+
+
+def _sites_trust(args: argparse.Namespace, api: Any) -> Output:
+    base = f"/api/site/{_q(args.slug)}/trust"
+    if args.trust_command == "ls":
+        rules = api.call("GET", base)
+        return rules, "\n".join(trust_line(r) for r in rules) or f"{args.slug}: no trust rules"
+    if args.trust_command == "add":
+        body = {
+            "repository": args.repo, "repositoryId": args.repo_id, "workflow": args.workflow,
+            "environment": args.environment, "ref": args.ref, "aliases": args.alias,
+        }  # fmt: skip
+        rule = api.call("POST", base, json_body=body)
+        return rule, f"added {trust_line(rule)}"
+    gone = api.call("DELETE", f"{base}/{_q(args.rule_id)}")
+    return gone, f"removed {trust_line(gone)}"
 
 
 def cmd_previews(args: argparse.Namespace, config: Config) -> Output:
@@ -303,6 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
     upd = sites_sub.add_parser("update", parents=[common], help="replace a site's teams")
     upd.add_argument("slug")
     upd.add_argument("--team", action="append", required=True, help="a team (repeatable)")
+    trust = sites_sub.add_parser("trust", help="a site's trust rules (GitHub Actions publishing)")
+    trust_sub = trust.add_subparsers(dest="trust_command", required=True, parser_class=_Parser)
+    tls = trust_sub.add_parser("ls", parents=[common], help="a site's trust rules")
+    tls.add_argument("slug")
+    tadd = trust_sub.add_parser("add", parents=[common], help="add a trust rule")
+    tadd.add_argument("slug")
+    tadd.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the repository")
+    tadd.add_argument("--repo-id", required=True, type=int, metavar="N",
+                      help="the repository's numeric GitHub id")  # fmt: skip
+    tadd.add_argument("--workflow", required=True, metavar="PATH",
+                      help="the workflow file, .github/workflows/<name>.yml")  # fmt: skip
+    tadd.add_argument("--environment", help="only jobs in this GitHub environment")
+    tadd.add_argument("--ref", metavar="PATTERN",
+                      help="only runs on a matching ref, like refs/tags/v*")  # fmt: skip
+    tadd.add_argument("--alias", action="append", required=True, metavar="ALIAS",
+                      help="production, preview or a named-preview pattern like 'pr-*' "
+                      "(repeatable)")  # fmt: skip
+    trm = trust_sub.add_parser("rm", parents=[common], help="remove a trust rule")
+    trm.add_argument("slug")
+    trm.add_argument("rule_id", metavar="RULE_ID")
     rm = sites_sub.add_parser("rm", parents=[common], help="deregister (or --purge) a site")
     rm.add_argument("slug")
     rm.add_argument("--purge", action="store_true", help="also move every byte to trash")

@@ -24,6 +24,7 @@ from artemis.services import (
     deploys,
     previews,
     registry,
+    trust,
     whoami,
 )
 from artemis.services.context import Caller, RequestContext
@@ -202,6 +203,24 @@ def site_delete(slug: str) -> Response[str]:
     rt, ctx, caller = _caller()
     purged = deletion.remove_site(rt, ctx, caller, slug, app.query().get("purge"))
     return no_content() if purged is None else ok(200, purged)
+
+
+@app.add("GET", "/api/site/<slug>/trust", docs.TRUST_LIST)
+def trust_list(slug: str) -> Response[str]:
+    rt, _, caller = _caller()
+    return ok(200, trust.list_rules(rt, caller, slug))
+
+
+@app.add("POST", "/api/site/<slug>/trust", docs.TRUST_ADD)
+def trust_add(slug: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(201, trust.add_rule(rt, ctx, caller, slug, app.body()))
+
+
+@app.add("DELETE", "/api/site/<slug>/trust/<rule_id>", docs.TRUST_REMOVE)
+def trust_remove(slug: str, rule_id: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(200, trust.remove_rule(rt, ctx, caller, slug, rule_id))
 
 
 @app.add("GET", "/api/audit", docs.AUDIT_LIST)

@@ -5,7 +5,10 @@ state (`set_membership_state`), inject faults (`fail`, `disconnect`) and slow an
 
 Routes: `GET /user`; `GET /user/teams` (paged by `per_page`, default 30, at most 100, and
 `page`, from 1); `GET /orgs/{org}/teams/{team}/memberships/{login}`. With `app` set (a
-`FakeApp`), the GitHub App endpoints of the repo-request feature too; see `FakeApp`."""
+`FakeApp`), the GitHub App endpoints of the repo-request feature too; see `FakeApp`. Always, a
+GitHub Actions OIDC issuer at the fake's URL (`oidc`, a `FakeOidcIssuer`): its discovery
+document, its JWKS, and a mint endpoint (`/_oidc/token`) that stands in for a workflow's
+`ACTIONS_ID_TOKEN_REQUEST_URL`."""
 
 from __future__ import annotations
 
@@ -101,6 +104,7 @@ class FakeGitHub:
         self._faults: list[Fault] = []
         self._delays: list[Delay] = []
         self.app: FakeApp | None = None  # the GitHub App endpoints, when enabled
+        self.oidc = FakeOidcIssuer(lambda: self.url)
         self._lock = threading.Lock()
         fake = self
 
@@ -132,7 +136,9 @@ class FakeGitHub:
                 headers: dict[str, str] = {}
                 if fault is None:
                     authorization = self.headers.get("authorization", "")
-                    if fake.app is not None and fake.app.handles(self.path):
+                    if fake.oidc.handles(self.path):
+                        status, body = fake.oidc.route(method, self.path, sent)
+                    elif fake.app is not None and fake.app.handles(self.path):
                         status, body = fake.app.route(method, self.path, authorization, sent)
                     else:
                         status, body = fake.route(self.path, authorization)
@@ -451,3 +457,141 @@ class FakeApp:
             "is_template": repo.is_template,
             "html_url": f"https://github.com/{self.org}/{repo.name}",
         }
+
+
+# --- the GitHub Actions OIDC issuer ------------------------------------------------------------
+
+OIDC_MINT_PATH = "/_oidc/token"
+OIDC_JWKS_PATH = "/.well-known/jwks"  # where GitHub's own issuer serves its keys
+_OIDC_ROUTES = ("/.well-known/openid-configuration", OIDC_JWKS_PATH, OIDC_MINT_PATH)
+OIDC_KID = "fake-oidc-key-1"
+
+
+class FakeOidcIssuer:
+    """GitHub Actions' token issuer, at the fake's URL (`issuer()`), signing with an RSA key of
+    its own (made on first use: most fakes never issue a token).
+
+    `GET|POST /_oidc/token[?audience=…]` answers `{"value": "<jwt>"}`, as a workflow's
+    `ACTIONS_ID_TOKEN_REQUEST_URL` does; a POST's JSON object overrides or adds claims (a
+    claim set to null is dropped). `mint()` does the same in process, and may also set header
+    fields (`kid`, ...) for tests of refused tokens."""
+
+    def __init__(self, issuer: Any, *, clock: Any = time.time) -> None:
+        self.issuer = issuer  # () -> the issuer URL: the fake's port is known only once bound
+        self._clock = clock
+        self._key: Any = None
+        self.kid = OIDC_KID  # the key id of the current key
+        self._lock = threading.Lock()
+
+    @property
+    def private_key(self) -> Any:
+        """The signing key (cryptography's RSAPrivateKey)."""
+        with self._lock:
+            if self._key is None:
+                from cryptography.hazmat.primitives.asymmetric import rsa
+
+                self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            return self._key
+
+    def jwks(self) -> dict[str, Any]:
+        from jwt.algorithms import RSAAlgorithm
+
+        jwk = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        return {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}]}
+
+    def rotate(self, kid: str) -> None:
+        """Sign with a new key, published under `kid`; the old key is no longer published."""
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        with self._lock:
+            self._key, self.kid = key, kid
+
+    def claims(
+        self, overrides: dict[str, Any] | None = None, audience: str | None = None
+    ) -> dict[str, Any]:
+        """A workflow run's claims, as GitHub sets them, with `overrides` applied."""
+        now = int(self._clock())
+        owner = str((overrides or {}).get("repository_owner") or "freeCodeCamp")
+        repository = str((overrides or {}).get("repository") or f"{owner}/example-site")
+        ref = str((overrides or {}).get("ref") or "refs/heads/main")
+        claims: dict[str, Any] = {
+            "iss": self.issuer(),
+            "aud": audience or f"https://github.com/{owner}",
+            "sub": f"repo:{repository}:ref:{ref}",
+            "jti": str(uuid.uuid4()),
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            "repository": repository,
+            "repository_owner": owner,
+            "repository_id": "100001",
+            "repository_owner_id": "100000",
+            "repository_visibility": "public",
+            "ref": ref,
+            "ref_type": "branch",
+            "sha": "0" * 40,
+            "workflow": "deploy",
+            "workflow_ref": f"{repository}/.github/workflows/deploy.yml@{ref}",
+            "job_workflow_ref": f"{repository}/.github/workflows/deploy.yml@{ref}",
+            "event_name": "push",
+            "run_id": str(1_000_000 + uuid.uuid4().int % 1_000_000),
+            "run_number": "1",
+            "run_attempt": "1",
+            "actor": "local-dev",
+            "actor_id": "100002",
+            "runner_environment": "github-hosted",
+        }
+        for name, value in (overrides or {}).items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return claims
+
+    def mint(
+        self,
+        overrides: dict[str, Any] | None = None,
+        *,
+        audience: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> str:
+        import jwt
+
+        return jwt.encode(
+            self.claims(overrides, audience),
+            self.private_key,
+            algorithm="RS256",
+            headers={"kid": self.kid, **(headers or {})},
+        )
+
+    def handles(self, target: str) -> bool:
+        return target.split("?", 1)[0] in _OIDC_ROUTES
+
+    def route(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
+        path, _, query = target.partition("?")
+        if path == OIDC_MINT_PATH and method in ("GET", "POST"):
+            try:
+                sent = json.loads(body) if body else {}
+            except ValueError:
+                sent = None
+            if not isinstance(sent, dict):
+                return 400, {"message": "the body must be a JSON object of claims"}
+            audience = urllib.parse.parse_qs(query).get("audience", [None])[0]
+            return 200, {"value": self.mint(sent, audience=audience)}
+        if method != "GET":
+            return 405, {"message": "Method Not Allowed"}
+        if path == OIDC_JWKS_PATH:
+            return 200, self.jwks()
+        issuer = self.issuer()
+        return 200, {
+            "issuer": issuer,
+            "jwks_uri": issuer + OIDC_JWKS_PATH,
+            "subject_types_supported": ["public", "pairwise"],
+            "response_types_supported": ["id_token"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "claims_supported": ["sub", "aud", "exp", "iat", "iss", "jti", "nbf", "ref",
+                                 "repository", "repository_id", "job_workflow_ref", "run_id",
+                                 "event_name"],
+            "scopes_supported": ["openid"],
+        }  # fmt: skip

@@ -5,7 +5,8 @@ behind is stopped first. AWS: AWS_ENDPOINT_URL, else a moto server in a child pr
 writes are journaled to .artemis/s3-journal.jsonl and replayed at start, so the bucket survives
 a restart (or a kill -9) as the embedded Postgres does. The bucket and the queues are
 created with the template's names for the stack `artemis-local` (artemis_local.aws). GitHub:
-GH_API_BASE, else the fake GitHub. Then the gateway serves functions/api/app.handler on
+GH_API_BASE, else the fake GitHub, which is then the OIDC issuer too (GH_OIDC_ISSUER, unless
+set). Then the gateway serves functions/api/app.handler on
 127.0.0.1:$PORT until SIGINT/SIGTERM, and everything started here is stopped on the way out.
 
 Schedules (ARTEMIS_LOCAL_SCHEDULES = auto | eventbridge | clock; artemis_local.aws): against a
@@ -173,6 +174,9 @@ class LocalSystem:
                 self.github = FakeGitHub().start()
                 self._stops.append(self.github.stop)
                 env["GH_API_BASE"] = self.github.url
+                # Its tokens (minted at <url>/_oidc/token) are the ones the API accepts.
+                if not env.get("GH_OIDC_ISSUER"):
+                    env["GH_OIDC_ISSUER"] = self.github.url
                 if self.dev_github_app and not env.get("GH_APP_ID"):
                     _attach_dev_app(self.github, env, self.state_dir)
             self.env = env
@@ -237,6 +241,7 @@ _SHARED_ENV = {
     "SITE_EVENTS_QUEUE_URL",
     "SITE_EVENTS_DLQ_URL",
     "GH_API_BASE",
+    "GH_OIDC_ISSUER",
     "JWT_SIGNING_KEY",
     "PUBLIC_URL_PRODUCTION_FORMAT",
     "PUBLIC_URL_PREVIEW_FORMAT",
@@ -283,6 +288,8 @@ def serve(port: int | None = None) -> int:
         print(f"artemis: Postgres {pg}, AWS at {system.env['AWS_ENDPOINT_URL']},")
         print(f"artemis: {_persistence(system)}")
         print(f"artemis: GitHub at {system.env['GH_API_BASE']}")
+        if system.github is not None and system.env.get("GH_OIDC_ISSUER") == system.github.url:
+            print(f"artemis: OIDC tokens: POST {system.github.url}/_oidc/token?audience=artemis")
         if system.schedules is not None:
             rules = ", ".join(r.schedule.rule_name for r in system.schedules.rules)
             print(f"artemis: schedules: EventBridge rules {rules} → the ticks queue")

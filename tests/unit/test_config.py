@@ -40,6 +40,37 @@ BAD_VALUES = [
         "http://github.example",
         "GH_API_BASE: http is allowed only for localhost or a loopback address",
     ),
+    (
+        "GH_OIDC_ISSUER",
+        "token.actions.githubusercontent.com",
+        "GH_OIDC_ISSUER: must be an absolute http(s) URL with a host",
+    ),
+    (
+        "GH_OIDC_ISSUER",
+        "http://issuer.example",
+        "GH_OIDC_ISSUER: http is allowed only for localhost or a loopback address",
+    ),
+    ("GH_OIDC_ISSUER", "https://u:p@issuer.example", "GH_OIDC_ISSUER: must not carry user info"),
+    (
+        "GH_OIDC_ISSUER",
+        "https://issuer.example/?x=1",
+        "GH_OIDC_ISSUER: must not carry a query or fragment",
+    ),
+    (
+        "GH_OIDC_AUDIENCE",
+        "two words",
+        "GH_OIDC_AUDIENCE: must be 1 to 255 printable ASCII characters without spaces",
+    ),
+    (
+        "GH_OIDC_AUDIENCE",
+        "a" * 256,
+        "GH_OIDC_AUDIENCE: must be 1 to 255 printable ASCII characters without spaces",
+    ),
+    (
+        "GH_OIDC_AUDIENCE",
+        "art\u00e9mis",
+        "GH_OIDC_AUDIENCE: must be 1 to 255 printable ASCII characters without spaces",
+    ),
     ("GH_MEMBERSHIP_CACHE_TTL", "0", "GH_MEMBERSHIP_CACHE_TTL: must be an integer >= 1 (got 0)"),
     ("GH_MEMBERSHIP_CACHE_TTL", "5m", "GH_MEMBERSHIP_CACHE_TTL: must be a base-10 integer"),
     ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL: must be a redis://, rediss:// or unix:// URL"),
@@ -224,6 +255,11 @@ def test_defaults_and_empty_means_default() -> None:
     assert s.serve_cache_ttl == 15
     assert s.redis_url is None
     assert not s.repo_feature_enabled
+    assert s.gh_oidc_issuer == "https://token.actions.githubusercontent.com"
+    assert s.gh_oidc_audience == "artemis"
+    empty = load_settings(base_env(GH_OIDC_ISSUER="", GH_OIDC_AUDIENCE=""))
+    assert empty.gh_oidc_issuer == "https://token.actions.githubusercontent.com"
+    assert empty.gh_oidc_audience == "artemis"
 
 
 def test_values_are_parsed() -> None:
@@ -235,6 +271,8 @@ def test_values_are_parsed() -> None:
             CLEANUP_DRY_RUN="TRUE",
             CLEANUP_TRASH_PREFIX="_bin",
             GH_API_BASE="http://127.0.0.1:9999/",
+            GH_OIDC_ISSUER="http://localhost:9999/",
+            GH_OIDC_AUDIENCE="https://github.com/freeCodeCamp",
             DEPLOY_PREFIX_FORMAT="<site>.freecode.camp/deploys/<ts>-<sha>/",
             ALIAS_PRODUCTION_KEY_FORMAT="<site>.freecode.camp/production",
             ALIAS_PREVIEW_KEY_FORMAT="<site>.freecode.camp/preview",
@@ -246,6 +284,8 @@ def test_values_are_parsed() -> None:
     assert s.cleanup_dry_run is True
     assert s.key_layout.trash_prefix == "_bin/"
     assert s.gh_api_base == "http://127.0.0.1:9999"
+    assert s.gh_oidc_issuer == "http://localhost:9999"  # iss never ends in a slash
+    assert s.gh_oidc_audience == "https://github.com/freeCodeCamp"
     assert s.key_layout.dirname("www") == "www.freecode.camp"  # type: ignore[arg-type]
 
 

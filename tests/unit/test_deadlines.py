@@ -236,7 +236,7 @@ class RecordingTransport(GitHubTransport):
         self.calls: list[tuple[str, str, float]] = []
 
     def request(
-        self, method: str, url: str, authorization: str, timeout: float, body: Any = None
+        self, method: str, url: str, authorization: str | None, timeout: float, body: Any = None
     ) -> Response:
         self.calls.append((method, url, timeout))
         if url.endswith("/access_tokens"):

@@ -16,10 +16,12 @@ PURE = [
     "deploy_mode",
     "drift_report",
     "frameworks",
+    "oidc_claims",
     "query_strings",
     "request_headers",
     "site_names",
     "times",
+    "trust_rules",
     "upload_paths",
 ]
 

@@ -65,6 +65,16 @@ SAMPLES: dict[str, BaseModel] = {
     "SiteRow": responses.SiteRow(
         slug="www", teams=["web"], createdAt="c", updatedAt="u", createdBy=""
     ),
+    "TrustRule": responses.TrustRule(
+        id="tr_0123456789abcdef0123",
+        site="www",
+        repository="octo/www",
+        repositoryId=1,
+        workflow=".github/workflows/deploy.yml",
+        aliases=["preview"],
+        createdAt="c",
+        createdBy="octo",
+    ),
     "SitePurged": responses.SitePurged(slug="www", status="purged", moved=3),
     "AuditRow": responses.AuditRow(
         id=1, occurredAt="t", actor="octo", action="site.promote", outcome="success"

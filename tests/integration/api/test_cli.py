@@ -613,6 +613,51 @@ def test_sites_rm_purge_json(cli: Cli, api: Api, tmp_path: Path) -> None:
     assert purged.code == 0 and purged.doc["status"] == "purged" and purged.doc["moved"] > 0
 
 
+def test_sites_trust_add_ls_rm_json(cli: Cli, api: Api) -> None:
+    site = slug()
+    api.register(site, ["web"])
+    added = cli("sites", "trust", "add", site, "--repo", "octo-org/www", "--repo-id", "42",
+                "--workflow", ".github/workflows/deploy.yml", "--environment", "production",
+                "--ref", "refs/heads/main", "--alias", "production", "--alias", "pr-*",
+                "--json")  # fmt: skip
+    assert added.code == 0, added.err
+    rule = added.doc
+    assert rule["repository"] == "octo-org/www" and rule["repositoryId"] == 42
+    assert rule["aliases"] == ["production", "pr-*"] and rule["ref"] == "refs/heads/main"
+    listed = cli("sites", "trust", "ls", site, "--json")
+    assert listed.code == 0 and listed.doc == [rule]
+    removed = cli("sites", "trust", "rm", site, rule["id"], "--json")
+    assert removed.code == 0 and removed.doc == rule
+    assert cli("sites", "trust", "ls", site, "--json").doc == []
+    gone = cli("sites", "trust", "rm", site, rule["id"], "--json")
+    assert gone.code == errors.FAILED and gone.error["code"] == "trust_rule_not_found"
+
+
+def test_sites_trust_human_text_and_refusals(cli: Cli, api: Api) -> None:
+    site = slug()
+    api.register(site, ["web"])
+    base = ("sites", "trust", "add", site, "--repo", "octo-org/www", "--repo-id", "42",
+            "--workflow", ".github/workflows/deploy.yml")  # fmt: skip
+    added = cli(*base, "--alias", "preview")
+    assert added.code == 0, added.err
+    assert added.out.startswith("added tr_")
+    assert "octo-org/www#42  .github/workflows/deploy.yml  -> preview" in added.out
+    assert "-> preview" in cli("sites", "trust", "ls", site).out
+    bad = cli(*base, "--alias", "PRODUCTION", "--json")
+    assert bad.code == errors.FAILED and bad.error["code"] == "invalid_trust_rule"
+    assert bad.error["field"] == "aliases"
+    negative = cli(*base[:7], "-5", *base[8:], "--alias", "preview", "--json")
+    assert negative.code == errors.FAILED and negative.error["field"] == "repositoryId"
+    dev = cli(*base, "--alias", "production", "--json", token=DEV)
+    assert dev.code == errors.CREDENTIALS and dev.error["code"] == "user_unauthorized"
+    missing = cli("sites", "trust", "add", site, "--repo", "octo-org/www", "--json")
+    assert missing.code == errors.USAGE
+    assert cli("sites", "trust", "ls", site, "--json", token=DEV).code == 0
+    empty = slug()
+    api.register(empty)
+    assert cli("sites", "trust", "ls", empty).out.strip() == f"{empty}: no trust rules"
+
+
 def test_audit_ls_json_with_filters(cli: Cli, api: Api, tmp_path: Path) -> None:
     site = slug()
     api.register(site)

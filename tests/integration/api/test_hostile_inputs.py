@@ -26,6 +26,7 @@ JSON_ROUTES = [
     ("POST", "/api/site/www/rollback", "dev"),
     ("POST", "/api/site/register", "staff"),
     ("PATCH", "/api/site/www", "staff"),
+    ("POST", "/api/site/www/trust", "staff"),
 ]
 
 

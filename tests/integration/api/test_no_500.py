@@ -23,7 +23,8 @@ json_values = st.recursive(
     max_leaves=12,
 )
 FIELDS = ["site", "sha", "files", "mode", "deployId", "expectedCurrent", "expectNoCurrent", "to",
-          "slug", "teams", "size", "path", "alias", "preview"]  # fmt: skip
+          "slug", "teams", "size", "path", "alias", "preview", "repository", "repositoryId",
+          "workflow", "environment", "ref", "aliases"]  # fmt: skip
 known_fields = st.fixed_dictionaries({}, optional={key: json_values | text for key in FIELDS})
 # Nesting far deeper than any body needs (the decoder recurses per level) and integers longer
 # than Python converts (4,300 digits), under every field a route reads. 30,000 levels stay
@@ -137,7 +138,11 @@ def test_no_hostile_body_gets_a_5xx_on_any_json_route(
         session = api.init("www", token=token)
         token, deploy_id = session["jwt"], session["deployId"]
     path = template.format(
-        site="www", slug="www", deploy_id=deploy_id, request_id="req_" + "0" * 20
+        site="www",
+        slug="www",
+        deploy_id=deploy_id,
+        request_id="req_" + "0" * 20,
+        rule_id="tr_" + "0" * 20,
     )
     reply = api.call(method, path, token=token, body=body)
     assert reply.status < 500, (method, path, reply.status, reply.raw[:300])

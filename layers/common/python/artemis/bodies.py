@@ -90,6 +90,18 @@ class TeamsBody(_Body):
     teams: list[str] | None = None
 
 
+class TrustRuleBody(_Body):
+    # Defaults, not required fields: the route answers invalid_trust_rule naming the field.
+    repository: str = ""
+    repository_id: Annotated[int, BeforeValidator(_integral)] | None = Field(
+        None, alias="repositoryId"
+    )
+    workflow: str = ""
+    environment: str | None = None
+    ref: str | None = None
+    aliases: list[str] | None = None
+
+
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
 

@@ -31,6 +31,8 @@ _INT = re.compile(r"-?[0-9]+")
 _DIGITS = re.compile(r"[0-9]+")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PEM_HEADERS = ("-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----")
+# An OIDC audience is compared byte for byte with a token's `aud`: printable ASCII, no spaces.
+_AUDIENCE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 # Key types an HMAC secret must not look like (the JWT library's own list).
@@ -159,6 +161,8 @@ class DatabaseSettings(BaseModel):
             "log_level",
             "gh_org",
             "gh_api_base",
+            "gh_oidc_issuer",
+            "gh_oidc_audience",
             "redis_url",
             "registry_authz_team",
             "deploy_prefix_format",
@@ -440,6 +444,10 @@ class Settings(SiteWorkerSettings):
     upload_max_bytes: int = _field(104_857_600, "UPLOAD_MAX_BYTES")
     preview_max_per_site: int = _field(50, "PREVIEW_MAX_PER_SITE")
     gh_client_id: str = _field("", "GH_CLIENT_ID")
+    # GitHub Actions' OIDC tokens: who issues them (its discovery document and keys are read
+    # from there) and the audience a token must name to be accepted here.
+    gh_oidc_issuer: str = _field("https://token.actions.githubusercontent.com", "GH_OIDC_ISSUER")
+    gh_oidc_audience: str = _field("artemis", "GH_OIDC_AUDIENCE")
     registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
     jwt_signing_key: str = _field(..., "JWT_SIGNING_KEY", secret=True)
     audit_read_authz_team: str = _field("staff", "AUDIT_READ_AUTHZ_TEAM")
@@ -465,6 +473,23 @@ class Settings(SiteWorkerSettings):
     @classmethod
     def _api_names(cls, v: str) -> str:
         return _not_blank(v)
+
+    @field_validator("gh_oidc_issuer")
+    @classmethod
+    def _oidc_issuer(cls, v: str) -> str:
+        url = _http_url(v, loopback_http_only=True)
+        parts = urlsplit(url)
+        # A token's `iss` is compared with this exactly: a query or fragment could never match.
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query or fragment")
+        return url
+
+    @field_validator("gh_oidc_audience")
+    @classmethod
+    def _oidc_audience(cls, v: str) -> str:
+        if not _AUDIENCE.fullmatch(v):
+            raise ValueError("must be 1 to 255 printable ASCII characters without spaces")
+        return v
 
     @field_validator("jwt_signing_key")
     @classmethod

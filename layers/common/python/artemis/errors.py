@@ -72,6 +72,21 @@ UserUnauthorized = _error(403, "user_unauthorized", "not a member of a team this
 Misconfigured = _error(500, "misconfigured", "server misconfigured")
 JwtSignFailed = _error(500, "jwt_sign_failed", "could not sign the session token")
 
+# --- GitHub Actions OIDC tokens (artemis.oidc): one code per reason a token is refused -------
+OidcInvalid = _error(401, "oidc_invalid", "the OIDC token is malformed")
+OidcAlg = _error(401, "oidc_alg", "the OIDC token is not signed with RS256")
+OidcSignature = _error(401, "oidc_signature", "the OIDC token's signature does not verify")
+OidcUnknownKey = _error(401, "oidc_unknown_key", "the OIDC token names a key the issuer lacks")
+OidcIssuer = _error(401, "oidc_issuer", "the OIDC token is from another issuer")
+OidcAudience = _error(401, "oidc_audience", "the OIDC token is not for this audience")
+OidcExpired = _error(401, "oidc_expired", "the OIDC token has expired")
+OidcNotYetValid = _error(401, "oidc_not_yet_valid", "the OIDC token is not valid yet")
+OidcClaims = _error(401, "oidc_claims", "the OIDC token lacks a required claim or has a bad one")
+OidcReplayed = _error(401, "oidc_replayed", "the OIDC token was already used")
+OidcIssuerUnavailable = _error(
+    503, "oidc_issuer_unavailable", "the OIDC issuer's keys cannot be read; retry later"
+)
+
 # --- deploy lifecycle and aliases -----------------------------------------------------------
 MissingIndex = _error(422, "missing_index", "the deploy has no root index.html")
 VerifyFailed = _error(422, "verify_failed", "files in the manifest are missing from storage")
@@ -98,6 +113,13 @@ PreviewMoved = _error(409, "preview_moved", "the named preview no longer names d
 PreviewLimit = _error(409, "preview_limit", "the site holds as many named previews as it may")
 DeployNotFound = _error(404, "deploy_not_found", "no such deploy")
 AlreadyExists = _error(409, "already_exists", "already exists")
+# Trust rules (artemis.trust_rules): `detail.field` names the refused field.
+InvalidTrustRule = _error(
+    400, "invalid_trust_rule",
+    "a trust rule field (repository, repositoryId, workflow, environment, ref, aliases) is invalid",
+)  # fmt: skip
+TrustRuleLimit = _error(409, "trust_rule_limit", "the site holds as many trust rules as it may")
+TrustRuleNotFound = _error(404, "trust_rule_not_found", "the site has no such trust rule")
 
 # --- the repo-request queue -----------------------------------------------------------------
 InvalidName = _error(400, "invalid_name", "name must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")

@@ -103,17 +103,18 @@ class GitHubTransport:
         self._last_used = 0.0
 
     def request(
-        self, method: str, url: str, authorization: str, timeout: float, body: Any = None
+        self, method: str, url: str, authorization: str | None, timeout: float, body: Any = None
     ) -> Response:
-        """One GitHub REST call (JSON `body`, if any). Non-2xx answers, 3xx included, are
-        returned, not raised; anything that is not an answer within the limits raises
-        TransportError."""
+        """One GitHub REST call (JSON `body`, if any); `authorization` None sends none (the
+        OIDC issuer's public documents). Non-2xx answers, 3xx included, are returned, not
+        raised; anything that is not an answer within the limits raises TransportError."""
         headers = {
-            "Authorization": authorization,
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": USER_AGENT,
         }
+        if authorization is not None:
+            headers["Authorization"] = authorization
         data = None
         if body is not None:
             data = json.dumps(body).encode()

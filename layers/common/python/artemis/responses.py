@@ -200,6 +200,25 @@ class SiteRow(_Shape):
     )
 
 
+class TrustRule(_Shape):
+    id: str = Field(description="the rule's id, `tr_` + 20 lower-case hex characters")
+    site: str = Field(description="the site's registry slug")
+    repository: str = Field(description="the GitHub repository, `owner/name`")
+    repositoryId: int = Field(
+        description="GitHub's numeric id of the repository (a re-created repository has another)"
+    )
+    workflow: str = Field(description="the workflow file, `.github/workflows/<name>.yml`")
+    environment: str | _Omitted = _omitted(
+        "the GitHub environment the job must run in (omitted: any or none)"
+    )
+    ref: str | _Omitted = _omitted("the ref pattern the run's ref must match (omitted: any ref)")
+    aliases: list[str] = Field(
+        description="what the rule may publish to: production, preview, named-preview patterns"
+    )
+    createdAt: str = Field(description="RFC 3339, full precision")
+    createdBy: str = Field(description="who added the rule")
+
+
 class SitePurged(_Shape):
     slug: str = Field(description="the purged site")
     status: Literal["purged"] = Field(description="offline, moved to trash and deregistered")
@@ -260,7 +279,9 @@ class ErrorBody(BaseModel):
         "missing_index on finalize: advice for an unexported framework build",
     )
     field: str | _Omitted = _omitted(
-        "invalid_metadata on init: the field refused (branch, message, pr, repo or ciUrl)"
+        "invalid_metadata on init: the field refused (branch, message, pr, repo or ciUrl);"
+        " invalid_trust_rule: the rule field refused (repository, repositoryId, workflow,"
+        " environment, ref or aliases)"
     )
 
 
@@ -282,6 +303,6 @@ class ErrorEnvelope(BaseModel):
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Health, Readiness, Whoami, InitResponse, UploadResponse, BundleResponse, PresignResponse,
     FinalizeResponse, DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored,
-    TrashEntry, SiteRow, SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates,
+    TrashEntry, SiteRow, TrustRule, SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates,
     ErrorEnvelope,
 )  # fmt: skip

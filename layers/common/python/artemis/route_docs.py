@@ -27,6 +27,7 @@ from artemis import (
     errors,
     request_headers,
     site_names,
+    trust_rules,
 )
 from artemis.bundles import BUNDLE_MAX_BYTES, BUNDLE_MAX_MEMBERS
 from artemis.config import Settings
@@ -181,7 +182,7 @@ _ALWAYS = ("internal_error",)
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     bodies.InitBody, bodies.UploadsBody, bodies.FinalizeBody, bodies.PromoteBody,
     bodies.RollbackBody, bodies.RegisterBody, bodies.TeamsBody, bodies.RepoCreateBody,
-    bodies.RejectBody, bodies.DigestsBody,
+    bodies.RejectBody, bodies.DigestsBody, bodies.TrustRuleBody,
 )  # fmt: skip
 
 # What the parser's models cannot say: field meanings and the fields the route itself requires
@@ -245,6 +246,18 @@ BODY_NOTES: dict[str, dict[str, str]] = {
         "teams": f"GH_ORG team slugs, each `{TEAM_PATTERN}`; absent/empty: [REGISTRY_AUTHZ_TEAM]",
     },
     "TeamsBody": {"teams": f"the new team list: at least one, each `{TEAM_PATTERN}`"},
+    "TrustRuleBody": {
+        "repository": "the GitHub repository, `owner/name` by GitHub's rules",
+        "repositoryId": "GitHub's numeric id of that repository (required with the name, so a "
+        "re-created repository of the same name is not trusted)",
+        "workflow": "the workflow file, directly in `.github/workflows/`, ending `.yml` or `.yaml`",
+        "environment": f"optional: the GitHub environment the job must run in (1-"
+        f"{trust_rules.ENVIRONMENT_MAX} printable ASCII characters, case-insensitive)",
+        "ref": "optional: the ref pattern, e.g. `refs/heads/main`, `refs/heads/release/*`, "
+        "`refs/tags/v*`; `*` matches within a segment, a `**` segment one or more segments",
+        "aliases": f"1-{trust_rules.MAX_ALIASES} of `production`, `preview`, or a named preview "
+        "or named-preview pattern (`*` matches any run of `a-z0-9-`, e.g. `pr-*`)",
+    },
 }
 
 
@@ -320,6 +333,26 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
         "teams": {"anyOf": [_TEAMS, {"type": "null"}]},
     },
     "TeamsBody": {"teams": {**_TEAMS, "minItems": 1}},
+    "TrustRuleBody": {
+        "repository": {"type": "string", "pattern": _ecma(trust_rules.REPOSITORY_RE),
+                       "not": {"pattern": "/\\.\\.?$"}},
+        "repositoryId": {"type": "integer", "minimum": 1,
+                         "maximum": trust_rules.REPOSITORY_ID_MAX},
+        "workflow": {"type": "string", "pattern": _ecma(trust_rules.WORKFLOW_RE),
+                     "maxLength": trust_rules.WORKFLOW_MAX, "not": {"pattern": "\\.\\."}},
+        "environment": _nullable({"type": "string",
+                                  "pattern": _ecma(trust_rules.ENVIRONMENT_RE)}),
+        "ref": _nullable({"type": "string", "pattern": _ecma(trust_rules.REF_RE),
+                          "maxLength": trust_rules.REF_MAX,
+                          "not": {"pattern": "\\.\\.|[^/]\\*\\*|\\*\\*[^/]"}}),
+        "aliases": {
+            "type": "array", "minItems": 1, "maxItems": trust_rules.MAX_ALIASES,
+            "items": {"anyOf": [
+                {"enum": list(alias_names.FIXED_ALIASES)},
+                {"type": "string", "pattern": _ecma(trust_rules.ALIAS_PATTERN_RE)},
+            ]},
+        },
+    },
     "RepoCreateBody": {
         "name": {"type": "string", "pattern": REPO_NAME_PATTERN},
         "visibility": {"type": "string", "enum": ["", "public", "private"]},
@@ -349,6 +382,7 @@ ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
     "RollbackBody": ("to",),
     "RegisterBody": ("slug",),
     "TeamsBody": ("teams",),
+    "TrustRuleBody": ("repository", "repositoryId", "workflow", "aliases"),
     "RepoCreateBody": ("name",),
 }
 
@@ -1143,6 +1177,51 @@ SITE_DELETE = Doc(
         alternative=(204, "bare delete: the site is unpublished and deregistered; no body"),
 )  # fmt: skip
 
+_TRUST_EXAMPLE: dict[str, Any] = {
+    "id": "tr_0123456789abcdef0123", "site": "www", "repository": "octo-org/www",
+    "repositoryId": 123456789, "workflow": ".github/workflows/deploy.yml",
+    "ref": "refs/heads/main", "aliases": ["production", "preview", "pr-*"],
+    "createdAt": "2026-04-20T14:15:22.123456Z", "createdBy": "octocat",
+}  # fmt: skip
+
+TRUST_LIST = Doc(
+        "trustList", "Registry", "List a site's trust rules",
+        "The rules that will let GitHub Actions runs publish to the site, oldest first (the "
+        "order a token is matched in). Readable by `REGISTRY_AUTHZ_TEAM` and by the site's "
+        f"teams. The slug must match `{SLUG_PATTERN}` (`400 invalid_slug`). Callers outside "
+        "the registry team pass the per-site gate (so an unregistered slug is "
+        "`403 site_unauthorized` for them); for the registry team it is `404 not_found`.",
+        "github", "registry (`REGISTRY_AUTHZ_TEAM`) or the site's teams", 200, "TrustRule",
+        [_TRUST_EXAMPLE],
+        (*_BEARER, "invalid_slug", *_SITE_GATE, "not_found"), many=True,
+)  # fmt: skip
+
+TRUST_ADD = Doc(
+        "trustAdd", "Registry", "Add a trust rule to a site",
+        "Adds a rule: a workflow run of `repository` (matched by name and by `repositoryId`), "
+        "from `workflow`, optionally only in `environment` and on a ref matching `ref`, may "
+        "publish to the listed `aliases`. Whatever a rule lists, a `pull_request` or "
+        "`pull_request_target` run never publishes to production. A refused field is "
+        "`400 invalid_trust_rule` with `error.field` naming it; `409 already_exists` for an "
+        f"identical rule; `409 trust_rule_limit` past {trust_rules.MAX_RULES_PER_SITE} rules; "
+        "`404 not_found` for an unregistered slug. Writes a `site.trust.add` audit row.",
+        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 201, "TrustRule", _TRUST_EXAMPLE,
+        (*_BEARER, *_TEAM_GATE, "invalid_slug", *_BODY, "invalid_trust_rule", "not_found",
+         "already_exists", "trust_rule_limit", "registry_write_failed"),
+        body=bodies.TrustRuleBody, body_limit=bodies.SMALL_LIMIT,
+        links=(("remove", "trustRemove", "rule_id", "id"),),
+)  # fmt: skip
+
+TRUST_REMOVE = Doc(
+        "trustRemove", "Registry", "Remove a trust rule",
+        "Removes the rule and answers it. `404 not_found` for an unregistered slug, "
+        "`404 trust_rule_not_found` for an id the site does not hold (any id not "
+        "`^tr_[0-9a-f]{20}$` included). Writes a `site.trust.remove` audit row.",
+        "github", "registry (`REGISTRY_AUTHZ_TEAM`)", 200, "TrustRule", _TRUST_EXAMPLE,
+        (*_BEARER, *_TEAM_GATE, "invalid_slug", "registry_write_failed", "not_found",
+         "trust_rule_not_found"),
+)  # fmt: skip
+
 REPO_CREATE = Doc(
         "repoCreate", "Repos", "Request a repository", REPO_CREATE_DESCRIPTION,
         "github", "repo create (`REPO_CREATE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 201, "RepoRow",
@@ -1258,6 +1337,11 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "site": {
         "description": "the site's registry slug, taken as given (the per-site gate decides)",
         "schema": {"type": "string"},
+    },
+    "rule_id": {
+        "description": "the trust rule's id, `tr_` + 20 lower-case hex characters (any other "
+        "value is `404 trust_rule_not_found`)",
+        "schema": {"type": "string", "pattern": _ecma(trust_rules.RULE_ID_RE)},
     },
     "slug": {
         "description": f"the site's registry slug, `{SLUG_PATTERN}`",

@@ -370,7 +370,7 @@ def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> 
         try:
             with rt.db.transaction() as conn:
                 aliases_db.delete_for_site(conn, site)
-                sites_db.delete(conn, site_slug)
+                sites_db.delete(conn, site_slug)  # its trust rules cascade with it (sql/0013)
         except Exception as err:
             raise DependencyError("registry_write_failed") from err
     rt.snapshot.invalidate()
