@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from artemis_cli.errors import CREDENTIALS, CliError, usage
+from artemis_cli.oidc import available as oidc_available
 
 CONFIG_FILE = "artemis.yaml"
 TOKEN_VARIABLES = ("ARTEMIS_TOKEN", "GITHUB_TOKEN", "GH_TOKEN")
@@ -29,6 +30,15 @@ class Config:
     token: str | None
     site: str | None
     dir: str | None
+    token_from: str | None = None  # --token, or the variable the token came from
+    actions_oidc: bool = False  # a GitHub Actions job that may request an OIDC token
+
+    @property
+    def deploys_with_oidc(self) -> bool:
+        """`artemis deploy` presents the job's OIDC token unless a person's token is given
+        (--token, ARTEMIS_TOKEN): GITHUB_TOKEN and GH_TOKEN in a workflow are usually the
+        workflow's own token, which belongs to no person and could not deploy."""
+        return self.actions_oidc and self.token_from not in ("--token", "ARTEMIS_TOKEN")
 
     def require_url(self) -> str:
         if not self.url:
@@ -82,12 +92,17 @@ def resolve(flags: Mapping[str, str | None], environ: Mapping[str, str] = os.env
         or environ.get("ARTEMIS_DIR")
         or (str(path.resolve().parent / from_file) if from_file else None)
     )  # a directory named in the file is relative to the file
-    token = flags.get("token") or next(
-        (environ[name] for name in TOKEN_VARIABLES if environ.get(name)), None
+    token_from = (
+        "--token"
+        if flags.get("token")
+        else next((name for name in TOKEN_VARIABLES if environ.get(name)), None)
     )
+    token = flags.get("token") or (environ[token_from] if token_from else None)
     return Config(
         url=pick("url", "ARTEMIS_URL"),
         token=token,
         site=pick("site", "ARTEMIS_SITE"),
         dir=directory,
+        token_from=token_from,
+        actions_oidc=oidc_available(environ),
     )

@@ -14,7 +14,10 @@ CONFLICT = 6  # 409: the alias moved, the site is locked, the deploy is finalize
 
 _CREDENTIAL_CODES = frozenset(
     {"missing_bearer", "unauthenticated", "jwt_expired", "jwt_invalid", "jwt_wrong_deploy",
-     "user_unauthorized", "insufficient_scope", "site_unauthorized"}
+     "user_unauthorized", "insufficient_scope", "site_unauthorized", "oidc_route",
+     "trust_no_rules", "trust_repository", "trust_repository_id", "trust_workflow",
+     "trust_environment", "trust_ref", "trust_alias", "trust_pull_request",
+     "trust_rule_removed"}
 )  # fmt: skip
 
 

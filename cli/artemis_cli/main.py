@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.parse
 from collections.abc import Callable
@@ -29,6 +30,18 @@ def _api(config: Config) -> Any:
     from artemis_cli.http import Api  # not needed for --help or usage errors
 
     return Api(config.require_url(), config.require_token())
+
+
+def _deploy_api(config: Config) -> Any:
+    """Deploys in a GitHub Actions job with `id-token: write` present the job's OIDC token
+    (trusted publishing) unless a person's token is given; see Config.deploys_with_oidc."""
+    if not config.deploys_with_oidc:
+        return _api(config)
+    from artemis_cli.http import Api
+    from artemis_cli.oidc import request_token
+
+    url = config.require_url()  # a missing server is a usage error before any request
+    return Api(url, request_token(os.environ))
 
 
 def _q(value: str) -> str:
@@ -58,7 +71,7 @@ def cmd_deploy(args: argparse.Namespace, config: Config) -> Output:
     if not directory.is_dir():
         raise usage(f"not a directory: {directory}")
     site = config.require_site()
-    api = _api(config)
+    api = _deploy_api(config)
     build = collect(directory)
     for path, why in build.refused:
         print(f"artemis: refusing {path}: {why}", file=sys.stderr)

@@ -27,7 +27,7 @@ from artemis.services import (
     trust,
     whoami,
 )
-from artemis.services.context import Caller, RequestContext
+from artemis.services.context import Caller, RequestContext, WorkflowToken
 from artemis.session import SessionClaims
 
 # Validate configuration at cold start, so a bad value fails the init with its one line.
@@ -40,6 +40,14 @@ def _caller() -> tuple[runtime.Runtime, RequestContext, Caller]:
     rt = runtime.current()
     caller = auth.authenticate(rt.github, app.header("authorization"))
     return rt, RequestContext(current_request_id.get(), caller), caller
+
+
+def _publisher() -> tuple[runtime.Runtime, RequestContext, Caller | WorkflowToken]:
+    """Init's caller: a person, or a GitHub Actions run whose token init itself verifies (it
+    needs the site the body names), so the context names no caller yet."""
+    rt = runtime.current()
+    caller = auth.authenticate_publisher(rt.github, app.header("authorization"))
+    return rt, RequestContext(current_request_id.get()), caller
 
 
 def _session(deploy_id: str) -> tuple[runtime.Runtime, RequestContext, SessionClaims]:
@@ -84,7 +92,7 @@ def get_whoami() -> Response[str]:
 
 @app.add("POST", "/api/deploy/init", docs.DEPLOY_INIT)
 def deploy_init() -> Response[str]:
-    rt, ctx, caller = _caller()
+    rt, ctx, caller = _publisher()
     return ok(200, deploys.init(rt, ctx, caller, app.body()))
 
 

@@ -137,7 +137,7 @@ class FakeGitHub:
                 if fault is None:
                     authorization = self.headers.get("authorization", "")
                     if fake.oidc.handles(self.path):
-                        status, body = fake.oidc.route(method, self.path, sent)
+                        status, body = fake.oidc.route(method, self.path, authorization, sent)
                     elif fake.app is not None and fake.app.handles(self.path):
                         status, body = fake.app.route(method, self.path, authorization, sent)
                     else:
@@ -472,9 +472,12 @@ class FakeOidcIssuer:
     its own (made on first use: most fakes never issue a token).
 
     `GET|POST /_oidc/token[?audience=…]` answers `{"value": "<jwt>"}`, as a workflow's
-    `ACTIONS_ID_TOKEN_REQUEST_URL` does; a POST's JSON object overrides or adds claims (a
-    claim set to null is dropped). `mint()` does the same in process, and may also set header
-    fields (`kid`, ...) for tests of refused tokens."""
+    `ACTIONS_ID_TOKEN_REQUEST_URL` does, to a request carrying a bearer token (as the runner's
+    `ACTIONS_ID_TOKEN_REQUEST_TOKEN`; any non-empty one). Any other query parameter (but
+    `api-version`) sets that claim, so a test's request URL stands for the run it simulates
+    (`?event_name=pull_request&ref=refs/pull/7/merge`); a POST's JSON object overrides or adds
+    claims too (a claim set to null is dropped). `mint()` does the same in process, and may
+    also set header fields (`kid`, ...) for tests of refused tokens."""
 
     def __init__(self, issuer: Any, *, clock: Any = time.time) -> None:
         self.issuer = issuer  # () -> the issuer URL: the fake's port is known only once bound
@@ -558,27 +561,34 @@ class FakeOidcIssuer:
     ) -> str:
         import jwt
 
-        return jwt.encode(
-            self.claims(overrides, audience),
+        # Signed as raw JSON (PyJWS, not jwt.encode, which refuses some claim values), so a
+        # test can have the issuer sign any claims at all.
+        return jwt.PyJWS().encode(
+            json.dumps(self.claims(overrides, audience)).encode(),
             self.private_key,
             algorithm="RS256",
-            headers={"kid": self.kid, **(headers or {})},
+            headers={"kid": self.kid, "typ": "JWT", **(headers or {})},
         )
 
     def handles(self, target: str) -> bool:
         return target.split("?", 1)[0] in _OIDC_ROUTES
 
-    def route(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
+    def route(self, method: str, target: str, authorization: str, body: bytes) -> tuple[int, Any]:
         path, _, query = target.partition("?")
         if path == OIDC_MINT_PATH and method in ("GET", "POST"):
+            scheme, _, credential = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not credential.strip():
+                return 401, {"message": "Bad credentials"}
             try:
                 sent = json.loads(body) if body else {}
             except ValueError:
                 sent = None
             if not isinstance(sent, dict):
                 return 400, {"message": "the body must be a JSON object of claims"}
-            audience = urllib.parse.parse_qs(query).get("audience", [None])[0]
-            return 200, {"value": self.mint(sent, audience=audience)}
+            params = dict(urllib.parse.parse_qsl(query))
+            audience = params.pop("audience", None)
+            params.pop("api-version", None)
+            return 200, {"value": self.mint({**params, **sent}, audience=audience)}
         if method != "GET":
             return 405, {"message": "Method Not Allowed"}
         if path == OIDC_JWKS_PATH:

@@ -28,6 +28,7 @@ def test_a_token_minted_at_the_local_issuer_verifies(
         request = urllib.request.Request(
             f"{settings.gh_oidc_issuer}/_oidc/token?audience={settings.gh_oidc_audience}",
             data=json.dumps({"repository": "freeCodeCamp/www"}).encode(),
+            headers={"Authorization": "bearer local"},
             method="POST",
         )
         with urllib.request.urlopen(request, timeout=10) as answer:

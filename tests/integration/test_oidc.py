@@ -3,27 +3,25 @@ real Postgres: the happy path and the hostile corpus, each refused with its own 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from artemis.db.connection import Database
-from artemis.errors import ArtemisError
+from artemis.errors import ArtemisError, TrustRepository
 from artemis.github_transport import GitHubTransport
 from artemis.oidc import OidcVerifier, replay_in_database
 from artemis.oidc_claims import looks_like_oidc
 from artemis_local.fake_github import OIDC_JWKS_PATH, OIDC_KID, FakeGitHub
+from tests.integration.oidc_forgery import alg_none, b64, hs256_with_public_key
 from tests.integration.test_github_client import Clock
 
 AUDIENCE = "artemis"
@@ -62,10 +60,6 @@ def code_of(verifier: OidcVerifier, token: str) -> tuple[str, int]:
     return info.value.code, info.value.status
 
 
-def b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -81,7 +75,7 @@ def key_fetches(fake: FakeGitHub) -> int:
 
 def test_a_workflow_token_verifies_once(fake: FakeGitHub, verifier: OidcVerifier) -> None:
     token = mint(fake, repository="freeCodeCamp/news", run_id="4242")
-    assert looks_like_oidc(token, fake.url)
+    assert looks_like_oidc(token)
     identity = verifier.verify(token)
     assert identity.repository == "freeCodeCamp/news"
     assert identity.actor == "repo:freeCodeCamp/news:.github/workflows/deploy.yml@run/4242"
@@ -93,12 +87,13 @@ def test_a_workflow_token_verifies_once(fake: FakeGitHub, verifier: OidcVerifier
 
 
 def test_the_mint_endpoint_answers_like_actions(fake: FakeGitHub, verifier: OidcVerifier) -> None:
+    """As a runner's ACTIONS_ID_TOKEN_REQUEST_URL: a bearer-authenticated request whose URL
+    already carries a query, `&audience=` appended; the fake reads the run's claims from the
+    other parameters, and a POST body may add more."""
     request = urllib.request.Request(
-        f"{fake.url}/_oidc/token?audience={AUDIENCE}",
-        data=json.dumps(
-            {"repository": "freeCodeCamp/learn", "event_name": "workflow_dispatch"}
-        ).encode(),
-        headers={"Content-Type": "application/json"},
+        f"{fake.url}/_oidc/token?api-version=2.0&event_name=workflow_dispatch&audience={AUDIENCE}",
+        data=json.dumps({"repository": "freeCodeCamp/learn"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": "bearer runner-token"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=5) as answer:
@@ -106,6 +101,14 @@ def test_the_mint_endpoint_answers_like_actions(fake: FakeGitHub, verifier: Oidc
     identity = verifier.verify(value)
     assert (identity.repository, identity.event_name) == ("freeCodeCamp/learn", "workflow_dispatch")
     assert identity.subject == "repo:freeCodeCamp/learn:ref:refs/heads/main"
+    assert "api-version" not in identity.claims
+
+
+def test_the_mint_endpoint_wants_the_runners_bearer(fake: FakeGitHub) -> None:
+    request = urllib.request.Request(f"{fake.url}/_oidc/token?audience={AUDIENCE}")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 401
 
 
 def test_an_audience_among_several_is_accepted(fake: FakeGitHub, verifier: OidcVerifier) -> None:
@@ -116,23 +119,14 @@ def test_an_audience_among_several_is_accepted(fake: FakeGitHub, verifier: OidcV
 
 
 def test_alg_none_is_refused_unread(fake: FakeGitHub, verifier: OidcVerifier) -> None:
-    claims = fake.oidc.claims(audience=AUDIENCE)
-    header = b64(json.dumps({"alg": "none", "kid": OIDC_KID}).encode())
-    token = f"{header}.{b64(json.dumps(claims).encode())}."
-    assert code_of(verifier, token) == ("oidc_alg", 401)
+    assert code_of(verifier, alg_none(fake.oidc, AUDIENCE)) == ("oidc_alg", 401)
     assert key_fetches(fake) == 0
 
 
 def test_hs256_signed_with_the_public_key_is_refused(
     fake: FakeGitHub, verifier: OidcVerifier
 ) -> None:
-    public_pem = fake.oidc.private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    header = b64(json.dumps({"alg": "HS256", "kid": OIDC_KID, "typ": "JWT"}).encode())
-    payload = b64(json.dumps(fake.oidc.claims(audience=AUDIENCE)).encode())
-    signature = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    assert code_of(verifier, f"{header}.{payload}.{b64(signature)}") == ("oidc_alg", 401)
+    assert code_of(verifier, hs256_with_public_key(fake.oidc, AUDIENCE)) == ("oidc_alg", 401)
     assert key_fetches(fake) == 0
 
 
@@ -237,6 +231,34 @@ def test_a_refused_token_is_not_spent(fake: FakeGitHub, verifier: OidcVerifier) 
     assert code_of(verifier, mint(fake, jti=jti, aud="other")) == ("oidc_audience", 401)
     verifier.verify(mint(fake, jti=jti))
     assert code_of(verifier, mint(fake, jti=jti)) == ("oidc_replayed", 401)
+
+
+def test_a_token_the_check_refuses_is_not_spent(fake: FakeGitHub, verifier: OidcVerifier) -> None:
+    """The caller's own check (the trust rules) runs before the token is spent, and what it
+    returns is verify's answer."""
+    token = mint(fake)
+
+    def refuse(identity: Any) -> None:
+        raise TrustRepository()
+
+    with pytest.raises(TrustRepository):
+        verifier.verify(token, refuse)
+    assert verifier.verify(token, lambda identity: identity.repository) == (
+        "freeCodeCamp/example-site"
+    )
+    assert code_of(verifier, token) == ("oidc_replayed", 401)
+
+
+def test_an_unrecorded_token_is_refused(fake: FakeGitHub, transport: GitHubTransport) -> None:
+    """When the id cannot be recorded the token could be replayed later: refuse it, 502."""
+    down = Database(f"postgresql://postgres@127.0.0.1:{closed_port()}/postgres", max_size=1,
+                    timeout=2.0)  # fmt: skip
+    verifier = OidcVerifier(fake.url, AUDIENCE, remember=replay_in_database(down),
+                            transport=transport)  # fmt: skip
+    try:
+        assert code_of(verifier, mint(fake)) == ("oidc_replay_failed", 502)
+    finally:
+        down.close()
 
 
 def test_a_replay_is_refused_by_another_verifier_too(

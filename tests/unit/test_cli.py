@@ -53,6 +53,51 @@ def test_the_token_comes_from_the_flag_then_artemis_github_gh(tmp_path: Path) ->
     assert err.value.exit_code == errors.CREDENTIALS
 
 
+ACTIONS_OIDC = {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://runner/x?api-version=2.0",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "req"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "with_oidc"),
+    [
+        pytest.param({}, ACTIONS_OIDC, True, id="actions-no-token"),
+        pytest.param({}, {**ACTIONS_OIDC, "GITHUB_TOKEN": "ghs_x"}, True, id="github-token"),
+        pytest.param({}, {**ACTIONS_OIDC, "GH_TOKEN": "ghs_x"}, True, id="gh-token"),
+        pytest.param({}, {**ACTIONS_OIDC, "ARTEMIS_TOKEN": "p"}, False, id="artemis-token"),
+        pytest.param({"token": "p"}, ACTIONS_OIDC, False, id="token-flag"),
+        pytest.param({}, {"ACTIONS_ID_TOKEN_REQUEST_URL": "https://r/x"}, False, id="no-request-token"),
+        pytest.param({}, {"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "req"}, False, id="no-request-url"),
+        pytest.param({}, {"GITHUB_TOKEN": "ghs_x"}, False, id="not-actions"),
+    ],
+)  # fmt: skip
+def test_a_deploy_in_actions_presents_the_jobs_oidc_token_unless_a_person_gives_one(
+    flags: dict[str, str], env: dict[str, str], with_oidc: bool
+) -> None:
+    assert resolve({**NO_FLAGS, **flags}, env).deploys_with_oidc is with_oidc
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("https://runner/token?api-version=2.0", "https://runner/token?api-version=2.0&audience=artemis"),
+        ("https://runner/token", "https://runner/token?audience=artemis"),
+        ("https://runner/token?audience=old&x=1", "https://runner/token?x=1&audience=artemis"),
+    ],
+)  # fmt: skip
+def test_the_audience_is_added_to_the_runners_url(base: str, expected: str) -> None:
+    from artemis_cli.oidc import request_url
+
+    assert request_url(base, "artemis") == expected
+
+
+def test_a_request_url_that_is_not_http_is_refused() -> None:
+    from artemis_cli.oidc import request_token
+
+    with pytest.raises(CliError) as err:
+        request_token({**ACTIONS_OIDC, "ACTIONS_ID_TOKEN_REQUEST_URL": "file:///etc/passwd"})
+    assert (err.value.code, err.value.exit_code) == ("oidc_request_failed", errors.CREDENTIALS)
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [("site: [a]\n", "must be a string"), ("token: x\n", "unknown keys"), ("- a\n", "mapping")],

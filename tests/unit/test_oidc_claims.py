@@ -49,27 +49,39 @@ def good_claims(**overrides: Any) -> dict[str, Any]:
     return claims
 
 
-def test_a_github_actions_token_is_routed_to_the_oidc_path() -> None:
-    assert looks_like_oidc(token({"alg": "RS256", "kid": "k"}, {"iss": ISSUER}), ISSUER)
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        pytest.param(token({"alg": "RS256", "kid": "k"}, {"iss": ISSUER}), id="actions-token"),
+        pytest.param(token({"alg": "HS256", "kid": "k"}, {"iss": ISSUER}), id="hs256"),
+        pytest.param(token({"alg": "none"}, {"iss": ISSUER}), id="alg-none"),
+        pytest.param(token({"alg": "RS256"}, {"iss": ISSUER}), id="no-kid"),
+        pytest.param(token({"alg": "RS256", "kid": "k"}, {"iss": ISSUER + "/"}), id="other-iss"),
+        pytest.param(token({"alg": "RS256", "kid": "k"}, {}), id="no-claims"),
+    ],
+)
+def test_every_jws_is_routed_to_the_oidc_path(candidate: str) -> None:
+    """Forged tokens too: they are refused there with their own code, never sent to GitHub."""
+    assert looks_like_oidc(candidate)
 
 
 @pytest.mark.parametrize(
     "candidate",
     [
         pytest.param("gho_16C7e42F292c6912E7710c838347Ae178B4a", id="github-oauth-token"),
+        pytest.param("ghp_" + "a" * 36, id="github-pat"),
         pytest.param("ghs_abc.def.ghi", id="three-parts-not-json"),
-        pytest.param(token({"alg": "HS256", "kid": "k"}, {"iss": ISSUER}), id="hs256"),
-        pytest.param(token({"alg": "none", "kid": "k"}, {"iss": ISSUER}), id="alg-none"),
-        pytest.param(token({"alg": "RS256"}, {"iss": ISSUER}), id="no-kid"),
-        pytest.param(token({"alg": "RS256", "kid": "k"}, {"iss": ISSUER + "/"}), id="other-iss"),
+        pytest.param(token({"kid": "k"}, {"iss": ISSUER}), id="no-alg"),
+        pytest.param(token({"alg": 256}, {"iss": ISSUER}), id="alg-not-a-string"),
         pytest.param(token({"alg": "RS256", "kid": "k"}, ["not", "an", "object"]), id="array"),
         pytest.param(token({"alg": "RS256", "kid": "k"}, {"iss": ISSUER}) + ".x", id="4-parts"),
+        pytest.param(token({"alg": "HS256", "typ": "JWT"}, {"iss": "artemis"}), id="a-session"),
         pytest.param("a" * (MAX_TOKEN_CHARS + 1), id="too-long"),
         pytest.param("", id="empty"),
     ],
 )
 def test_anything_else_keeps_the_github_token_path(candidate: str) -> None:
-    assert not looks_like_oidc(candidate, ISSUER)
+    assert not looks_like_oidc(candidate)
 
 
 def test_split_token_refuses_what_is_not_a_jws() -> None:
@@ -130,3 +142,9 @@ def test_the_audit_actor() -> None:
     assert audit_actor("freeCodeCamp/site", shared, "42") == (
         "repo:freeCodeCamp/site:freeCodeCamp/workflows/.github/workflows/pages.yml@run/42"
     )
+
+
+def test_the_session_issuer_is_the_sessions() -> None:
+    from artemis import oidc_claims, session
+
+    assert oidc_claims.SESSION_ISSUER == session.ISSUER

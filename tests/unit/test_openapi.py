@@ -242,6 +242,9 @@ def test_each_route_documents_the_credential_its_handler_checks(
         elif (method, path) in OPEN_ROUTES:
             assert "_session(" not in source and "_caller(" not in source
             assert op["security"] == [], path
+        elif (method, path) == ("POST", "/api/deploy/init"):  # a person, or a workflow run
+            assert "_publisher(" in source
+            assert op["security"] == [{"githubToken": []}, {"githubActions": []}], path
         else:
             assert "_caller(" in source
             assert op["security"] == [{"githubToken": []}], path

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from artemis import errors
-from artemis.session import ISSUER, SessionClaims, issue, verify
+from artemis.session import ISSUER, SessionClaims, WorkflowGrant, issue, verify
 
 # Some tests sign with deliberately short keys (the configuration refuses keys under 32 bytes).
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
@@ -121,6 +121,54 @@ def test_iat_and_exp_are_integers() -> None:
     assert (body["iat"], body["exp"]) == (100, 160)
     assert type(body["iat"]) is int and type(body["exp"]) is int
     assert (claims.iat, claims.exp) == (100, 160)
+
+
+# --- a workflow run's session: granted by a trust rule, not a team ---------------------------
+
+GRANT = WorkflowGrant(rule="tr_0123456789abcdef0123", event="pull_request", aliases=("pr-*",))
+RUN = "repo:octo/www:.github/workflows/deploy.yml@run/42"
+
+
+def grant_json(**overrides: Any) -> dict[str, Any]:
+    grant = {"team": ..., "sub": RUN, "rule": GRANT.rule, "event": GRANT.event,
+             "aliases": list(GRANT.aliases), **overrides}  # fmt: skip
+    return claims_json(**grant)
+
+
+def test_a_trust_rule_grant_round_trips() -> None:
+    token, claims = mint(login=RUN, team=None, workflow=GRANT)
+    assert (claims.team, claims.workflow) == (None, GRANT)
+    assert verify(token, KEY, now=NOW) == claims
+    body = json.loads(unb64(token.split(".")[1]))
+    assert "team" not in body and body["aliases"] == ["pr-*"] and body["rule"] == GRANT.rule
+
+
+@pytest.mark.parametrize(
+    "grant", [{"team": "staff", "workflow": GRANT}, {"team": None}], ids=["both", "neither"]
+)
+def test_a_session_has_exactly_one_grant_when_issued(grant: dict[str, Any]) -> None:
+    with pytest.raises(errors.JwtSignFailed):
+        mint(**grant)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"team": "staff"}, id="a-team-beside-the-rule"),
+        pytest.param({"rule": ...}, id="no-rule"),
+        pytest.param({"event": ...}, id="no-event"),
+        pytest.param({"aliases": ...}, id="no-aliases"),
+        pytest.param({"rule": ""}, id="empty-rule"),
+        pytest.param({"event": 1}, id="event-not-a-string"),
+        pytest.param({"aliases": []}, id="no-alias-listed"),
+        pytest.param({"aliases": "pr-*"}, id="aliases-not-a-list"),
+        pytest.param({"aliases": ["pr-*", ""]}, id="an-empty-alias"),
+        pytest.param({"aliases": ["a"] * 21}, id="too-many-aliases"),
+    ],
+)
+def test_a_malformed_rule_grant_is_invalid(overrides: dict[str, Any]) -> None:
+    assert verify(forge(grant_json()), KEY, now=NOW).workflow == GRANT  # the control
+    assert_invalid(forge(grant_json(**overrides)))
 
 
 def test_g2_team_claim_is_carried() -> None:

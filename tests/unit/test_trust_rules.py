@@ -235,6 +235,59 @@ def test_environment_and_ref_constraints() -> None:
     assert trust_rules.match([RULE], no_env) is RULE  # no constraint: any environment
 
 
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"repository": "octo-org/other"}, "repository"),
+        ({"repository_id": "654321"}, "repository_id"),
+        ({"job_workflow_ref": "octo-org/site/.github/workflows/x.yml@refs/heads/main"},
+         "workflow"),
+        ({"environment": "staging"}, "environment"),
+        ({"ref": "refs/tags/v1"}, "ref"),
+    ],
+)  # fmt: skip
+def test_mismatch_names_the_first_check_failed(over: dict[str, object], reason: str) -> None:
+    rule = TrustRule(**{**RULE.__dict__, "environment": "production", "ref": "refs/heads/*"})
+    assert trust_rules.match([rule], CLAIMS) is rule  # the control
+    claims = {**CLAIMS, **over}
+    assert trust_rules.match([rule], claims) is None
+    assert trust_rules.mismatch([rule], claims) == reason
+
+
+def test_mismatch_follows_the_closest_rule() -> None:
+    other_repo = TrustRule(**{**RULE.__dict__, "repository": "octo-org/other"})
+    main_only = TrustRule(**{**RULE.__dict__, "ref": "refs/heads/main"})
+    claims = {**CLAIMS, "ref": "refs/heads/dev"}
+    # whatever the order, the rule naming this repository decides why
+    assert trust_rules.mismatch([other_repo, main_only], claims) == "ref"
+    assert trust_rules.mismatch([main_only, other_repo], claims) == "ref"
+    assert trust_rules.mismatch([other_repo], claims) == "repository"
+    assert trust_rules.mismatch([], claims) == "no_rules"
+
+
+@pytest.mark.parametrize(
+    ("items", "event", "expected"),
+    [
+        (("production",), "push", True),
+        (("production",), "pull_request", False),
+        (("production",), "pull_request_target", False),
+        (("production", "pr-*"), "pull_request", True),
+        (("preview",), "pull_request", True),
+    ],
+)
+def test_publishes_anywhere(items: tuple[str, ...], event: str, expected: bool) -> None:
+    assert trust_rules.publishes_anywhere(items, event) is expected
+
+
+def test_allows_aliases_is_allows_for_a_rules_list() -> None:
+    for alias in ("production", "preview", "pr-7", "feature"):
+        for event in ("push", "pull_request"):
+            assert trust_rules.allows_aliases(RULE.aliases, alias, event) == trust_rules.allows(
+                RULE, alias, event
+            )
+    assert not trust_rules.allows_aliases(("pr-*",), "feature", "push")
+
+
 def test_rule_ids() -> None:
     assert trust_rules.is_rule_id("tr_0123456789abcdef0123")
     for bad in ("tr_0123456789ABCDEF0123", "tr_0123", "tr_0123456789abcdef0123\n", "x"):

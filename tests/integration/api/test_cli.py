@@ -31,6 +31,7 @@ from tests.integration.api.conftest import DEV, STAFF, UPLOAD_MAX_BYTES, Api
 ACTIONS_VARIABLES = (
     "GITHUB_SHA", "GITHUB_ACTIONS", "GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_HEAD_REF",
     "GITHUB_REF_NAME", "GITHUB_REF", "GITHUB_REPOSITORY", "GITHUB_SERVER_URL", "GITHUB_RUN_ID",
+    "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "ARTEMIS_OIDC_AUDIENCE",
 )  # fmt: skip
 SITE_FILES = {
     "index.html": b"<!doctype html><link rel=stylesheet href=style.css><h1>Home</h1>",
@@ -852,3 +853,122 @@ def test_an_alias_the_server_would_refuse_fails_before_any_request(
                "--sha", "abc1234", *argv)  # fmt: skip
     assert done.code == errors.USAGE, done.err
     assert cli("ls", "--site", site, "--json").doc["deploys"] == []  # no init either
+
+
+# --- trusted publishing: a GitHub Actions job with `id-token: write` and no secret -------------
+
+TRUSTED_REPO, TRUSTED_REPO_ID = "freeCodeCamp/www", 4242
+
+
+def _trust(api: Api, site: str, ref: str, aliases: list[str]) -> None:
+    rule = {"repository": TRUSTED_REPO, "repositoryId": TRUSTED_REPO_ID,
+            "workflow": ".github/workflows/deploy.yml", "ref": ref, "aliases": aliases}  # fmt: skip
+    added = api.call("POST", f"/api/site/{site}/trust", token=STAFF, json_body=rule)
+    assert added.status == 201, added.raw
+
+
+def _id_token_request(api: Api, monkeypatch: pytest.MonkeyPatch, event: str, ref: str) -> None:
+    """The runner's token endpoint, as the fake GitHub's mint for this run's claims (GitHub's
+    URL carries a query already; the CLI appends the audience)."""
+    claims = {"repository": TRUSTED_REPO, "repository_owner": "freeCodeCamp",
+              "repository_id": str(TRUSTED_REPO_ID), "event_name": event, "ref": ref}  # fmt: skip
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in claims.items())
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL",
+                       f"{api.github.url}/_oidc/token?api-version=2.0&{query}")  # fmt: skip
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "runner-request-token")
+
+
+def _minted(api: Api) -> list[tuple[str, str]]:
+    """(path, authorization) of every request the mint answered."""
+    return [
+        (path, headers.get("authorization", ""))
+        for (_, path), headers in zip(api.github.requests, api.github.request_headers, strict=True)
+        if path.startswith("/_oidc/token")
+    ]
+
+
+def test_a_push_to_main_deploys_to_production_with_no_secret(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    _trust(api, site, "refs/heads/main", ["production"])
+    _actions(monkeypatch, tmp_path, "push", {"head_commit": {"id": MERGE_SHA, "message": "Ship"}},
+             GITHUB_REF="refs/heads/main", GITHUB_REF_NAME="main")  # fmt: skip
+    _id_token_request(api, monkeypatch, "push", "refs/heads/main")
+    # the workflow's own GITHUB_TOKEN is in the environment, as it often is: not a person's
+    monkeypatch.setenv("GITHUB_TOKEN", "ghs_workflow_installation_token")
+    before = len(_minted(api))
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--promote", "--json",
+               token=None)  # fmt: skip
+    assert done.code == 0, done.err
+    assert done.doc["mode"] == "production"
+    layout = api.rt.settings.key_layout
+    assert api.alias_object(layout.dirname(Slug(site)), "production") == done.doc["deployId"]
+    # one token, asked for Artemis's audience with the runner's request token
+    [(path, authorization)] = _minted(api)[before:]
+    assert "audience=artemis" in path and "api-version=2.0" in path
+    assert authorization == "bearer runner-request-token"
+    actors = api.sql("SELECT DISTINCT actor FROM audit_log WHERE site = %s AND deploy_id = %s",
+                     [site, done.doc["deployId"]])  # fmt: skip
+    assert len(actors) == 1
+    assert actors[0][0].startswith(f"repo:{TRUSTED_REPO}:.github/workflows/deploy.yml@run/")
+
+
+def test_a_pull_request_deploys_to_its_preview_with_no_secret(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    _trust(api, site, "refs/pull/*/merge", ["pr-*"])
+    payload = {"number": 12, "pull_request": {"number": 12, "title": "New footer",
+                                              "head": {"sha": PR_HEAD}}}  # fmt: skip
+    _actions(monkeypatch, tmp_path, "pull_request", payload, GITHUB_HEAD_REF="new-footer",
+             GITHUB_REF="refs/pull/12/merge")  # fmt: skip
+    _id_token_request(api, monkeypatch, "pull_request", "refs/pull/12/merge")
+    tree = build(tmp_path / "pr", {"index.html": b"<h1>pr 12</h1>"})
+    done = cli("deploy", str(tree), "--site", site, "--alias", "--json", token=None)
+    assert done.code == 0, done.err
+    assert (done.doc["alias"], done.doc["mode"]) == ("pr-12", "preview")
+    assert _serve(api, f"pr-12--{site}.preview.localhost") == (200, b"<h1>pr 12</h1>")
+    # the same run asking for production is refused by the server, with its own code
+    _id_token_request(api, monkeypatch, "pull_request", "refs/pull/12/merge")
+    refused = cli("deploy", str(tree), "--site", site, "--promote", "--json", token=None)
+    assert refused.code == errors.CREDENTIALS
+    assert refused.error["code"] == "trust_pull_request"
+
+
+def test_a_persons_token_wins_over_the_job_token(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)  # no trust rule: only a person may deploy
+    _id_token_request(api, monkeypatch, "push", "refs/heads/main")
+    before = len(_minted(api))
+    done = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json", token=STAFF)
+    assert done.code == 0, done.err
+    assert _minted(api)[before:] == []  # never asked for
+
+
+def test_a_job_without_a_rule_is_refused_with_the_reason(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    _id_token_request(api, monkeypatch, "push", "refs/heads/main")
+    refused = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json", token=None)
+    assert refused.code == errors.CREDENTIALS
+    assert refused.error["code"] == "trust_no_rules"
+
+
+def test_a_runner_refusing_the_token_request_is_a_credentials_error(
+    cli: Cli, api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = slug()
+    api.register(site)
+    _id_token_request(api, monkeypatch, "push", "refs/heads/main")
+    monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", " ")  # the mint wants a bearer
+    refused = cli("deploy", str(build(tmp_path / "site")), "--site", site, "--json", token=None)
+    assert refused.code == errors.CREDENTIALS
+    assert refused.error["code"] == "oidc_request_failed"
+    assert "id-token: write" in refused.error["message"]

@@ -147,3 +147,40 @@ def test_no_hostile_body_gets_a_5xx_on_any_json_route(
     reply = api.call(method, path, token=token, body=body)
     assert reply.status < 500, (method, path, reply.status, reply.raw[:300])
     assert reply.code, reply.raw[:300]
+
+
+# A GitHub Actions token signed with the issuer's own key, its claims and header chosen by the
+# caller: every claim of a real token, each replaced at will by any JSON value, or dropped.
+ACTIONS_CLAIMS = ["iss", "aud", "sub", "jti", "iat", "nbf", "exp", "repository",
+                  "repository_id", "job_workflow_ref", "ref", "event_name", "run_id",
+                  "environment", "sha"]  # fmt: skip
+claim_overrides = st.dictionaries(st.sampled_from(ACTIONS_CLAIMS), json_values, max_size=4)
+HEADER_FIELDS = ["typ", "cty", "crit", "jku", "x5u"]
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    overrides=claim_overrides,
+    header=st.dictionaries(st.sampled_from(HEADER_FIELDS), json_values, max_size=2),
+    body=known_fields,
+)
+def test_no_signed_workflow_token_gets_a_5xx_at_init(
+    api: Api, overrides: dict[str, Any], header: dict[str, Any], body: dict[str, Any]
+) -> None:
+    """Signed by the issuer, so every claim check runs: wrong types, huge numbers, nested
+    values, missing claims; then the rules of a site that has some."""
+    if not api.sql("SELECT 1 FROM trust_rules WHERE site = 'www'"):
+        api.register("www", ["web"])
+        rule = {"repository": "freeCodeCamp/example-site", "repositoryId": 100001,
+                "workflow": ".github/workflows/deploy.yml", "aliases": ["preview", "pr-*"]}  # fmt: skip
+        assert api.call("POST", "/api/site/www/trust", token=STAFF, json_body=rule).status == 201
+    # a None drops the claim
+    token = api.github.oidc.mint(overrides, audience="artemis", headers=header)
+    reply = api.call("POST", "/api/deploy/init", token=token, json_body={"site": "www", **body})
+    assert reply.status < 500, (overrides, reply.status, reply.raw[:300])
+    assert reply.code is None or reply.code.startswith(("oidc_", "trust_", "bad_request",
+                                                        "invalid_metadata", "too_large")), reply.raw  # fmt: skip

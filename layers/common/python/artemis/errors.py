@@ -86,6 +86,33 @@ OidcReplayed = _error(401, "oidc_replayed", "the OIDC token was already used")
 OidcIssuerUnavailable = _error(
     503, "oidc_issuer_unavailable", "the OIDC issuer's keys cannot be read; retry later"
 )
+OidcWrongRoute = _error(
+    403, "oidc_route", "a GitHub Actions OIDC token only starts a deploy (POST /api/deploy/init)"
+)
+# --- trusted publishing (artemis.trust_rules): why a verified workflow run may not publish ----
+TrustNoRules = _error(403, "trust_no_rules", "the site trusts no GitHub Actions workflow")
+TrustRepository = _error(
+    403, "trust_repository", "no trust rule of the site names the token's repository"
+)
+TrustRepositoryId = _error(
+    403, "trust_repository_id",
+    "the site trusts a repository of this name with another id (deleted and re-created, or "
+    "renamed): a rule must name the repository's current id",
+)  # fmt: skip
+TrustWorkflow = _error(
+    403, "trust_workflow", "no trust rule for the repository names this workflow"
+)
+TrustEnvironment = _error(
+    403, "trust_environment", "the trust rule asks for another GitHub environment"
+)
+TrustRef = _error(403, "trust_ref", "the run's ref does not match the trust rule's ref pattern")
+TrustAlias = _error(403, "trust_alias", "the trust rule does not let the run publish to that alias")
+TrustPullRequest = _error(
+    403, "trust_pull_request", "a pull_request run never publishes to production"
+)
+TrustRuleRemoved = _error(
+    403, "trust_rule_removed", "the trust rule that granted this session was removed"
+)
 
 # --- deploy lifecycle and aliases -----------------------------------------------------------
 MissingIndex = _error(422, "missing_index", "the deploy has no root index.html")

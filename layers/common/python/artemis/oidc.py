@@ -26,10 +26,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from artemis.errors import (
+    DependencyError,
     OidcAlg,
     OidcAudience,
     OidcExpired,
@@ -59,6 +60,8 @@ MAX_LIFETIME = 3600  # exp - iat; GitHub's tokens live minutes
 REFRESH_INTERVAL = 10.0  # at most one key refresh per this many seconds
 MAX_KEY_AGE = 3600.0  # cached keys older than this are refreshed on next use
 
+T = TypeVar("T")
+
 # remember(jti, keep_until epoch seconds) -> False when the jti was already remembered
 Remember = Callable[[str, float], bool]
 
@@ -73,8 +76,11 @@ def replay_in_database(db: Database) -> Remember:
     from artemis.db.oidc_replay import remember_jti
 
     def remember(jti: str, keep_until: float) -> bool:
-        with db.transaction() as conn:
-            return remember_jti(conn, jti, keep_until)
+        try:
+            with db.transaction() as conn:
+                return remember_jti(conn, jti, keep_until)
+        except Exception as err:  # unrecorded, the token could be replayed: refuse it
+            raise DependencyError("oidc_replay_failed") from err
 
     return remember
 
@@ -124,9 +130,14 @@ class OidcVerifier:
         self._attempted_at: float | None = None  # of the last refresh, failed or not
         self.last_error: str | None = None  # why the last refresh failed, for logs
 
-    def verify(self, token: str) -> OidcClaims:
-        """The verified identity of `token`, which is then spent (a second verify of it raises
-        OidcReplayed)."""
+    @overload
+    def verify(self, token: str) -> OidcClaims: ...
+    @overload
+    def verify(self, token: str, check: Callable[[OidcClaims], T]) -> T: ...
+    def verify(self, token: str, check: Callable[[OidcClaims], Any] | None = None) -> Any:
+        """The verified identity of `token` (or what `check` makes of it), which is then spent:
+        a second verify of it raises OidcReplayed. `check` runs on the verified identity before
+        the token is spent, so a token it refuses (by raising) is not spent."""
         import jwt
 
         header, _ = split_token(token)
@@ -160,10 +171,11 @@ class OidcVerifier:
         except jwt.PyJWTError:
             raise OidcInvalid() from None
         identity = claims_from(claims, max_lifetime=self._max_lifetime)
+        checked = identity if check is None else check(identity)
         # Kept until the token can no longer pass the expiry check (exp plus the leeway).
         if not self._remember(identity.jti, identity.expires_at + self._leeway):
             raise OidcReplayed()
-        return identity
+        return checked
 
     # --- keys -------------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ from typing import Any
 from artemis.errors import OidcClaims as OidcClaimsError
 from artemis.errors import OidcInvalid
 
+# artemis.session.ISSUER (pure modules import no other; tests/unit/test_oidc_claims.py checks)
+SESSION_ISSUER = "artemis"
 ALGORITHM = "RS256"  # what GitHub signs with; any other is refused before a key is looked up
 # Claims GitHub always sets that the auth layer and the trust rules read.
 REQUIRED_CLAIMS = (
@@ -74,19 +76,19 @@ def split_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return header, payload
 
 
-def looks_like_oidc(token: str, issuer: str) -> bool:
-    """Whether a bearer token is meant for the OIDC path: a JWS whose header names RS256 and a
-    key id and whose (unverified) `iss` is `issuer`. No network, no signature check: a GitHub
-    token (`gho_…`, `ghp_…`) is never a JWS, so it keeps its own path."""
+def looks_like_oidc(token: str) -> bool:
+    """Whether a bearer token is meant for the OIDC path: a compact JWS, its header and payload
+    JSON objects, the header naming an `alg`, and not Artemis's own deploy-session token (whose
+    `iss` is SESSION_ISSUER: presented as a bearer it keeps the GitHub path and its 401, as it
+    always has). No network, no signature check. A GitHub token (`gho_…`, `ghp_…`, `ghs_…`) is
+    never a JWS, so it keeps its own path; every other JWS comes here, so a forged one
+    (`alg: none`, another issuer, ...) is refused for what it is, with its own code, rather
+    than sent on to GitHub."""
     try:
         header, payload = split_token(token)
     except OidcInvalid:
         return False
-    return (
-        header.get("alg") == ALGORITHM
-        and isinstance(header.get("kid"), str)
-        and payload.get("iss") == issuer
-    )
+    return isinstance(header.get("alg"), str) and payload.get("iss") != SESSION_ISSUER
 
 
 def _text(claims: Mapping[str, Any], name: str) -> str:

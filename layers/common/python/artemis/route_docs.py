@@ -131,6 +131,9 @@ DEPENDENCY_CODES: dict[str, tuple[int, str]] = {
         502, "the alias moved (the deploy is live) but the index write failed; reconcile repairs it"
     ),
     "pg_read_failed": (502, "a Postgres read failed"),
+    "oidc_replay_failed": (
+        502, "recording the OIDC token's id (each token is accepted once) failed; retry"
+    ),
     "content_index_failed": (502, "reading or writing the content index (file digests) failed"),
     "r2_copy_failed": (502, "a copy inside the bucket failed (other than a vanished source)"),
     "r2_delete_failed": (502, "deleting an alias object failed"),
@@ -165,13 +168,21 @@ def error_catalogue() -> dict[str, tuple[int, str]]:
 
 
 # Error groups, in the order the checks run.
-_BEARER = ("missing_bearer", "unauthenticated", "rate_limited", "upstream_unavailable")
+_BEARER = ("missing_bearer", "oidc_route", "unauthenticated", "rate_limited",
+           "upstream_unavailable")  # fmt: skip
+# A GitHub Actions OIDC token on init: verified, matched against the site's trust rules, spent.
+_OIDC = ("oidc_invalid", "oidc_alg", "oidc_unknown_key", "oidc_signature", "oidc_issuer",
+         "oidc_audience", "oidc_expired", "oidc_not_yet_valid", "oidc_claims",
+         "oidc_issuer_unavailable", "oidc_replayed", "oidc_replay_failed")  # fmt: skip
+_TRUST = ("trust_no_rules", "trust_repository", "trust_repository_id", "trust_workflow",
+          "trust_environment", "trust_ref", "trust_pull_request")  # fmt: skip
 _PROBE = ("user_unauthorized", "insufficient_scope", "unauthenticated", "rate_limited",
           "upstream_unavailable")  # fmt: skip
 _SITE_GATE = ("site_unauthorized", "registry_read_failed", *_PROBE)
 _TEAM_GATE = ("misconfigured", *_PROBE)
 _SESSION = ("missing_bearer", "jwt_expired", "jwt_invalid", "site_unauthorized",
-            "user_unauthorized", "jwt_wrong_deploy", "registry_read_failed")  # fmt: skip
+            "user_unauthorized", "trust_rule_removed", "jwt_wrong_deploy",
+            "registry_read_failed")  # fmt: skip
 _BODY = ("bad_request", "too_large")
 _LOCK = ("site_locked", "site_lock_failed")
 _ALWAYS = ("internal_error",)
@@ -389,7 +400,7 @@ ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
 
 # --- the routes' promises ----------------------------------------------------------------------
 
-Credential = Literal["github", "session", "none"]
+Credential = Literal["github", "publisher", "session", "none"]
 
 
 @dataclass(frozen=True)
@@ -554,6 +565,7 @@ def _size(limit: int) -> str:
 _REQUEST_ID_HEADER = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
 SECURITY: dict[Credential, list[dict[str, list[str]]]] = {
     "github": [{"githubToken": []}],
+    "publisher": [{"githubToken": []}, {"githubActions": []}],
     "session": [{"deploySession": []}],
     "none": [],
 }
@@ -689,6 +701,11 @@ existing name moves it; a new name beyond `PREVIEW_MAX_PER_SITE` (default
 {PREVIEW_MAX_DEFAULT}) named previews of the site is refused with `409 preview_limit`
 (`error.limit` is the cap), under the site lock, so two finalizes cannot both take the last
 place. A named preview not moved for `PREVIEW_TTL` is removed by the site's GC run.
+
+A session a GitHub Actions run started through a trust rule publishes only to the aliases the
+rule lists (`403 trust_alias`), and never to production from a `pull_request` or
+`pull_request_target` run (`403 trust_pull_request`), checked before anything is read or
+written. Removing the rule ends its sessions (`403 trust_rule_removed`).
 
 May be repeated with the same token until it expires, e.g. to preview and then to production.
 """
@@ -868,12 +885,27 @@ DEPLOY_INIT = Doc(
         f"{deploy_metadata.MESSAGE_MAX} characters. The metadata is recorded in the "
         "`deploy.init` audit detail and on the deploy's pending index row, which the deploy "
         "list shows (that row is best effort, as the audit row is: when its write fails the "
-        "init still succeeds, and the deploy is listed without its metadata).",
-        "github", "per-site (a member of one of the site's registry teams)", 200,
+        "init still succeeds, and the deploy is listed without its metadata).\n\n"
+        "Trusted publishing: the bearer may instead be a GitHub Actions OIDC token. It is "
+        "verified against the issuer's published keys (RS256 only; `iss`, `aud`, `exp`, "
+        "`nbf`, `iat` with a minute of leeway; each refusal has its own `oidc_*` code, and "
+        "`503 oidc_issuer_unavailable` when the issuer's keys cannot be read), then its "
+        "claims must match one of the site's trust rules (the repository by name and id, the "
+        "workflow file, the environment and the ref pattern when the rule names them; a miss "
+        "is `403 trust_*`, naming the first check the closest rule failed). Only then is the "
+        "token spent: each token starts one deploy (`401 oidc_replayed` after). The session "
+        "carries the rule, and finalize publishes only to the aliases the rule lists, never "
+        "to production from a `pull_request` run (`403 trust_pull_request`, also answered "
+        "here when the rule lists production alone). The audit actor is the run, "
+        "`repo:<owner>/<name>:<workflow file>@run/<run id>`.",
+        "publisher", "per-site (a member of one of the site's registry teams), or a trust rule "
+        "of the site", 200,
         "InitResponse",
         {"deployId": "20260420-141522-abc1234", "jwt": "<token>",
          "expiresAt": "2026-04-20T14:30:22Z"},
-        (*_BEARER, *_BODY, "invalid_metadata", *_SITE_GATE, "jwt_sign_failed"),
+        ("missing_bearer", "unauthenticated", "rate_limited", "upstream_unavailable", *_BODY,
+         "invalid_metadata", *_OIDC, *_TRUST, "pg_read_failed", *_SITE_GATE,
+         "jwt_sign_failed"),
         body=bodies.InitBody, body_limit=bodies.MANIFEST_LIMIT,
 )  # fmt: skip
 
@@ -964,7 +996,8 @@ DEPLOY_FINALIZE = Doc(
         200, "FinalizeResponse",
         {"url": "https://www.preview.freecode.camp", "deployId": "20260420-141522-abc1234",
          "mode": "preview"},
-        (*_SESSION, *_BODY, "invalid_alias", "manifest_required", "missing_index",
+        (*_SESSION, *_BODY, "invalid_alias", "trust_pull_request", "trust_alias",
+         "manifest_required", "missing_index",
          "deploy_busy", "deploy_lock_failed", "deploy_deleted", "verify_failed",
          "r2_list_failed", *_LOCK, "site_gone", "pg_read_failed", "preview_limit",
          "r2_put_failed", "index_write_failed", "content_index_failed"),
@@ -1365,6 +1398,14 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
         "description": "a GitHub token (PAT, OAuth or device-flow token), validated "
         "with GitHub on every request (cached by token hash)",
     },
+    "githubActions": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "a GitHub Actions OIDC token (RS256, from `GH_OIDC_ISSUER`, audience "
+        "`GH_OIDC_AUDIENCE`), accepted once: starts a deploy for a site one of whose trust "
+        "rules the run's claims match; any other route refuses it (`403 oidc_route`)",
+    },
     "deploySession": {
         "type": "http",
         "scheme": "bearer",
@@ -1383,6 +1424,7 @@ REQUEST_ID_PARAMETER: dict[str, Any] = {
 
 GATE_NOTE = {
     "github": "GitHub token",
+    "publisher": "GitHub token, or a GitHub Actions OIDC token a trust rule admits",
     "session": "deploy-session token",
     "none": "none",
 }

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from artemis.db.registry_snapshot import RegistrySnapshot
     from artemis.github import GitHubClient
     from artemis.github_app import GitHubApp
+    from artemis.oidc import OidcVerifier
     from artemis.storage.s3 import Bucket
 
 
@@ -131,6 +132,17 @@ class Runtime(Generic[S]):
             s.gh_api_base, s.gh_app_id, s.gh_app_installation_id, s.gh_app_key, s.gh_repo_org,
             shared=shared,
         )  # fmt: skip
+
+    @cached_property
+    def oidc(self) -> OidcVerifier:
+        """The GitHub Actions OIDC verifier: one per process, so its key cache is shared by
+        every request; accepted token ids are remembered in Postgres."""
+        from artemis.oidc import OidcVerifier, replay_in_database
+
+        s = self._needs(Settings)
+        return OidcVerifier(
+            s.gh_oidc_issuer, s.gh_oidc_audience, remember=replay_in_database(self.db)
+        )
 
     @cached_property
     def snapshot(self) -> RegistrySnapshot:

@@ -18,7 +18,7 @@ compiled with `re.ASCII` where it spells character classes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -249,9 +249,20 @@ def alias_item_matches(item: str, alias: str) -> bool:
 
 def allows(rule: TrustRule, alias: str, event: str) -> bool:
     """Whether a run of `event` matched to `rule` may publish to `alias`."""
+    return allows_aliases(rule.aliases, alias, event)
+
+
+def allows_aliases(items: Sequence[str], alias: str, event: str) -> bool:
+    """`allows` for a rule's alias list (a deploy session carries the list, not the rule)."""
     if alias == "production" and event in PULL_REQUEST_EVENTS:
         return False
-    return any(alias_item_matches(item, alias) for item in rule.aliases)
+    return any(alias_item_matches(item, alias) for item in items)
+
+
+def publishes_anywhere(items: Sequence[str], event: str) -> bool:
+    """Whether a run of `event` could publish to any alias of `items`: a pull request's run
+    under a rule that lists production alone could not."""
+    return any(item != "production" or event not in PULL_REQUEST_EVENTS for item in items)
 
 
 def workflow_of(claims: Mapping[str, object]) -> str | None:
@@ -274,21 +285,38 @@ def _claim_id(claims: Mapping[str, object]) -> int | None:
     return None
 
 
-def rule_matches(rule: TrustRule, claims: Mapping[str, object]) -> bool:
-    repository, ref, environment = (
-        claims.get("repository"), claims.get("ref"), claims.get("environment"),
+# What a rule checks of a token's claims, in order (`mismatch` names the first one failed).
+CHECKS = ("repository", "repository_id", "workflow", "environment", "ref")
+
+
+def _checks(rule: TrustRule, claims: Mapping[str, object]) -> Iterator[bool]:
+    """One verdict per CHECKS entry, lazily."""
+    repository, environment, ref = (
+        claims.get("repository"), claims.get("environment"), claims.get("ref"),
     )  # fmt: skip
-    if not isinstance(repository, str) or repository.lower() != rule.repository.lower():
-        return False  # GitHub's names are case-insensitive; the id is the identity
-    if _claim_id(claims) != rule.repository_id:
-        return False
-    if workflow_of(claims) != rule.workflow:
-        return False
-    if rule.environment is not None and (
-        not isinstance(environment, str) or environment.lower() != rule.environment.lower()
-    ):
-        return False  # GitHub environment names are case-insensitive
-    return rule.ref is None or (isinstance(ref, str) and ref_matches(rule.ref, ref))
+    # GitHub's names are case-insensitive; the id is the identity.
+    yield isinstance(repository, str) and repository.lower() == rule.repository.lower()
+    yield _claim_id(claims) == rule.repository_id
+    yield workflow_of(claims) == rule.workflow
+    # GitHub environment names are case-insensitive too.
+    yield rule.environment is None or (
+        isinstance(environment, str) and environment.lower() == rule.environment.lower()
+    )
+    yield rule.ref is None or (isinstance(ref, str) and ref_matches(rule.ref, ref))
+
+
+def _passed(rule: TrustRule, claims: Mapping[str, object]) -> int:
+    """How many of the CHECKS, in order, the claims pass before the first failure."""
+    count = 0
+    for verdict in _checks(rule, claims):
+        if not verdict:
+            break
+        count += 1
+    return count
+
+
+def rule_matches(rule: TrustRule, claims: Mapping[str, object]) -> bool:
+    return _passed(rule, claims) == len(CHECKS)
 
 
 def match(rules: Sequence[TrustRule], claims: Mapping[str, object]) -> TrustRule | None:
@@ -297,3 +325,11 @@ def match(rules: Sequence[TrustRule], claims: Mapping[str, object]) -> TrustRule
         if rule_matches(rule, claims):
             return rule
     return None
+
+
+def mismatch(rules: Sequence[TrustRule], claims: Mapping[str, object]) -> str:
+    """Why no rule matches: `no_rules`, or the CHECKS entry the closest rule (the one passing
+    the most checks in order) fails first. Meaningful only when `match` found none."""
+    if not rules:
+        return "no_rules"
+    return CHECKS[min(max(_passed(rule, claims) for rule in rules), len(CHECKS) - 1)]

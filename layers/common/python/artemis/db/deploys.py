@@ -10,6 +10,7 @@ from typing import Literal
 from psycopg import Connection
 from psycopg.rows import class_row
 
+from artemis.db import aliases as aliases_db
 from artemis.db.aliases import AliasRow
 from artemis.deploy_metadata import DeployMetadata
 from artemis.keys import Dirname
@@ -98,6 +99,22 @@ def stamp_release(
             "UPDATE deploys SET alias_released_at = %s WHERE site = %s AND id = %s",
             [at, site, previous_id],
         )
+
+
+def release_alias(
+    conn: Connection, site: Dirname, name: str, deploy_id: str, at: datetime,
+    *, only_while_named: bool,
+) -> bool:  # fmt: skip
+    """An alias object was deleted: its row goes and the deploy it named is stamped released,
+    so retention keeps that deploy while serve caches may still answer from it. With
+    `only_while_named`, a compare-and-delete: the row goes, and the stamp is made, only while
+    the row still names `deploy_id` (a move that landed in between is kept). Returns whether
+    a row went."""
+    removed = aliases_db.delete(conn, site, name, deploy_id if only_while_named else None)
+    if removed or not only_while_named:
+        # No new target: any id other than the one released stamps it.
+        stamp_release(conn, site, deploy_id, "", at)
+    return removed
 
 
 def upsert_backfilled(

@@ -98,3 +98,10 @@ def delete(conn: Connection, site: Slug, rule_id: str) -> TrustRuleRow | None:
         [site, rule_id],
     ).fetchone()
     return None if row is None else _row(row)
+
+
+def exists(conn: Connection, site: Slug, rule_id: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM trust_rules WHERE site = %s AND id = %s", [site, rule_id]
+    ).fetchone()
+    return row is not None

@@ -369,10 +369,10 @@ def _expire(
         if target is not None:
             rt.bucket.delete_object(key)
         with rt.db.transaction() as conn:
-            removed = aliases_db.delete(conn, site, preview.name, preview.deploy_id)
+            removed = deploys_db.release_alias(
+                conn, site, preview.name, preview.deploy_id, now, only_while_named=True
+            )
             if removed:
-                # No new target: any id other than the one released stamps it.
-                deploys_db.stamp_release(conn, site, preview.deploy_id, "", now)
                 outbox_db.enqueue_site_changed(conn, site)
     if not removed:  # cannot happen under the lock; never audit what did not happen
         result.previews_kept.append(preview.name)

@@ -97,8 +97,7 @@ def record_alias_removal(
     retention keeps it while serve caches may still answer from it."""
 
     def write(conn: Connection) -> None:
-        aliases_db.delete(conn, site, name)
-        deploys_db.stamp_release(conn, site, deploy_id, "", at)
+        deploys_db.release_alias(conn, site, name, deploy_id, at, only_while_named=False)
 
     _index_write(rt, site, write)
 

@@ -14,6 +14,14 @@ class Caller:
 
 
 @dataclass(frozen=True)
+class WorkflowToken:
+    """A bearer token shaped as a GitHub Actions OIDC token, not yet verified: only init takes
+    one, and verifies it against the trust rules of the site its body names."""
+
+    token: str
+
+
+@dataclass(frozen=True)
 class RequestContext:
     request_id: str
     caller: Caller | None = None

@@ -54,12 +54,13 @@ from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
 from artemis.services.aliases import parse_named_alias, record_alias_move
-from artemis.services.auth import require_site_member
-from artemis.services.context import Caller, RequestContext
+from artemis.services.auth import require_publish, require_site_member, require_workflow
+from artemis.services.context import Caller, RequestContext, WorkflowToken
 from artemis.times import rfc3339_seconds, utcnow
 
 # The answer's models are imported where it is built: off the cold init (see __init__).
 if TYPE_CHECKING:
+    from artemis.oidc_claims import OidcClaims
     from artemis.responses import (
         DeployRow,
         FinalizeResponse,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         PresignResponse,
         UploadResponse,
     )
+    from artemis.trust_rules import TrustRule
 
 MAX_ID_ATTEMPTS = 30  # advance the id by a second per collision, this many times at most
 MAX_PRESIGN_FILES = 1000
@@ -80,7 +82,11 @@ def site_of(rt: Runtime, slug: str) -> tuple[Slug, Dirname]:
     return Slug(slug), rt.settings.key_layout.dirname(Slug(slug))
 
 
-def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> InitResponse:
+def init(
+    rt: Runtime, ctx: RequestContext, caller: Caller | WorkflowToken, raw_body: bytes
+) -> InitResponse:
+    """Start a deploy for a member of one of the site's teams, or for a GitHub Actions run one
+    of the site's trust rules admits (its token verified and spent here)."""
     from artemis.responses import InitResponse
 
     body = bodies.parse(bodies.InitBody, raw_body, limit=bodies.MANIFEST_LIMIT)
@@ -88,21 +94,37 @@ def init(rt: Runtime, ctx: RequestContext, caller: Caller, raw_body: bytes) -> I
     if not site or not sha or not deploy_ids.is_sha(sha):
         raise BadRequest("site and sha are required; sha must match ^[A-Za-z0-9-]{1,64}$")
     meta = check_metadata(body)  # a shape check, answered before authorization as sha's is
-    team = require_site_member(rt, caller, site)
+    detail: dict[str, Any] = {"sha": sha, **meta.as_json()}
+    if isinstance(caller, WorkflowToken):
+        run, rule = require_workflow(rt, caller, Slug(site))
+        actor, team = run.actor, None
+        grant = session.WorkflowGrant(rule=rule.id, event=run.event_name, aliases=rule.aliases)
+        detail["trust"] = _trust_detail(run, rule)
+    else:
+        actor, team, grant = caller.login, require_site_member(rt, caller, site), None
     slug, dirname = site_of(rt, site)
     now = utcnow()
     deploy_id = _unique_deploy_id(rt, dirname, now, sha, meta)
     token, claims = session.issue(
-        login=caller.login, site=slug, deploy_id=deploy_id, team=team,
+        login=actor, site=slug, deploy_id=deploy_id, team=team, workflow=grant,
         key=rt.settings.jwt_signing_key.encode(), ttl_seconds=rt.settings.jwt_ttl_seconds,
         now=now.timestamp(),
     )  # fmt: skip
-    audit.record(
-        rt, ctx, "deploy.init", site=slug, deploy_id=deploy_id,
-        detail={"sha": sha, **meta.as_json()},
-    )  # fmt: skip
+    audit.record(rt, ctx, "deploy.init", site=slug, deploy_id=deploy_id, actor=actor,
+                 detail=detail)  # fmt: skip
     expires = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
     return InitResponse(deployId=deploy_id, jwt=token, expiresAt=rfc3339_seconds(expires))
+
+
+def _trust_detail(run: OidcClaims, rule: TrustRule) -> dict[str, Any]:
+    """What the audit keeps of the run a trust rule admitted: the verified claims that matter
+    to a reader asking "which run shipped this, and why was it allowed"."""
+    seen = {name: run.claims.get(name) for name in ("sha", "environment")}
+    return {
+        "rule": rule.id, "repository": run.repository, "repositoryId": run.repository_id,
+        "workflow": run.job_workflow_ref, "ref": run.ref, "event": run.event_name,
+        "runId": run.run_id, **{k: v for k, v in seen.items() if isinstance(v, str)},
+    }  # fmt: skip
 
 
 def check_metadata(body: bodies.InitBody) -> deploy_metadata.DeployMetadata:
@@ -266,6 +288,7 @@ def finalize(
     named = parse_named_alias(body.alias) if body.alias is not None else None
     if named and mode != "preview":
         raise BadRequest("alias names a preview: use it with mode preview")
+    require_publish(claims, named or mode)  # a workflow's session: only what its rule allows
     if not files:
         raise ManifestRequired()
     if "index.html" not in files:
