@@ -5,7 +5,8 @@ state (`set_membership_state`), inject faults (`fail`, `disconnect`) and slow an
 
 Routes: `GET /user`; `GET /user/teams` (paged by `per_page`, default 30, at most 100, and
 `page`, from 1); `GET /orgs/{org}/teams/{team}/memberships/{login}`. With `app` set (a
-`FakeApp`), the GitHub App endpoints of the repo-request feature too; see `FakeApp`. Always, a
+`FakeApp`), the GitHub App endpoints of the repo-request feature and of deployments (and
+their statuses) too; see `FakeApp`. Always, a
 GitHub Actions OIDC issuer at the fake's URL (`oidc`, a `FakeOidcIssuer`): its discovery
 document, its JWKS, and a mint endpoint (`/_oidc/token`) that stands in for a workflow's
 `ACTIONS_ID_TOKEN_REQUEST_URL`."""
@@ -313,6 +314,16 @@ def _int(values: list[str] | None, default: int) -> int:
         return default
 
 
+def _page(items: list[Any], params: dict[str, list[str]]) -> list[Any]:
+    per_page = min(max(_int(params.get("per_page"), 30), 1), 100)
+    page = max(_int(params.get("page"), 1), 1)
+    return items[(page - 1) * per_page : page * per_page]
+
+
+def _stamp(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -336,7 +347,29 @@ class FakeRepo:
 class FakeApp:
     """One App installation on `org`: it mints installation tokens for a correctly signed App
     JWT (RS256, verified with `public_key_pem`), and serves the repo calls for those tokens.
-    `repos` is the org's repositories, by lower-cased name; `created` counts creations."""
+    `repos` is the org's repositories, by lower-cased name; `created` counts creations.
+
+    Deployments, for an installation token (401 without one):
+
+    * `POST /repos/{owner}/{name}/deployments` → 201 `{"id", "sha", "ref", "environment",
+      "transient_environment", "production_environment", "description", ...}`, ids counting
+      from 1 across repositories; 422 for a ref that is not a known commit (below) or a body
+      without one;
+    * `POST /repos/{owner}/{name}/deployments/{id}/statuses` → 201 (422 for an unknown
+      state). As on GitHub, `auto_inactive` (default true) on a `success` adds `inactive` to
+      the repository's earlier deployments to that environment whose latest state is
+      `success`, unless they are transient or production;
+    * `GET /repos/{owner}/{name}/deployments[?environment=…&sha=…]` and
+      `GET /repos/{owner}/{name}/deployments/{id}[/statuses]`: newest first, paged like GitHub
+      (`per_page`, default 30, at most 100; `page`, from 1).
+
+    The access rule: the App sees the org's repositories (`repos`) and those granted with
+    `grant(owner/name)` (kept, lower-cased, in `accessible_repos`); any other repository, and
+    a deployment id not of that repository, is a 404. A granted repository's commits are any
+    7-40 hex digits, unless `grant` was given `shas`: then only those (or an abbreviation of
+    one). `deployments` is the in-process record, oldest first: a dict per deployment (its
+    `repo` as "owner/name", its fields as answered, and its `statuses`, oldest first); read it
+    under `lock` (or through `deployments_of`) while requests may be in flight."""
 
     def __init__(
         self, app_id: str, installation_id: str, public_key_pem: str, org: str,
@@ -355,7 +388,37 @@ class FakeApp:
         self.repos: dict[str, FakeRepo] = {}
         self.created: list[str] = []
         self.actions_disabled: list[str] = []
+        self.accessible_repos: set[str] = set()  # lower-cased "owner/name", beyond the org's
+        self.commits: dict[str, set[str]] = {}  # lower-cased "owner/name" → its known shas
+        self.deployments: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def grant(self, repo: str, *, shas: Any = None) -> None:
+        """Let the App see `repo` ("owner/name"); with `shas`, those are its only commits."""
+        key = repo.lower()
+        with self._lock:
+            self.accessible_repos.add(key)
+            if shas is not None:
+                self.commits[key] = {str(sha).lower() for sha in shas}
+
+    def revoke(self, repo: str) -> None:
+        with self._lock:
+            self.accessible_repos.discard(repo.lower())
+
+    def deployments_of(self, repo: str, environment: str | None = None) -> list[dict[str, Any]]:
+        """Copies of `repo`'s deployments (to `environment`, if given), newest first, each with
+        its `statuses` newest first."""
+        with self._lock:
+            return [
+                {**d, "statuses": [dict(st) for st in reversed(d["statuses"])]}
+                for d in reversed(self.deployments)
+                if d["repo"].lower() == repo.lower()
+                and (environment is None or d["environment"] == environment)
+            ]
 
     def handles(self, target: str) -> bool:
         return bool(_APP_ROUTES.match(target.split("?", 1)[0]))
@@ -411,6 +474,11 @@ class FakeApp:
         self, method: str, parts: list[str], query: str, sent: dict[str, Any]
     ) -> tuple[int, Any]:
         missing = (404, {"message": "Not Found", "documentation_url": _DOCS})
+        if parts[:1] == ["repos"] and len(parts) >= 4 and parts[3] == "deployments":
+            if not self._sees(parts[1], parts[2]):
+                return missing
+            return self._deployment_route(method, f"{parts[1]}/{parts[2]}", parts[4:], query,
+                                          sent)  # fmt: skip
         if parts[:1] == ["orgs"] and parts[2:] == ["repos"]:
             if parts[1] != self.org:
                 return missing
@@ -440,6 +508,107 @@ class FakeApp:
         if method == "GET" and tail[:1] == ["contents"] and repo is not None:
             return (200, []) if repo.readable else (403, {"message": "Resource not accessible"})
         return missing
+
+    # --- deployments (called under the lock) -----------------------------------------------
+
+    def _sees(self, owner: str, name: str) -> bool:
+        if f"{owner}/{name}".lower() in self.accessible_repos:
+            return True
+        return owner == self.org and name.lower() in self.repos
+
+    def _deployment_route(
+        self, method: str, repo: str, tail: list[str], query: str, sent: dict[str, Any]
+    ) -> tuple[int, Any]:
+        missing = (404, {"message": "Not Found", "documentation_url": _DOCS})
+        params = urllib.parse.parse_qs(query)
+        if not tail:
+            if method == "POST":
+                return self._deploy(repo, sent)
+            if method != "GET":
+                return missing
+            found = [
+                self._deployment_json(d) for d in reversed(self.deployments)
+                if d["repo"].lower() == repo.lower()
+                and all(d[k] == v[0] for k, v in params.items() if k in ("environment", "sha"))
+            ]  # fmt: skip
+            return 200, _page(found, params)
+        deployment = next(
+            (d for d in self.deployments
+             if str(d["id"]) == tail[0] and d["repo"].lower() == repo.lower()), None,
+        )  # fmt: skip
+        if deployment is None:
+            return missing
+        if tail[1:] == [] and method == "GET":
+            return 200, self._deployment_json(deployment)
+        if tail[1:] != ["statuses"]:
+            return missing
+        if method == "GET":
+            return 200, _page([dict(st) for st in reversed(deployment["statuses"])], params)
+        if method != "POST":
+            return missing
+        state = sent.get("state")
+        if state not in ("success", "inactive", "failure", "error", "in_progress", "queued",
+                         "pending"):  # fmt: skip
+            return 422, {"message": "Validation Failed", "errors": [
+                {"resource": "DeploymentStatus", "field": "state", "code": "invalid"}]}  # fmt: skip
+        status = self._add_status(deployment, str(state), sent)
+        if state == "success" and sent.get("auto_inactive", True):
+            for earlier in self.deployments:
+                if (
+                    earlier["repo"].lower() == repo.lower() and earlier["id"] < deployment["id"]
+                    and earlier["environment"] == deployment["environment"]
+                    and not earlier["transient_environment"]
+                    and not earlier["production_environment"]
+                    and earlier["statuses"] and earlier["statuses"][-1]["state"] == "success"
+                ):  # fmt: skip
+                    self._add_status(earlier, "inactive", {})
+        return 201, status
+
+    def _deploy(self, repo: str, sent: dict[str, Any]) -> tuple[int, Any]:
+        ref = sent.get("ref")
+        known = self.commits.get(repo.lower())
+        if not (isinstance(ref, str) and re.fullmatch(r"[0-9a-fA-F]{7,40}", ref)) or (
+            known is not None and not any(sha.startswith(ref.lower()) for sha in known)
+        ):
+            return 422, {"message": f"No ref found for: {ref}", "documentation_url": _DOCS}
+        sha = next((s for s in sorted(known or ()) if s.startswith(ref.lower())), ref.lower())
+        deployment = {
+            "id": len(self.deployments) + 1,
+            "repo": repo,
+            "sha": sha,
+            "ref": ref,
+            "task": "deploy",
+            "environment": str(sent.get("environment") or "production"),
+            "description": sent.get("description"),
+            "transient_environment": bool(sent.get("transient_environment", False)),
+            "production_environment": bool(sent.get("production_environment", False)),
+            "auto_merge": sent.get("auto_merge", True),
+            "required_contexts": sent.get("required_contexts"),
+            "created_at": _stamp(self._clock()),
+            "statuses": [],
+        }
+        self.deployments.append(deployment)
+        return 201, self._deployment_json(deployment)
+
+    def _add_status(
+        self, deployment: dict[str, Any], state: str, sent: dict[str, Any]
+    ) -> dict[str, Any]:
+        status = {
+            "id": sum(len(d["statuses"]) for d in self.deployments) + 1,
+            "state": state,
+            "environment": deployment["environment"],
+            "environment_url": str(sent.get("environment_url") or ""),
+            "log_url": str(sent.get("log_url") or ""),
+            "description": str(sent.get("description") or ""),
+            "created_at": _stamp(self._clock()),
+        }
+        deployment["statuses"].append(status)
+        return dict(status)
+
+    def _deployment_json(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        url = f"https://api.github.com/repos/{deployment['repo']}/deployments/{deployment['id']}"
+        fields = {k: v for k, v in deployment.items() if k not in ("repo", "statuses")}
+        return {**fields, "url": url, "statuses_url": f"{url}/statuses"}
 
     def _create(self, name: str, private: bool) -> tuple[int, Any]:
         if name.lower() in self.repos:

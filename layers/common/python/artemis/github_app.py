@@ -9,12 +9,17 @@ which is only logged. Token minting, the existence check, transport and parse er
 internal; a 5xx (or a transport failure) is transient. Calls share the REST client's pool of
 keep-alive connections (`artemis.github_transport`) and its rules: no redirect is followed,
 bodies are capped, every call is bounded by a timeout.
+
+The same installation also records GitHub deployments (`create_deployment`) and their statuses
+(`post_deployment_status`) on the repositories sites deploy from; their failures are
+`DeploymentError`s, transient or permanent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +40,14 @@ TOKEN_MARGIN_SECONDS = 60
 TEMPLATE_TTL_SECONDS = 300
 TEMPLATE_MAX_PAGES = 20
 GENERIC_FAILURE = "repository creation failed"
+DEPLOYMENT_STATES = frozenset(
+    {"success", "inactive", "failure", "error", "in_progress", "queued", "pending"}
+)
+STATUS_DESCRIPTION_MAX = 140  # GitHub's limit on a deployment status's description
+ENVIRONMENT_MAX = 255  # GitHub's limit on an environment's name
+DETAIL_MAX = 300
+_REPO = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,38})/([A-Za-z0-9_.-]{1,100})")
+_SHA = re.compile(r"[0-9a-fA-F]{7,40}")
 
 
 class RepoCreateError(Exception):
@@ -54,6 +67,20 @@ class RepoCreateError(Exception):
     @property
     def already_exists(self) -> bool:
         return bool(self.existing_url)
+
+
+class DeploymentError(Exception):
+    """A deployment or deployment status GitHub did not record. `transient` (a transport
+    failure, a 5xx, throttling, a stale token, the time budget spent): the same call may succeed
+    later. Permanent (404: the App cannot see the repository; 422: e.g. the sha is not in it;
+    403: a missing permission; 409; an unreadable answer): retrying changes nothing. `detail`
+    is a short internal text, for logs."""
+
+    def __init__(self, detail: str, *, transient: bool) -> None:
+        detail = detail if len(detail) <= DETAIL_MAX else detail[: DETAIL_MAX - 1] + "…"
+        super().__init__(detail)
+        self.detail = detail
+        self.transient = transient
 
 
 def load_private_key(pem: str) -> Any:
@@ -117,7 +144,8 @@ class GitHubApp:
         )  # fmt: skip
         if resp.status not in (200, 201):
             raise RepoCreateError(GENERIC_FAILURE, f"installation token: HTTP {resp.status}",
-                                  internal=True, transient=resp.status >= 500)  # fmt: skip
+                                  internal=True,
+                                  transient=resp.status >= 500 or resp.throttled)  # fmt: skip
         try:
             body = resp.json()
             token = str(body["token"])
@@ -248,6 +276,95 @@ class GitHubApp:
         ]  # fmt: skip
         return sorted(readable)
 
+    # --- deployments ----------------------------------------------------------------------
+    def create_deployment(
+        self, repo: str, sha: str, environment: str, *, description: str, transient: bool,
+        production: bool, deadline: Deadline | None = None,
+    ) -> int:  # fmt: skip
+        """Record a deployment of `sha` to `environment` on `repo` ("owner/name"); its id.
+        GitHub merges nothing (`auto_merge` off) and waits on no status check
+        (`required_contexts` empty). ValueError for a malformed argument (nothing is sent);
+        DeploymentError for anything GitHub did not record."""
+        owner, name = _split_repo(repo)
+        if not isinstance(sha, str) or not _SHA.fullmatch(sha):
+            raise ValueError(f"sha must be 7 to 40 hexadecimal characters, not {sha!r}")
+        _check_environment(environment)
+        body = {
+            "ref": sha, "environment": environment, "auto_merge": False, "required_contexts": [],
+            "transient_environment": bool(transient), "production_environment": bool(production),
+            "description": str(description),
+        }  # fmt: skip
+        path = f"/repos/{quote(owner)}/{quote(name)}/deployments"
+        resp = self._deployment_call("create deployment", path, body, deadline)
+        if resp.status != 201:
+            raise _deployment_failure("create deployment", resp)
+        try:
+            deployment_id = resp.json()["id"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise DeploymentError(f"create deployment: unreadable answer ({err!r})",
+                                  transient=False) from None  # fmt: skip
+        if not _is_id(deployment_id):
+            raise DeploymentError(f"create deployment: unreadable id {deployment_id!r}",
+                                  transient=False)  # fmt: skip
+        return int(deployment_id)
+
+    def post_deployment_status(
+        self, repo: str, deployment_id: int, state: str, *, environment_url: str | None = None,
+        log_url: str | None = None, description: str = "", deadline: Deadline | None = None,
+    ) -> None:  # fmt: skip
+        """Add a status to deployment `deployment_id` of `repo`. GitHub's `auto_inactive` is
+        off: the caller marks superseded deployments `inactive` itself. A description longer
+        than GitHub's 140 characters is cut. ValueError for a malformed argument (nothing is
+        sent); DeploymentError for anything GitHub did not record."""
+        owner, name = _split_repo(repo)
+        if not _is_id(deployment_id):
+            raise ValueError(f"deployment_id must be a positive integer, not {deployment_id!r}")
+        if state not in DEPLOYMENT_STATES:
+            raise ValueError(f"state must be one of {sorted(DEPLOYMENT_STATES)}, not {state!r}")
+        for label, url in (("environment_url", environment_url), ("log_url", log_url)):
+            if url is not None and not (
+                isinstance(url, str) and url.startswith(("https://", "http://"))
+            ):
+                raise ValueError(f"{label} must be an http(s) URL, not {url!r}")
+        if len(description) > STATUS_DESCRIPTION_MAX:
+            description = description[: STATUS_DESCRIPTION_MAX - 1] + "…"
+        body: dict[str, Any] = {"state": state, "description": description,
+                                "auto_inactive": False}  # fmt: skip
+        if environment_url is not None:
+            body["environment_url"] = environment_url
+        if log_url is not None:
+            body["log_url"] = log_url
+        path = f"/repos/{quote(owner)}/{quote(name)}/deployments/{deployment_id}/statuses"
+        resp = self._deployment_call("deployment status", path, body, deadline)
+        if not 200 <= resp.status < 300:
+            raise _deployment_failure("deployment status", resp)
+
+    def _deployment_call(
+        self, what: str, path: str, body: Any, deadline: Deadline | None
+    ) -> Response:
+        """POST `body` with the installation token; the token's and the transport's failures
+        as DeploymentError. A 401 means the cached token is no longer good: it is forgotten,
+        so the retry the transient failure invites mints a new one."""
+        try:
+            token = self.installation_token(deadline)
+            resp = self._send("POST", path, auth=f"token {token}", body=body, deadline=deadline)
+        except RepoCreateError as err:
+            raise DeploymentError(f"{what}: {err}", transient=err.transient) from err
+        if resp.status == 401:
+            self._forget_token(token)
+        return resp
+
+    def _forget_token(self, token: str) -> None:
+        with self._lock:
+            if self._token and self._token[0] == token:
+                self._token = None
+        if self._shared is not None:
+            with contextlib.suppress(Exception):
+                raw = self._shared.get(self._shared_key)
+                if raw is not None and json.loads(raw)[0] == token:
+                    # an expired record: every reader takes it for a miss
+                    self._shared.set(self._shared_key, json.dumps([token, 0]), 1)
+
     # --- HTTP -----------------------------------------------------------------------------
     def _call(
         self, method: str, path: str, body: Any = None, *, deadline: Deadline | None = None
@@ -292,6 +409,49 @@ def _creation_failure(resp: Response, from_template: bool) -> RepoCreateError:
         return RepoCreateError("GitHub is temporarily unavailable, retry", detail, transient=True)
     text = f"GitHub API error ({resp.status})"
     return RepoCreateError(f"{text}: {message}" if message else text, detail)
+
+
+def _split_repo(repo: str) -> tuple[str, str]:
+    match = _REPO.fullmatch(repo) if isinstance(repo, str) else None
+    if match is None or match.group(2) in (".", ".."):
+        raise ValueError(f"repo must be owner/name, not {repo!r}")
+    return match.group(1), match.group(2)
+
+
+def _check_environment(environment: str) -> None:
+    if (
+        not isinstance(environment, str) or not environment.strip()
+        or len(environment) > ENVIRONMENT_MAX or not environment.isprintable()
+    ):  # fmt: skip
+        raise ValueError(f"environment must be a printable name of 1 to 255 characters, "
+                         f"not {environment!r}")  # fmt: skip
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _deployment_failure(what: str, resp: Response) -> DeploymentError:
+    """A non-success answer: throttling, a 5xx and a 401 (a stale token) are transient; the
+    rest (404 unseen repository, 422 refused, 403 missing permission, 409, a redirect...) are
+    permanent."""
+    try:
+        message = str(resp.json().get("message") or "")
+    except (ValueError, AttributeError):
+        message = ""
+    if resp.throttled:
+        reason = "rate limited"
+    else:
+        reason = {
+            401: "installation token refused",
+            403: "the GitHub App lacks permission",
+            404: "the GitHub App cannot see the repository",
+            409: "conflict",
+            422: "GitHub refused it",
+        }.get(resp.status, "unexpected answer")
+    detail = f"{what}: HTTP {resp.status} {reason}" + (f": {message}" if message else "")
+    transient = resp.throttled or resp.status >= 500 or resp.status == 401
+    return DeploymentError(detail, transient=transient)
 
 
 def _epoch(rfc3339: str) -> float:
