@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MACHINE_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 MACHINE_REDIS = "redis://127.0.0.1:6379/15"
 TEST_SIGNING_KEY = "test-signing-key-0123456789abcdef0123456789"
-TRUNCATE = "TRUNCATE deploys, aliases, tombstones, outbox, trust_rules, sites, repo_requests, job_runs, deploy_files RESTART IDENTITY"
+TRUNCATE = "TRUNCATE deploys, aliases, tombstones, outbox, trust_rules, hook_attempts, hook_deliveries, hook_subscriptions, github_deployments, sites, repo_requests, job_runs, deploy_files RESTART IDENTITY"
 
 
 def _answers(url: str) -> bool:

@@ -232,6 +232,43 @@ def cmd_previews(args: argparse.Namespace, config: Config) -> Output:
     return gone, f"{gone['name']} unpublished (its deploy {gone['deployId']} stays until GC)"
 
 
+HOOK_EVENTS = ("deploy.finalized", "alias.moved", "deploy.deleted", "deploy.restored",
+               "site.deleted")  # fmt: skip
+
+
+def hook_line(hook: dict[str, Any]) -> str:
+    return f"{hook['id']}  {hook['url']}  {', '.join(hook['events'])}"
+
+
+def cmd_hooks(args: argparse.Namespace, config: Config) -> Output:
+    api = _api(config)
+    base = _site_path(config, "/hooks")
+    if args.hooks_command == "ls":
+        hooks = api.call("GET", base)
+        return hooks, "\n".join(hook_line(h) for h in hooks) or "no webhooks"
+    if args.hooks_command == "add":
+        body = {"url": args.hook_url, "events": args.event or list(HOOK_EVENTS)}
+        hook = api.call("POST", base, json_body=body)
+        secret = f"signing secret (shown once, keep it): {hook['secret']}"
+        return hook, f"added {hook_line(hook)}\n{secret}"
+    if args.hooks_command == "rm":
+        gone = api.call("DELETE", f"{base}/{_q(args.hook_id)}")
+        return gone, f"removed {hook_line(gone)}"
+    if args.hooks_command == "ping":
+        queued = api.call("POST", f"{base}/{_q(args.hook_id)}/ping", ok=(202,))
+        return queued, f"ping queued as {queued['deliveryId']}"
+    rows = api.call("GET", f"{base}/{_q(args.hook_id)}/deliveries")
+    lines = []
+    for row in rows:
+        last = row["log"][-1] if row["log"] else {}
+        outcome = last.get("status", last.get("error", "-"))
+        lines.append(
+            f"{row['id']}  {row['event']}  {row['state']}  {row['attempts']} attempts"
+            f"  last: {outcome}  {row['createdAt']}"
+        )
+    return rows, "\n".join(lines) or "no deliveries"
+
+
 def cmd_deploys_rm(args: argparse.Namespace, config: Config) -> Output:
     gone = _api(config).call("DELETE", _site_path(config, f"/deploys/{_q(args.deploy_id)}"))
     return gone, f"{gone['deployId']} moved to trash ({gone['moved']} objects)"
@@ -376,6 +413,19 @@ def build_parser() -> argparse.ArgumentParser:
     previews_sub.add_parser("ls", parents=[common, site], help="a site's named previews")
     prm = previews_sub.add_parser("rm", parents=[common, site], help="unpublish a named preview")
     prm.add_argument("name", metavar="NAME")
+
+    hooks = command("hooks", cmd_hooks, "a site's webhooks (signed event deliveries)",
+                    group=True)  # fmt: skip
+    hooks_sub = hooks.add_subparsers(dest="hooks_command", required=True, parser_class=_Parser)
+    hooks_sub.add_parser("ls", parents=[common, site], help="a site's webhooks")
+    hadd = hooks_sub.add_parser("add", parents=[common, site], help="add a webhook")
+    hadd.add_argument("hook_url", metavar="URL", help="https URL to POST each event to")
+    hadd.add_argument("--event", action="append", choices=HOOK_EVENTS,
+                      help="an event to deliver (repeatable; default: every event)")  # fmt: skip
+    for name, text in (("rm", "remove a webhook"), ("ping", "send a test event"),
+                       ("deliveries", "a webhook's recent deliveries")):  # fmt: skip
+        one = hooks_sub.add_parser(name, parents=[common, site], help=text)
+        one.add_argument("hook_id", metavar="HOOK_ID")
 
     deploys = command("deploys", cmd_deploys_rm, "deploy management", group=True)
     deploys_sub = deploys.add_subparsers(dest="deploys_command", required=True,

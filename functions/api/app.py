@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from artemis import health, http, openapi, runtime
 from artemis import route_docs as docs
 from artemis.api_resolver import ApiResolver
+from artemis.db import outbox
 from artemis.http import current_request_id, json_response, no_content
 from artemis.observability import logger
 from artemis.services import (
@@ -22,6 +23,7 @@ from artemis.services import (
     content,
     deletion,
     deploys,
+    hooks,
     previews,
     registry,
     trust,
@@ -231,6 +233,45 @@ def trust_remove(slug: str, rule_id: str) -> Response[str]:
     return ok(200, trust.remove_rule(rt, ctx, caller, slug, rule_id))
 
 
+@app.add("GET", "/api/site/<slug>/hooks", docs.HOOK_LIST)
+def hook_list(slug: str) -> Response[str]:
+    rt, _, caller = _caller()
+    return ok(200, hooks.list_hooks(rt, caller, slug))
+
+
+@app.add("POST", "/api/site/<slug>/hooks", docs.HOOK_ADD)
+def hook_add(slug: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(201, hooks.add_hook(rt, ctx, caller, slug, app.body()))
+
+
+@app.add("DELETE", "/api/site/<slug>/hooks/<hook_id>", docs.HOOK_REMOVE)
+def hook_remove(slug: str, hook_id: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(200, hooks.remove_hook(rt, ctx, caller, slug, hook_id))
+
+
+@app.add("POST", "/api/site/<slug>/hooks/<hook_id>/ping", docs.HOOK_PING)
+def hook_ping(slug: str, hook_id: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(202, hooks.ping(rt, ctx, caller, slug, hook_id))
+
+
+@app.add("GET", "/api/site/<slug>/hooks/<hook_id>/deliveries", docs.HOOK_DELIVERIES)
+def hook_deliveries(slug: str, hook_id: str) -> Response[str]:
+    rt, _, caller = _caller()
+    return ok(200, hooks.deliveries(rt, caller, slug, hook_id))
+
+
+@app.add(
+    "POST", "/api/site/<slug>/hooks/<hook_id>/deliveries/<delivery_id>/redeliver",
+    docs.HOOK_REDELIVER,
+)  # fmt: skip
+def hook_redeliver(slug: str, hook_id: str, delivery_id: str) -> Response[str]:
+    rt, ctx, caller = _caller()
+    return ok(202, hooks.redeliver(rt, ctx, caller, slug, hook_id, delivery_id))
+
+
 @app.add("GET", "/api/audit", docs.AUDIT_LIST)
 def audit_list() -> Response[str]:
     rt, _, caller = _caller()
@@ -284,4 +325,12 @@ if runtime.current().settings.repo_feature_enabled:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.handle(event, context)
+    # The fast path: events this request committed go to their queue now, not at the relay's
+    # next tick (the relay stays the backstop for any it could not send).
+    with outbox.collecting() as written:
+        answer = app.handle(event, context)
+    if written:
+        from artemis.jobs.relay import send_now  # with SQS's client: not at every cold start
+
+        send_now(runtime.current(), written)
+    return answer

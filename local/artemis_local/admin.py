@@ -167,12 +167,11 @@ def _run_job(rt: Runtime[JobSettings], job: str, site: str | None) -> object:
     now = system_clock()
     if job == "relay":
         from artemis.jobs.relay import drain
-        from artemis.queue import SqsPublisher
+        from artemis.queue import SiteEventsQueue
 
-        url = rt.settings.site_events_queue_url
-        if not url:
-            raise RuntimeError("SITE_EVENTS_QUEUE_URL is not set")
-        return drain(rt, SqsPublisher(rt.sqs, url), deadline=deadline).counts()
+        # require_url: "SITE_EVENTS_QUEUE_URL is not set" rather than a publish per row
+        publisher = SiteEventsQueue.of(rt).publisher()
+        return drain(rt, publisher, deadline=deadline).counts()
     if job == "gc-site":
         from artemis.jobs.gc_site import run_gc_site
 

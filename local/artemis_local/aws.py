@@ -44,6 +44,7 @@ from artemis_local.template import (
     load_template,
     resources_of,
     stack_names,
+    substitute_stack_name,
 )
 
 if TYPE_CHECKING:
@@ -178,20 +179,29 @@ def _attributes(props: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def site_events_queues(stack_name: str = LOCAL_STACK_NAME) -> QueueSpec:
-    names = stack_names(stack_name)
+def queue_pair(queue_id: str, dlq_id: str, stack_name: str = LOCAL_STACK_NAME) -> QueueSpec:
+    """A FIFO queue of the template and its DLQ (logical ids), named for `stack_name`."""
     queues = resources_of(load_template(), "AWS::SQS::Queue")
-    props = queues["SiteEventsQueue"]["Properties"]
+    props = queues[queue_id]["Properties"]
+    dlq_props = queues[dlq_id]["Properties"]
     redrive = props["RedrivePolicy"]
-    if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": ["SiteEventsDeadLetterQueue", "Arn"]}:
-        raise ValueError("SiteEventsQueue's redrive must target SiteEventsDeadLetterQueue")
+    if redrive.get("deadLetterTargetArn") != {"Fn::GetAtt": [dlq_id, "Arn"]}:
+        raise ValueError(f"{queue_id}'s redrive must target {dlq_id}")
     return QueueSpec(
-        name=names.queue,
-        dlq_name=names.dead_letter_queue,
+        name=substitute_stack_name(props["QueueName"], stack_name),
+        dlq_name=substitute_stack_name(dlq_props["QueueName"], stack_name),
         attributes=_attributes(props),
-        dlq_attributes=_attributes(queues["SiteEventsDeadLetterQueue"]["Properties"]),
+        dlq_attributes=_attributes(dlq_props),
         max_receive_count=int(redrive["maxReceiveCount"]),
     )
+
+
+def site_events_queues(stack_name: str = LOCAL_STACK_NAME) -> QueueSpec:
+    return queue_pair("SiteEventsQueue", "SiteEventsDeadLetterQueue", stack_name)
+
+
+def notifications_queues(stack_name: str = LOCAL_STACK_NAME) -> QueueSpec:
+    return queue_pair("NotificationsQueue", "NotificationsDeadLetterQueue", stack_name)
 
 
 @dataclass(frozen=True)
@@ -199,6 +209,8 @@ class Resources:
     bucket: str
     queue_url: str
     dlq_url: str
+    notifications_url: str = ""
+    notifications_dlq_url: str = ""
 
 
 def _clients_kwargs(endpoint_url: str | None, env: dict[str, str]) -> dict[str, Any]:
@@ -234,19 +246,27 @@ def ensure_resources(
     env: dict[str, str],
     stack_name: str = LOCAL_STACK_NAME,
 ) -> Resources:
-    """Create the bucket and the site-events queues if absent (idempotent), with the
-    credentials in `env`."""
+    """Create the bucket, the site-events queues and the notifications queues if absent
+    (idempotent), with the credentials in `env`."""
     kwargs = _clients_kwargs(endpoint_url, env)
     s3 = boto3.client("s3", **kwargs)
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     if bucket not in existing:
         s3.create_bucket(Bucket=bucket)
     sqs = boto3.client("sqs", **kwargs)
-    spec = site_events_queues(stack_name)
+    queue_url, dlq_url = _queues(sqs, site_events_queues(stack_name))
+    notifications_url, notifications_dlq_url = _queues(sqs, notifications_queues(stack_name))
+    return Resources(bucket=bucket, queue_url=queue_url, dlq_url=dlq_url,
+                     notifications_url=notifications_url,
+                     notifications_dlq_url=notifications_dlq_url)  # fmt: skip
+
+
+def _queues(sqs: SQSClient, spec: QueueSpec) -> tuple[str, str]:
+    """The queue and its DLQ, created or brought in line: (queue URL, DLQ URL)."""
     dlq_url = _queue(sqs, spec.dlq_name, spec.dlq_attributes)
     redrive = {"deadLetterTargetArn": _arn(sqs, dlq_url), "maxReceiveCount": spec.max_receive_count}
     queue_url = _queue(sqs, spec.name, {**spec.attributes, "RedrivePolicy": json.dumps(redrive)})
-    return Resources(bucket=bucket, queue_url=queue_url, dlq_url=dlq_url)
+    return queue_url, dlq_url
 
 
 # --- schedules ----------------------------------------------------------------------------

@@ -117,6 +117,8 @@ def local_defaults(state_dir: Path) -> dict[str, str]:
         "PUBLIC_URL_PREVIEW_FORMAT": "http://<site>.preview.localhost:{port}",
         "POWERTOOLS_METRICS_NAMESPACE": "Artemis",
         "POWERTOOLS_METRICS_DISABLED": "true",
+        # Webhook receivers of a local stack listen on 127.0.0.1 over plain http.
+        "HOOK_ALLOW_LOOPBACK_HTTP": "true",
         # One process serves every request here (on AWS each environment serves one): a
         # deploy's parallel digests and bundle requests each hold a connection while they
         # copy or write.
@@ -167,6 +169,8 @@ class LocalSystem:
             )
             env.setdefault("SITE_EVENTS_QUEUE_URL", resources.queue_url)
             env.setdefault("SITE_EVENTS_DLQ_URL", resources.dlq_url)
+            env.setdefault("NOTIFICATIONS_QUEUE_URL", resources.notifications_url)
+            env.setdefault("NOTIFICATIONS_DLQ_URL", resources.notifications_dlq_url)
             self.schedule_mode = schedule_mode(env)
             if self.schedule_mode == "eventbridge":
                 self.schedules = ensure_schedules(env["AWS_ENDPOINT_URL"], env, self.stack_name)
@@ -240,6 +244,9 @@ _SHARED_ENV = {
     "BUCKET_NAME",
     "SITE_EVENTS_QUEUE_URL",
     "SITE_EVENTS_DLQ_URL",
+    "NOTIFICATIONS_QUEUE_URL",
+    "NOTIFICATIONS_DLQ_URL",
+    "HOOK_ALLOW_LOOPBACK_HTTP",
     "GH_API_BASE",
     "GH_OIDC_ISSUER",
     "JWT_SIGNING_KEY",

@@ -30,7 +30,7 @@ from artemis import runtime
 from artemis.deadlines import Deadline
 from artemis.jobs.relay import drain
 from artemis.observability import logger
-from artemis.queue import SqsPublisher
+from artemis.queue import SiteEventsQueue
 from artemis.times import rfc3339_seconds, utcnow
 from artemis_local.functions import REPO_ROOT, Handler, LocalContext, load_handler
 from artemis_local.sqs_source import Poller
@@ -101,9 +101,9 @@ class _Loop:
 
 def relay_tick() -> None:
     rt = runtime.current()
-    url = rt.settings.site_events_queue_url
-    if url:
-        drain(rt, SqsPublisher(rt.sqs, url), deadline=Deadline.after(RELAY_INTERVAL_SECONDS - 1))
+    if rt.settings.site_events_queue_url:
+        publisher = SiteEventsQueue.of(rt).publisher()
+        drain(rt, publisher, deadline=Deadline.after(RELAY_INTERVAL_SECONDS - 1))
 
 
 def context_for(function: str) -> LocalContext:
@@ -243,7 +243,8 @@ class ScheduleTicks:
 
 @dataclass
 class Workers:
-    """Start the relay loop, the site-worker poller and the schedules; stop them together.
+    """Start the relay loop, the site-worker and notifier pollers and the schedules; stop them
+    together.
 
     `schedules` set → EventBridge mode (ScheduleTicks on its ticks queue); None → clock mode
     (Scheduler). `relay_loop` and `site_worker` can be turned off (tests that drive them)."""
@@ -251,8 +252,10 @@ class Workers:
     schedules: ScheduleResources | None = None
     relay_loop: bool = True
     site_worker: bool = True
+    notifier: bool = True
     relay: _Loop | None = None
     poller: Poller | None = None
+    notifier_poller: Poller | None = None
     scheduler: _Loop | None = None
     ticks: ScheduleTicks | None = None
     ticks_loop: _Loop | None = None
@@ -268,6 +271,12 @@ class Workers:
                 self.poller = self._keep(Poller(
                     rt.sqs, rt.settings.site_events_queue_url, worker,
                     lambda: LocalContext("site_worker", timeout_ms=300_000), name="site-worker",
+                ).start())  # fmt: skip
+            if self.notifier and rt.settings.notifications_queue_url:
+                notifier = load_handler("notifier")
+                self.notifier_poller = self._keep(Poller(
+                    rt.sqs, rt.settings.notifications_queue_url, notifier,
+                    lambda: LocalContext("notifier", timeout_ms=120_000), name="notifier",
                 ).start())  # fmt: skip
             if self.schedules is not None:
                 self.ticks = ScheduleTicks(rt.sqs, self.schedules)

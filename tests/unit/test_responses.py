@@ -75,6 +75,34 @@ SAMPLES: dict[str, BaseModel] = {
         createdAt="c",
         createdBy="octo",
     ),
+    "Hook": responses.Hook(
+        id="hk_0123456789abcdef0123",
+        site="www",
+        url="https://h.example/x",
+        events=["deploy.finalized"],
+        createdAt="c",
+        createdBy="octo",
+    ),
+    "HookCreated": responses.HookCreated(
+        id="hk_0123456789abcdef0123",
+        site="www",
+        url="https://h.example/x",
+        events=["deploy.finalized"],
+        createdAt="c",
+        createdBy="octo",
+        secret="whsec_x",
+    ),
+    "HookAttempt": responses.HookAttempt(attempt=1, at="a", durationMs=3),
+    "HookDelivery": responses.HookDelivery(
+        id="dlv_0123456789abcdef0123",
+        eventId="evt_0123456789abcdef0123",
+        event="deploy.finalized",
+        createdAt="c",
+        state="delivered",
+        attempts=1,
+        log=[],
+    ),
+    "HookQueued": responses.HookQueued(deliveryId="dlv_0123456789abcdef0123", status="queued"),
     "SitePurged": responses.SitePurged(slug="www", status="purged", moved=3),
     "AuditRow": responses.AuditRow(
         id=1, occurredAt="t", actor="octo", action="site.promote", outcome="success"
@@ -127,7 +155,7 @@ def test_an_omitted_field_left_none_is_absent(name: str) -> None:
 def test_an_omitted_field_with_a_value_is_present(name: str) -> None:
     sample = SAMPLES[name]
     omittable = _omittable(type(sample))
-    typed = {"detail": {"k": "v"}, "state": "live", "files": 1, "bytes": 1, "pr": 1}
+    typed = {"detail": {"k": "v"}, "state": "live", "files": 1, "bytes": 1, "pr": 1, "status": 200}
     values = {field: typed.get(field, "x") for field in omittable}
     filled = sample.model_copy(update=values)
     assert list(filled.model_dump(mode="json")) == list(type(sample).model_fields)

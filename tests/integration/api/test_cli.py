@@ -972,3 +972,37 @@ def test_a_runner_refusing_the_token_request_is_a_credentials_error(
     assert refused.code == errors.CREDENTIALS
     assert refused.error["code"] == "oidc_request_failed"
     assert "id-token: write" in refused.error["message"]
+
+
+# --- webhooks ------------------------------------------------------------------------------------
+
+
+def test_hooks_add_ls_ping_deliveries_rm_json(cli: Cli, api: Api) -> None:
+    site = slug()
+    api.register(site)
+    added = cli("hooks", "add", "http://127.0.0.1:9/hook", "--event", "deploy.finalized",
+                "--site", site, "--json")  # fmt: skip
+    assert added.code == 0, added.err
+    hook = added.doc
+    assert hook["events"] == ["deploy.finalized"] and hook["secret"].startswith("whsec_")
+    text = cli("hooks", "add", "http://127.0.0.1:9/all", "--site", site)
+    assert text.code == 0 and "signing secret (shown once, keep it): whsec_" in text.out
+    listed = cli("hooks", "ls", "--site", site, "--json")
+    assert listed.doc[0]["id"] == hook["id"]
+    assert all("secret" not in h for h in listed.doc)
+    pinged = cli("hooks", "ping", hook["id"], "--site", site, "--json")
+    assert pinged.code == 0 and pinged.doc["status"] == "queued"
+    log = cli("hooks", "deliveries", hook["id"], "--site", site, "--json")
+    assert [(d["id"], d["event"], d["state"]) for d in log.doc] == [
+        (pinged.doc["deliveryId"], "ping", "pending")
+    ]
+    assert (
+        f"{pinged.doc['deliveryId']}  ping  pending  0 attempts"
+        in cli("hooks", "deliveries", hook["id"], "--site", site).out
+    )
+    gone = cli("hooks", "rm", hook["id"], "--site", site, "--json")
+    assert gone.code == 0 and gone.doc["id"] == hook["id"]
+    refused = cli("hooks", "add", "https://169.254.169.254/", "--site", site, "--json")
+    assert refused.code == errors.FAILED and refused.error["code"] == "hook_url_forbidden_address"
+    bad = cli("hooks", "add", "https://x.example", "--event", "nope", "--site", site)
+    assert bad.code == errors.USAGE

@@ -27,6 +27,7 @@ JSON_ROUTES = [
     ("POST", "/api/site/register", "staff"),
     ("PATCH", "/api/site/www", "staff"),
     ("POST", "/api/site/www/trust", "staff"),
+    ("POST", "/api/site/www/hooks", "staff"),
 ]
 
 

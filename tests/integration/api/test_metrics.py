@@ -23,7 +23,12 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 def test_metrics_reflect_outbox_tombstones_jobs_and_queues(api: Api) -> None:
     api.register("www", ["web"])
-    api.deploy("www", mode="production")  # one site.changed row, unpublished
+    # The API sends what its requests commit (the fast path): a row only the relay would send
+    # is one written elsewhere (a job's, or one the fast path missed).
+    api.sql("INSERT INTO outbox (topic, payload) VALUES ('site.changed', '{\"site\": \"x\"}')")
+    queue = api.rt.settings.site_events_queue_url
+    assert queue
+    api.rt.sqs.purge_queue(QueueUrl=queue)  # earlier tests' fast-path messages
     api.sql(
         "INSERT INTO tombstones (site, id, move_state, trashed_at) VALUES ('x', 'a', 'pending', now() - interval '30 days'), ('x', 'b', 'moved', now())"
     )

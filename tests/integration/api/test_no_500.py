@@ -24,7 +24,7 @@ json_values = st.recursive(
 )
 FIELDS = ["site", "sha", "files", "mode", "deployId", "expectedCurrent", "expectNoCurrent", "to",
           "slug", "teams", "size", "path", "alias", "preview", "repository", "repositoryId",
-          "workflow", "environment", "ref", "aliases"]  # fmt: skip
+          "workflow", "environment", "ref", "aliases", "url", "events"]  # fmt: skip
 known_fields = st.fixed_dictionaries({}, optional={key: json_values | text for key in FIELDS})
 # Nesting far deeper than any body needs (the decoder recurses per level) and integers longer
 # than Python converts (4,300 digits), under every field a route reads. 30,000 levels stay

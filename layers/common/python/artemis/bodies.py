@@ -102,6 +102,12 @@ class TrustRuleBody(_Body):
     aliases: list[str] | None = None
 
 
+class HookBody(_Body):
+    # Defaults, not required fields: the route answers its own codes for each.
+    url: str = ""
+    events: list[str] | None = None
+
+
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
 

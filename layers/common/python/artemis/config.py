@@ -179,6 +179,8 @@ class DatabaseSettings(BaseModel):
             "cleanup_trash_prefix",
             "site_events_queue_url",
             "site_events_dlq_url",
+            "notifications_queue_url",
+            "notifications_dlq_url",
         }
     )
 
@@ -244,6 +246,14 @@ class JobSettings(DatabaseSettings):
     jwt_ttl_seconds: int = _field(900, "JWT_TTL_SECONDS")
     site_events_queue_url: str | None = _field(None, "SITE_EVENTS_QUEUE_URL")
     site_events_dlq_url: str | None = _field(None, "SITE_EVENTS_DLQ_URL")
+    # Webhook deliveries: their FIFO queue (one message group per webhook) and its DLQ, the
+    # retry schedule (base x 2^n, at most an hour apart, for the window), and whether plain
+    # http to a loopback address is allowed (the local stack's receivers; never on AWS).
+    notifications_queue_url: str | None = _field(None, "NOTIFICATIONS_QUEUE_URL")
+    notifications_dlq_url: str | None = _field(None, "NOTIFICATIONS_DLQ_URL")
+    hook_retry_base: float = _field(10.0, "HOOK_RETRY_BASE")
+    hook_retry_window: float = _field(24 * 3600.0, "HOOK_RETRY_WINDOW")
+    hook_allow_loopback_http: bool = _field(False, "HOOK_ALLOW_LOOPBACK_HTTP")
     cleanup_retention_days: int = _field(7, "CLEANUP_RETENTION_DAYS")
     cleanup_recent_keep: int = _field(3, "CLEANUP_RECENT_KEEP")
     cleanup_grace: float = _field(72 * 3600.0, "CLEANUP_GRACE")
@@ -300,19 +310,25 @@ class JobSettings(DatabaseSettings):
         check_named_url_format(v)
         return v
 
-    @field_validator("cleanup_grace", "serve_cache_ttl", "preview_ttl", mode="before")
+    @field_validator(
+        "cleanup_grace", "serve_cache_ttl", "preview_ttl", "hook_retry_base", "hook_retry_window",
+        mode="before",
+    )  # fmt: skip
     @classmethod
     def _positive_duration(cls, v: Any) -> Any:
         return _duration(v, positive=True) if isinstance(v, str) else v
 
-    @field_validator("site_events_queue_url", "site_events_dlq_url")
+    @field_validator(
+        "site_events_queue_url", "site_events_dlq_url", "notifications_queue_url",
+        "notifications_dlq_url",
+    )  # fmt: skip
     @classmethod
     def _queue_url(cls, v: str | None) -> str | None:
         if v is not None and not v.endswith(".fifo"):
             raise ValueError("must be the URL of a FIFO queue (ending in .fifo)")
         return v
 
-    @field_validator("cleanup_dry_run", mode="before")
+    @field_validator("cleanup_dry_run", "hook_allow_loopback_http", mode="before")
     @classmethod
     def _bool(cls, v: Any) -> Any:
         return _boolean(v) if isinstance(v, str) else v

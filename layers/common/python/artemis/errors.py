@@ -148,6 +148,30 @@ InvalidTrustRule = _error(
 TrustRuleLimit = _error(409, "trust_rule_limit", "the site holds as many trust rules as it may")
 TrustRuleNotFound = _error(404, "trust_rule_not_found", "the site has no such trust rule")
 
+# Webhooks (artemis.services.hooks). The URL refusals are artemis.outbound's codes, 422: the
+# body is well-formed, the outbound policy refuses where it points.
+HookUrlInvalid = _error(
+    422, "hook_url_invalid",
+    "url must be an absolute URL of at most 2,048 characters, without user info or fragment",
+)  # fmt: skip
+HookUrlScheme = _error(422, "hook_url_scheme", "url must be https")
+HookUrlUnresolvable = _error(422, "hook_url_unresolvable", "url's host does not resolve")
+HookUrlForbiddenAddress = _error(
+    422, "hook_url_forbidden_address",
+    "url's host resolves to a private, loopback, link-local or otherwise non-public address",
+)  # fmt: skip
+HOOK_URL_ERRORS: dict[str, type[ArtemisError]] = {
+    e.code: e for e in (HookUrlInvalid, HookUrlScheme, HookUrlUnresolvable, HookUrlForbiddenAddress)
+}
+InvalidHookEvents = _error(
+    400, "invalid_hook_events",
+    "events must list one or more of deploy.finalized, alias.moved, deploy.deleted, "
+    "deploy.restored, site.deleted",
+)  # fmt: skip
+HookLimit = _error(409, "hook_limit", "the site holds as many webhooks as it may")
+HookNotFound = _error(404, "hook_not_found", "the site has no such webhook")
+DeliveryNotFound = _error(404, "delivery_not_found", "the webhook has no such delivery")
+
 # --- the repo-request queue -----------------------------------------------------------------
 InvalidName = _error(400, "invalid_name", "name must match ^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$")
 InvalidVisibility = _error(400, "invalid_visibility", "visibility must be public or private")

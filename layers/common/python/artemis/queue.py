@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from artemis.db.hooks import GITHUB_DEPLOYMENT, HOOK_DELIVERY
 from artemis.db.outbox import REPO_APPROVED, SITE_CHANGED, OutboxMessage
 from artemis.deadlines import Deadline
 from artemis.keys import Dirname
@@ -41,8 +42,13 @@ if TYPE_CHECKING:
     from artemis.config import JobSettings
     from artemis.runtime import Runtime
 
-TOPICS = frozenset({SITE_CHANGED, REPO_APPROVED})
+TOPICS = frozenset({SITE_CHANGED, REPO_APPROVED, HOOK_DELIVERY, GITHUB_DEPLOYMENT})
+# Topics published to the notifications queue rather than the site-events queue: a webhook
+# that is slow or down must never hold back a site's GC, which shares no queue with it.
+NOTIFICATION_TOPICS = frozenset({HOOK_DELIVERY, GITHUB_DEPLOYMENT})
 _REQUEST_ID = re.compile(r"req_[0-9a-f]{20}")
+_HOOK_ID = re.compile(r"hk_[0-9a-f]{20}")
+_DELIVERY_ID = re.compile(r"dlv_[0-9a-f]{20}")
 SEND_BATCH_MAX = 10  # SendMessageBatch / DeleteMessageBatch entry limit
 MAX_VISIBILITY_SECONDS = 43_200  # SQS's ceiling (12 h)
 # MessageGroupId: 1-128 characters, alphanumeric and punctuation (no spaces, ASCII only).
@@ -121,9 +127,15 @@ class SiteEvent:
 
 def group_id(topic: str, payload: Mapping[str, Any]) -> str:
     """The FIFO message group of an event (one run at a time per group): the site's dirname
-    for `site.changed`, `repo-request.<id>` for `repo.approved`. Call after the checks."""
+    for `site.changed`, `repo-request.<id>` for `repo.approved`, `hook.<id>` for a webhook's
+    deliveries (in order per webhook, and one webhook's retries hold back no other).
+    Call after the checks."""
     if topic == REPO_APPROVED:
         return f"repo-request.{payload['request']}"
+    if topic == HOOK_DELIVERY:
+        return f"hook.{payload['subscription']}"
+    if topic == GITHUB_DEPLOYMENT:  # in order per site: an alias's statuses follow its moves
+        return f"github.{payload['site']}"
     return str(payload["site"])
 
 
@@ -134,6 +146,19 @@ def payload_problem(topic: str, payload: Mapping[str, Any]) -> str | None:
         if not isinstance(request, str) or not _REQUEST_ID.fullmatch(request):
             return "payload has no repo request id"
         return None
+    if topic == HOOK_DELIVERY:
+        subscription, delivery = payload.get("subscription"), payload.get("delivery")
+        if not isinstance(subscription, str) or not _HOOK_ID.fullmatch(subscription):
+            return "payload has no webhook id"
+        if not isinstance(delivery, str) or not _DELIVERY_ID.fullmatch(delivery):
+            return "payload has no delivery id"
+    if topic == GITHUB_DEPLOYMENT:
+        if not isinstance(payload.get("alias"), str) or not payload["alias"]:
+            return "payload has no alias"
+        problem = site_problem(payload)
+        if problem is None and len(str(payload["site"])) > 120:
+            return "site is too long for a github.<site> message group"
+        return problem
     return site_problem(payload)
 
 
@@ -206,35 +231,50 @@ class SqsPublisher:
     """
 
     def __init__(
-        self, client: SQSClient, queue_url: str, *, batch_budget_seconds: float = 120.0
-    ) -> None:
+        self, client: SQSClient, queue_url: str, *, batch_budget_seconds: float = 120.0,
+        routes: Mapping[str, str | None] | None = None,
+    ) -> None:  # fmt: skip
         self.client = client
         self.queue_url = queue_url
         self.batch_budget_seconds = batch_budget_seconds
+        # topic -> its own queue (NOTIFICATION_TOPICS); a topic routed to None has no queue
+        # here, so its rows are row faults: kept in the outbox, never dropped.
+        self.routes: Mapping[str, str | None] = routes or {}
+
+    def destination(self, topic: str) -> str | None:
+        return self.routes.get(topic, self.queue_url)
 
     def publish(self, messages: Sequence[OutboxMessage]) -> PublishOutcome:
         outcome = PublishOutcome()
         budget = Deadline.after(self.batch_budget_seconds)
         chunk: list[OutboxMessage] = []
+        queue_url = ""
         for message in sorted(messages, key=lambda m: m.id):
             reason = reject_reason(message)
-            if reason is not None:
+            destination = self.destination(message.topic) if reason is None else None
+            if reason is None and destination is None:
+                reason = f"outbox {message.id}: no queue is configured for {message.topic!r}"
+            if reason is not None or destination is None:
                 logger.error(
                     "relay.publish_rejected", extra={"outbox_id": message.id, "error": reason}
                 )
-                outcome.fail([message.id], reason)
+                outcome.fail([message.id], str(reason))
                 continue
-            chunk.append(message)
-            if len(chunk) == SEND_BATCH_MAX:
-                self._send(chunk, outcome, budget)
+            # One SendMessageBatch goes to one queue: a change of queue sends the chunk.
+            if chunk and (len(chunk) == SEND_BATCH_MAX or destination != queue_url):
+                self._send(queue_url, chunk, outcome, budget)
                 chunk = []
                 if outcome.stopped:
                     return outcome
+            queue_url = destination
+            chunk.append(message)
         if chunk:
-            self._send(chunk, outcome, budget)
+            self._send(queue_url, chunk, outcome, budget)
         return outcome
 
-    def _send(self, chunk: list[OutboxMessage], outcome: PublishOutcome, budget: Deadline) -> None:
+    def _send(
+        self, queue_url: str, chunk: list[OutboxMessage], outcome: PublishOutcome, budget: Deadline
+    ) -> None:
         if budget.expired():
             outcome.fail([], "publish batch budget spent", stop=True)
             return
@@ -248,7 +288,7 @@ class SqsPublisher:
             for m in chunk
         ]
         try:
-            reply = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+            reply = self.client.send_message_batch(QueueUrl=queue_url, Entries=entries)
         except (ClientError, BotoCoreError) as err:
             outcome.fail([m.id for m in chunk], f"SendMessageBatch failed: {err}", stop=True)
             return
@@ -324,10 +364,13 @@ class SiteEventsQueue:
     client: SQSClient
     url: str | None
     dlq_url: str | None
+    notifications_url: str | None = None  # where the relay sends webhook deliveries
 
     @classmethod
     def of(cls, rt: Runtime[JobSettings]) -> SiteEventsQueue:
-        return cls(rt.sqs, rt.settings.site_events_queue_url, rt.settings.site_events_dlq_url)
+        s = rt.settings
+        return cls(rt.sqs, s.site_events_queue_url, s.site_events_dlq_url,
+                   s.notifications_queue_url)  # fmt: skip
 
     def require_url(self) -> str:
         if not self.url:
@@ -335,7 +378,9 @@ class SiteEventsQueue:
         return self.url
 
     def publisher(self) -> SqsPublisher:
-        return SqsPublisher(self.client, self.require_url())
+        """Site events to this queue; webhook deliveries to the notifications queue."""
+        routes = {topic: self.notifications_url for topic in NOTIFICATION_TOPICS}
+        return SqsPublisher(self.client, self.require_url(), routes=routes)
 
     def change_visibility(self, receipt_handle: str, seconds: int) -> None:
         change_visibility(self.client, self.require_url(), receipt_handle, seconds)

@@ -219,6 +219,46 @@ class TrustRule(_Shape):
     createdBy: str = Field(description="who added the rule")
 
 
+class Hook(_Shape):
+    id: str = Field(description="the webhook's id, `hk_` + 20 lower-case hex characters")
+    site: str = Field(description="the site's registry slug")
+    url: str = Field(description="where deliveries are POSTed")
+    events: list[str] = Field(description="the event types delivered")
+    createdAt: str = Field(description="RFC 3339, full precision")
+    createdBy: str = Field(description="who added the webhook")
+
+
+class HookCreated(Hook):
+    secret: str = Field(
+        description="the signing secret (`X-Artemis-Signature`): answered here once, never again"
+    )
+
+
+class HookAttempt(_Shape):
+    attempt: int = Field(description="1 for the first attempt")
+    at: str = Field(description="when it was made, RFC 3339")
+    status: int | _Omitted = _omitted("the receiver's HTTP status (omitted: no answer)")
+    error: str | _Omitted = _omitted("why it failed: a status, timeout, connect_failed, ...")
+    durationMs: int = Field(description="how long the attempt took")
+
+
+class HookDelivery(_Shape):
+    id: str = Field(description="`X-Artemis-Delivery`: the same on every attempt")
+    eventId: str = Field(description="the event's id (the body's `id`)")
+    event: str = Field(description="the event type")
+    createdAt: str = Field(description="when the event happened, RFC 3339")
+    state: str = Field(description="`pending` (being retried), `delivered` or `failed`")
+    attempts: int = Field(description="attempts made so far")
+    finishedAt: str | _Omitted = _omitted("when it was delivered or given up")
+    lastError: str | _Omitted = _omitted("the last attempt's failure")
+    log: list[HookAttempt] = Field(description="every attempt, oldest first")
+
+
+class HookQueued(_Shape):
+    deliveryId: str = Field(description="the delivery queued")
+    status: str = Field(description="`queued`")
+
+
 class SitePurged(_Shape):
     slug: str = Field(description="the purged site")
     status: Literal["purged"] = Field(description="offline, moved to trash and deregistered")
@@ -303,6 +343,6 @@ class ErrorEnvelope(BaseModel):
 RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
     Health, Readiness, Whoami, InitResponse, UploadResponse, BundleResponse, PresignResponse,
     FinalizeResponse, DeployRow, AliasResponse, AliasMove, DeployDeleted, DeployRestored,
-    TrashEntry, SiteRow, TrustRule, SitePurged, AuditRow, RepoRow, RepoApproval, RepoTemplates,
-    ErrorEnvelope,
+    TrashEntry, SiteRow, TrustRule, Hook, HookCreated, HookDelivery, HookQueued, SitePurged,
+    AuditRow, RepoRow, RepoApproval, RepoTemplates, ErrorEnvelope,
 )  # fmt: skip

@@ -25,6 +25,7 @@ from artemis import (
     deploy_metadata,
     deploy_mode,
     errors,
+    hook_events,
     request_headers,
     site_names,
     trust_rules,
@@ -193,7 +194,7 @@ _ALWAYS = ("internal_error",)
 REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     bodies.InitBody, bodies.UploadsBody, bodies.FinalizeBody, bodies.PromoteBody,
     bodies.RollbackBody, bodies.RegisterBody, bodies.TeamsBody, bodies.RepoCreateBody,
-    bodies.RejectBody, bodies.DigestsBody, bodies.TrustRuleBody,
+    bodies.RejectBody, bodies.DigestsBody, bodies.TrustRuleBody, bodies.HookBody,
 )  # fmt: skip
 
 # What the parser's models cannot say: field meanings and the fields the route itself requires
@@ -257,6 +258,10 @@ BODY_NOTES: dict[str, dict[str, str]] = {
         "teams": f"GH_ORG team slugs, each `{TEAM_PATTERN}`; absent/empty: [REGISTRY_AUTHZ_TEAM]",
     },
     "TeamsBody": {"teams": f"the new team list: at least one, each `{TEAM_PATTERN}`"},
+    "HookBody": {
+        "url": "where deliveries are POSTed: `https`, a host resolving to public addresses",
+        "events": "the event types to deliver, one or more",
+    },
     "TrustRuleBody": {
         "repository": "the GitHub repository, `owner/name` by GitHub's rules",
         "repositoryId": "GitHub's numeric id of that repository (required with the name, so a "
@@ -364,6 +369,11 @@ BODY_SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
             ]},
         },
     },
+    "HookBody": {
+        "url": {"type": "string", "minLength": 1, "maxLength": hook_events.MAX_URL_CHARS},
+        "events": {"type": "array", "minItems": 1,
+                   "items": {"enum": list(hook_events.EVENT_TYPES)}},
+    },
     "RepoCreateBody": {
         "name": {"type": "string", "pattern": REPO_NAME_PATTERN},
         "visibility": {"type": "string", "enum": ["", "public", "private"]},
@@ -394,6 +404,7 @@ ROUTE_REQUIRED: dict[str, tuple[str, ...]] = {
     "RegisterBody": ("slug",),
     "TeamsBody": ("teams",),
     "TrustRuleBody": ("repository", "repositoryId", "workflow", "aliases"),
+    "HookBody": ("url", "events"),
     "RepoCreateBody": ("name",),
 }
 
@@ -1255,6 +1266,100 @@ TRUST_REMOVE = Doc(
          "trust_rule_not_found"),
 )  # fmt: skip
 
+_HOOK_EXAMPLE: dict[str, Any] = {
+    "id": "hk_0123456789abcdef0123", "site": "www", "url": "https://ci.example.org/artemis",
+    "events": ["deploy.finalized", "alias.moved"], "createdAt": "2026-04-20T14:15:22.123456Z",
+    "createdBy": "octocat",
+}  # fmt: skip
+_HOOK_GATE = ("invalid_slug", *_TEAM_GATE, *_SITE_GATE)
+_HOOK_URL_CODES = ("hook_url_invalid", "hook_url_scheme", "hook_url_unresolvable",
+                   "hook_url_forbidden_address")  # fmt: skip
+_HOOK_GATE_NOTE = (
+    "For the site's teams (the per-site gate) and the registry team (`REGISTRY_AUTHZ_TEAM`). "
+    f"The slug must match `{SLUG_PATTERN}` (`400 invalid_slug`); an unregistered one is "
+    "`404 not_found` for the registry team, `403 site_unauthorized` for others. "
+)
+
+HOOK_LIST = Doc(
+        "hookList", "Webhooks", "List a site's webhooks",
+        _HOOK_GATE_NOTE + "Oldest first. The signing secret is never shown again after the "
+        "add.",
+        "github", "the site's teams or the registry team", 200, "Hook", [_HOOK_EXAMPLE],
+        (*_BEARER, *_HOOK_GATE, "not_found", "registry_read_failed"), many=True,
+)  # fmt: skip
+
+HOOK_ADD = Doc(
+        "hookAdd", "Webhooks", "Add a webhook to a site",
+        _HOOK_GATE_NOTE + "Events are delivered as signed POSTs to `url`, at least once, in "
+        "order per webhook, retried with exponential backoff for `HOOK_RETRY_WINDOW` (24 h), "
+        "then recorded as failed. `events` lists any of `deploy.finalized`, `alias.moved`, "
+        "`deploy.deleted`, `deploy.restored`, `site.deleted` (`400 invalid_hook_events`). "
+        "`url` must be an absolute URL without user info or fragment (`422 hook_url_invalid`), "
+        "`https` (`422 hook_url_scheme`; plain `http` to a loopback address only where "
+        "`HOOK_ALLOW_LOOPBACK_HTTP` is set), and its host must resolve (`422 "
+        "hook_url_unresolvable`) to public addresses only: private, loopback, link-local, "
+        "cloud-metadata and other non-public ranges, IPv4 and IPv6 (IPv4-mapped included), "
+        "are `422 hook_url_forbidden_address`; the notifier checks again at every attempt. "
+        f"At most {hook_events.MAX_HOOKS_PER_SITE} per site (`409 hook_limit`). The answer "
+        "carries `secret`, the signing key of `X-Artemis-Signature`, this once. Writes a "
+        "`site.hook.add` audit row (without the secret).",
+        "github", "the site's teams or the registry team", 201, "HookCreated",
+        {**_HOOK_EXAMPLE, "secret": "whsec_…"},
+        (*_BEARER, *_HOOK_GATE, *_BODY, "invalid_hook_events", *_HOOK_URL_CODES, "not_found",
+         "hook_limit", "registry_write_failed"),
+        body=bodies.HookBody, body_limit=bodies.SMALL_LIMIT,
+        links=(("remove", "hookRemove", "hook_id", "id"), ("ping", "hookPing", "hook_id", "id"),
+               ("deliveries", "hookDeliveries", "hook_id", "id")),
+)  # fmt: skip
+
+HOOK_REMOVE = Doc(
+        "hookRemove", "Webhooks", "Remove a webhook",
+        _HOOK_GATE_NOTE + "Removes the webhook and answers it; its pending deliveries are "
+        "dropped, its delivery log goes with it. `404 hook_not_found` for an id the site does "
+        "not hold (any id not `^hk_[0-9a-f]{20}$` included). Writes a `site.hook.remove` "
+        "audit row.",
+        "github", "the site's teams or the registry team", 200, "Hook", _HOOK_EXAMPLE,
+        (*_BEARER, *_HOOK_GATE, "not_found", "hook_not_found", "registry_write_failed"),
+)  # fmt: skip
+
+HOOK_PING = Doc(
+        "hookPing", "Webhooks", "Send a test event",
+        _HOOK_GATE_NOTE + "Queues a `ping` event (`data`: `hookId`, `actor`) for this webhook "
+        "alone, through the same durable, signed delivery; the delivery log shows how it went. "
+        "Writes a `site.hook.ping` audit row.",
+        "github", "the site's teams or the registry team", 202, "HookQueued",
+        {"deliveryId": "dlv_0123456789abcdef0123", "status": "queued"},
+        (*_BEARER, *_HOOK_GATE, "not_found", "hook_not_found", "registry_write_failed"),
+)  # fmt: skip
+
+HOOK_DELIVERIES = Doc(
+        "hookDeliveries", "Webhooks", "A webhook's recent deliveries",
+        _HOOK_GATE_NOTE + "The latest 50 deliveries, newest first, each with every attempt: "
+        "when, the receiver's status or the error, and how long it took.",
+        "github", "the site's teams or the registry team", 200, "HookDelivery",
+        [{"id": "dlv_0123456789abcdef0123", "eventId": "evt_0123456789abcdef0123",
+          "event": "deploy.finalized", "createdAt": "2026-04-20T14:15:22.123456Z",
+          "state": "delivered", "attempts": 2, "finishedAt": "2026-04-20T14:15:33.5Z",
+          "log": [{"attempt": 1, "at": "2026-04-20T14:15:22.9Z", "status": 500,
+                   "error": "status 500", "durationMs": 41},
+                  {"attempt": 2, "at": "2026-04-20T14:15:33.5Z", "status": 200,
+                   "durationMs": 38}]}],
+        (*_BEARER, *_HOOK_GATE, "not_found", "hook_not_found", "registry_read_failed"),
+        many=True,
+)  # fmt: skip
+
+HOOK_REDELIVER = Doc(
+        "hookRedeliver", "Webhooks", "Deliver again",
+        _HOOK_GATE_NOTE + "Sends a delivery again, with the same `X-Artemis-Delivery` id and "
+        "the same body (a receiver that has it can drop it), as a new round of attempts. "
+        "`404 delivery_not_found` for a delivery the webhook does not hold. Writes a "
+        "`site.hook.redeliver` audit row.",
+        "github", "the site's teams or the registry team", 202, "HookQueued",
+        {"deliveryId": "dlv_0123456789abcdef0123", "status": "queued"},
+        (*_BEARER, *_HOOK_GATE, "not_found", "hook_not_found", "delivery_not_found",
+         "registry_write_failed"),
+)  # fmt: skip
+
 REPO_CREATE = Doc(
         "repoCreate", "Repos", "Request a repository", REPO_CREATE_DESCRIPTION,
         "github", "repo create (`REPO_CREATE_AUTHZ_TEAM` in `GH_REPO_ORG`)", 201, "RepoRow",
@@ -1370,6 +1475,16 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "site": {
         "description": "the site's registry slug, taken as given (the per-site gate decides)",
         "schema": {"type": "string"},
+    },
+    "hook_id": {
+        "description": "the webhook's id, `hk_` + 20 lower-case hex characters (any other "
+        "value is `404 hook_not_found`)",
+        "schema": {"type": "string", "pattern": _ecma(hook_events.HOOK_ID_RE)},
+    },
+    "delivery_id": {
+        "description": "the delivery's id, `dlv_` + 20 lower-case hex characters (any other "
+        "value is `404 delivery_not_found`)",
+        "schema": {"type": "string", "pattern": _ecma(hook_events.DELIVERY_ID_RE)},
     },
     "rule_id": {
         "description": "the trust rule's id, `tr_` + 20 lower-case hex characters (any other "
@@ -1533,6 +1648,7 @@ TAGS: tuple[tuple[str, str], ...] = (
     ("Aliases", "Read, promote and roll back the production and preview aliases."),
     ("Deletion", "Deploy delete, restore and the trash listing."),
     ("Registry", "Sites and the teams that manage them."),
+    ("Webhooks", "Signed deliveries of a site's events to URLs its teams choose."),
     ("Repos", "Self-service repository requests, created through a GitHub App (feature-gated)."),
     ("Audit", "The append-only audit log."),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from psycopg import Connection
 from psycopg.rows import class_row
@@ -32,18 +32,33 @@ _COLUMNS = "site, id, mtime, bytes, has_marker, state, alias_released_at"
 
 def begin(
     conn: Connection, site: Dirname, deploy_id: str, at: datetime,
-    meta: DeployMetadata | None = None,
+    meta: DeployMetadata | None = None, sha: str | None = None,
 ) -> bool:  # fmt: skip
-    """Record a pending deploy at init, with its metadata; an existing row (even active) is
-    left untouched."""
+    """Record a pending deploy at init, with its metadata and commit; an existing row (even
+    active) is left untouched."""
     meta = meta or DeployMetadata()
     cur = conn.execute(
         "INSERT INTO deploys (site, id, mtime, created_at, state, branch, message, pr, repo,"
-        " ci_url) VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s)"
+        " ci_url, sha) VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (site, id) DO NOTHING",
-        [site, deploy_id, at, at, meta.branch, meta.message, meta.pr, meta.repo, meta.ci_url],
-    )
+        [site, deploy_id, at, at, meta.branch, meta.message, meta.pr, meta.repo, meta.ci_url,
+         sha],
+    )  # fmt: skip
     return cur.rowcount == 1
+
+
+def context(conn: Connection, site: Dirname, deploy_id: str) -> dict[str, Any]:
+    """What a deploy's events say of it: its commit, recorded context and size, under the
+    API's names, the unknown ones left out."""
+    row = conn.execute(
+        "SELECT sha, branch, message, pr, repo, ci_url, files, bytes FROM deploys"
+        " WHERE site = %s AND id = %s",
+        [site, deploy_id],
+    ).fetchone()
+    if row is None:
+        return {}
+    names = ("sha", "branch", "message", "pr", "repo", "ciUrl", "files", "bytes")
+    return {name: value for name, value in zip(names, row, strict=True) if value is not None}
 
 
 def upsert_finalized(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,11 +57,31 @@ class Backlog:
     oldest_age_seconds: float
 
 
+# The ids `enqueue` wrote under `collecting()`: the API sends them itself once its request is
+# done (the fast path), instead of leaving them for the relay's next tick.
+_written: ContextVar[list[int] | None] = ContextVar("artemis_outbox_written", default=None)
+
+
+@contextmanager
+def collecting() -> Iterator[list[int]]:
+    """Within this block every enqueued id is appended to the yielded list (a row of a
+    transaction that rolled back too: claiming it later finds nothing)."""
+    ids: list[int] = []
+    token = _written.set(ids)
+    try:
+        yield ids
+    finally:
+        _written.reset(token)
+
+
 def enqueue(conn: Connection, topic: str, payload: dict[str, Any]) -> int:
     row = conn.execute(
         "INSERT INTO outbox (topic, payload) VALUES (%s, %s) RETURNING id", [topic, Jsonb(payload)]
     ).fetchone()
     assert row is not None
+    written = _written.get()
+    if written is not None:
+        written.append(int(row[0]))
     return int(row[0])
 
 
@@ -103,6 +124,28 @@ def claim_stamped(
     later than the commit of every row the statement could see, so a gc-site run that starts
     after this stamp sees every change the claimed events announce)."""
     rows = conn.execute(CLAIM_SQL, [ttl_seconds, limit]).fetchall()
+    messages = sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
+    return messages, max((r[3] for r in rows), default=None)
+
+
+CLAIM_IDS_SQL = (
+    "UPDATE outbox SET claimed_at = now(),"
+    " claim_expires_at = now() + make_interval(secs => %s)"
+    " WHERE id IN (SELECT id FROM outbox WHERE id = ANY(%s) AND published_at IS NULL"
+    "   AND (claim_expires_at IS NULL OR claim_expires_at < now())"
+    "   ORDER BY id FOR UPDATE SKIP LOCKED)"
+    " RETURNING id, topic, payload, clock_timestamp()"
+)
+
+
+def claim_ids_stamped(
+    conn: Connection, ids: list[int], ttl_seconds: float = CLAIM_TTL_SECONDS
+) -> tuple[list[OutboxMessage], datetime | None]:
+    """`claim_stamped` of the given rows only (those still ready: a row the relay holds or
+    has published is skipped): the fast path's claim."""
+    if not ids:
+        return [], None
+    rows = conn.execute(CLAIM_IDS_SQL, [ttl_seconds, ids]).fetchall()
     messages = sorted((OutboxMessage(int(r[0]), r[1], r[2]) for r in rows), key=lambda m: m.id)
     return messages, max((r[3] for r in rows), default=None)
 

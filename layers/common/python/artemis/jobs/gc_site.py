@@ -31,11 +31,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from artemis import retention
-from artemis.config import JobSettings
+from artemis import hook_events, retention
+from artemis.config import JobSettings, RepoSettings
 from artemis.db import aliases as aliases_db
 from artemis.db import content as content_db
 from artemis.db import deploys as deploys_db
+from artemis.db import hooks as hooks_db
 from artemis.db import outbox as outbox_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.lock import SiteLockSession
@@ -374,6 +375,15 @@ def _expire(
             )
             if removed:
                 outbox_db.enqueue_site_changed(conn, site)
+                layout = rt.settings.key_layout
+                slug = layout.slug_for(site)
+                url = None if slug is None else layout.public_url(slug, preview.name)
+                data = {"deployId": None, "alias": preview.name, "url": url,
+                        "actor": GC_ACTOR, "previousDeployId": preview.deploy_id,
+                        "reason": "expired"}  # fmt: skip
+                github = isinstance(rt.settings, RepoSettings) and rt.settings.repo_feature_enabled
+                hooks_db.announce(conn, layout, site, hook_events.ALIAS_MOVED, data, now,
+                                  github=github)  # fmt: skip
     if not removed:  # cannot happen under the lock; never audit what did not happen
         result.previews_kept.append(preview.name)
         return

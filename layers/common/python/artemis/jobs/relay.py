@@ -265,3 +265,45 @@ def _signals(rt: Runtime[JobSettings], result: RelayResult) -> None:
         return
     emit_metric("outbox.unpublished_count", backlog.unpublished)
     emit_metric("outbox.oldest_unpublished_age_s", backlog.oldest_age_seconds, "Seconds")
+
+
+def publish_now(
+    rt: Runtime[JobSettings], publisher: Publisher, ids: list[int], *, clock: Clock = system_clock
+) -> RelayResult:
+    """The fast path: publish the rows a request just committed, right away, as one relay pass
+    over those rows alone (the same claim, message bodies, FIFO group and deduplication id as
+    the relay's, so a later relay send of a row is dropped by the queue). Never raises: what
+    it could not send stays in the outbox for the relay, the backstop."""
+    result = RelayResult()
+    if not ids:
+        return result
+    started_at = clock()
+    try:
+        with rt.db.session() as pooled, outbox.relay_session(pooled) as conn:
+            rows, claimed_at = outbox.claim_ids_stamped(conn, ids)
+            batch = [ClaimedMessage(m.id, m.topic, m.payload, claimed_at) for m in rows]
+            if not batch:
+                return result
+            result.passes, result.claimed = 1, len(batch)
+            outcome = publisher.publish(batch)
+            published = set(outcome.published)
+            result.published, result.failed = len(published), len(outcome.failed)
+            if outcome.error:
+                result.errors.append(outcome.error)
+            outbox.mark_published(conn, sorted(published), started_at)
+            result.released = outbox.release_claims(
+                conn, [m.id for m in batch if m.id not in published]
+            )
+    except Exception as err:  # the relay sends what this left behind
+        logger.exception("relay.fast_path_failed", extra={"ids": len(ids)})
+        result.errors.append(f"{type(err).__name__}: {err}")
+    return result
+
+
+def send_now(rt: Runtime[JobSettings], ids: list[int]) -> RelayResult:
+    """`publish_now` to the configured queues (nothing without a site-events queue)."""
+    if not ids or not rt.settings.site_events_queue_url:
+        return RelayResult()
+    from artemis.queue import SiteEventsQueue
+
+    return publish_now(rt, SiteEventsQueue.of(rt).publisher(), ids)

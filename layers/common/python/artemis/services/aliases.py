@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 from psycopg import Connection
 
-from artemis import alias_names, bodies, deploy_ids
+from artemis import alias_names, bodies, deploy_ids, hook_events
 from artemis.db import aliases as aliases_db
 from artemis.db import deploys as deploys_db
+from artemis.db import hooks as hooks_db
 from artemis.db import outbox
 from artemis.db.lock import site_lock
 from artemis.errors import (
@@ -32,7 +33,7 @@ from artemis.errors import (
     NoPreview,
     PreviewMoved,
 )
-from artemis.keys import AliasName, Dirname, Slug
+from artemis.keys import AliasName, Dirname, KeyLayout, Slug
 from artemis.observability import logger
 from artemis.runtime import Runtime
 from artemis.services import audit
@@ -73,10 +74,12 @@ def _index_write(rt: Runtime, site: Dirname, write: Callable[[Connection], None]
 def record_alias_move(
     rt: Runtime, site: Dirname, name: str, deploy_id: str, at: datetime,
     *, finalized_bytes: int | None = None, finalized_files: int | None = None,
-    by: str | None = None,
+    by: str | None = None, reason: str = "",
 ) -> None:  # fmt: skip
-    """An alias PUT: the alias row (and, at finalize, the deploy's row), and the release stamp
-    on the deploy it left."""
+    """An alias PUT: the alias row (and, at finalize, the deploy's row), the release stamp
+    on the deploy it left, and the webhook event: `deploy.finalized` at finalize (with the
+    deploy's recorded context), else `alias.moved` (`reason`: promote, rollback)."""
+    layout = rt.settings.key_layout
 
     def write(conn: Connection) -> None:
         if finalized_bytes is not None:
@@ -86,20 +89,42 @@ def record_alias_move(
             )  # fmt: skip
         previous = aliases_db.upsert(conn, site, name, deploy_id, at, by)
         deploys_db.stamp_release(conn, site, previous, deploy_id, at)
+        url = _alias_url(layout, site, name)
+        data: dict[str, object] = {"deployId": deploy_id, "alias": name, "url": url, "actor": by,
+                                   "previousDeployId": previous}  # fmt: skip
+        if finalized_bytes is not None:
+            event = hook_events.DEPLOY_FINALIZED
+            data["deploy"] = deploys_db.context(conn, site, deploy_id)
+        else:
+            event = hook_events.ALIAS_MOVED
+            data["reason"] = reason
+        hooks_db.announce(conn, layout, site, event, data, at,
+                          github=rt.settings.repo_feature_enabled)  # fmt: skip
 
     _index_write(rt, site, write)
 
 
 def record_alias_removal(
-    rt: Runtime, site: Dirname, name: str, deploy_id: str, at: datetime
+    rt: Runtime, site: Dirname, name: str, deploy_id: str, at: datetime, *, by: str
 ) -> None:
     """An alias object removed: its row goes, and the deploy it named is stamped released, so
-    retention keeps it while serve caches may still answer from it."""
+    retention keeps it while serve caches may still answer from it; `alias.moved` with no
+    deploy tells the webhooks."""
+    layout = rt.settings.key_layout
 
     def write(conn: Connection) -> None:
         deploys_db.release_alias(conn, site, name, deploy_id, at, only_while_named=False)
+        data = {"deployId": None, "alias": name, "url": _alias_url(layout, site, name),
+                "actor": by, "previousDeployId": deploy_id, "reason": "removed"}  # fmt: skip
+        hooks_db.announce(conn, layout, site, hook_events.ALIAS_MOVED, data, at,
+                          github=rt.settings.repo_feature_enabled)  # fmt: skip
 
     _index_write(rt, site, write)
+
+
+def _alias_url(layout: KeyLayout, site: Dirname, name: str) -> str | None:
+    slug = layout.slug_for(site)
+    return None if slug is None else layout.public_url(slug, name)
 
 
 def parse_named_alias(raw: str) -> str:
@@ -186,7 +211,8 @@ def promote(
                 raise NoPreview()
         _check_deployable(rt, site, target)
         rt.bucket.put_alias(layout.alias_key(site, "production"), target)
-        record_alias_move(rt, site, "production", target, utcnow(), by=caller.login)
+        record_alias_move(rt, site, "production", target, utcnow(), by=caller.login,
+                          reason="promote")  # fmt: skip
     detail = {"preview": preview} if preview else None
     audit.record(rt, ctx, "site.promote", site=slug, deploy_id=target, detail=detail)
     return AliasMove(url=layout.public_url(Slug(slug), "production"), deployId=target)
@@ -211,6 +237,7 @@ def rollback(
         _check_deployable(rt, site, to)
         _check_guard(rt, site, slug, expected, expect_none)
         rt.bucket.put_alias(layout.alias_key(site, "production"), to)
-        record_alias_move(rt, site, "production", to, utcnow(), by=caller.login)
+        record_alias_move(rt, site, "production", to, utcnow(), by=caller.login,
+                          reason="rollback")  # fmt: skip
     audit.record(rt, ctx, "site.rollback", site=slug, deploy_id=to, detail={"to": to})
     return AliasMove(url=layout.public_url(Slug(slug), "production"), deployId=to)

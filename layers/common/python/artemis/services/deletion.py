@@ -16,11 +16,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from artemis import deploy_ids, site_names
+from psycopg import Connection
+
+from artemis import deploy_ids, hook_events, site_names
 from artemis.db import aliases as aliases_db
 from artemis.db import content as content_db
 from artemis.db import deploy_lock
 from artemis.db import deploys as deploys_db
+from artemis.db import hooks as hooks_db
 from artemis.db import sites as sites_db
 from artemis.db import tombstones as tombstones_db
 from artemis.db.content import FileDigest
@@ -87,7 +90,7 @@ def delete_deploy(
             # uploads in flight finish before the tombstone lands, and every later upload,
             # presign or finalize of the deploy finds the tombstone and is refused.
             deploy_lock.hold(lock_conn, site, deploy_id)
-            moved = _delete_locked(rt, slug, site, deploy_id)
+            moved = _delete_locked(rt, slug, site, deploy_id, caller.login)
     except ArtemisError:
         raise
     except Exception as err:  # the lock connection failed after the delete ran
@@ -98,7 +101,7 @@ def delete_deploy(
     return DeployDeleted(site=slug, deployId=deploy_id, status="tombstoned", moved=moved)
 
 
-def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int:
+def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str, actor: str) -> int:
     layout = rt.settings.key_layout
     with site_lock(rt.db.conninfo, site):
         _refuse_alias_objects(rt, slug, site, deploy_id)
@@ -110,10 +113,15 @@ def _delete_locked(rt: Runtime, slug: str, site: Dirname, deploy_id: str) -> int
             size, present = 0, True  # measuring is not a gate; the move below decides
         try:
             with rt.db.transaction() as conn:
-                if not present and tombstones_db.get(conn, site, deploy_id) is None:
+                prior = tombstones_db.get(conn, site, deploy_id)
+                if not present and prior is None:
                     raise DeployNotFound()  # never tombstone a deploy that never existed
                 tombstones_db.tombstone_deploy(conn, site, deploy_id, size)
                 dropped = content_db.drop_deploys(conn, site, [deploy_id])
+                if prior is None:  # a repeated delete resumes the move; it was announced
+                    data = {"deployId": deploy_id, "actor": actor}
+                    hooks_db.announce(conn, layout, site, hook_events.DEPLOY_DELETED, data,
+                                      utcnow())  # fmt: skip
         except ArtemisError:
             raise
         except Exception as err:
@@ -187,6 +195,9 @@ def restore(
                 # its marker vouches for now.
                 content_db.drop_deploys(conn, site, [deploy_id])
                 content_db.record(conn, site, deploy_id, rows)
+                data = {"deployId": deploy_id, "actor": caller.login}
+                hooks_db.announce(conn, layout, site, hook_events.DEPLOY_RESTORED, data,
+                                  utcnow())  # fmt: skip
         except Exception as err:
             raise DependencyError("restore_failed") from err
     audit.record(rt, ctx, "site.deploy.restore", site=slug, deploy_id=deploy_id,
@@ -370,6 +381,7 @@ def delete_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> 
         try:
             with rt.db.transaction() as conn:
                 aliases_db.delete_for_site(conn, site)
+                _announce_site_deleted(rt, conn, site_slug, caller.login, purged=False)
                 sites_db.delete(conn, site_slug)  # its trust rules cascade with it (sql/0013)
         except Exception as err:
             raise DependencyError("registry_write_failed") from err
@@ -394,7 +406,7 @@ def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> S
     site = rt.settings.key_layout.dirname(site_slug)
     try:
         with site_lock(rt.db.conninfo, site):
-            moved = _purge_locked(rt, site_slug, site)
+            moved = _purge_locked(rt, site_slug, site, caller.login)
     except _PurgeFailed as failed:
         audit.record(rt, ctx, "site.purge", site=slug, outcome="failure",
                      detail={"stage": failed.stage, "moved": failed.moved})  # fmt: skip
@@ -404,7 +416,7 @@ def purge_site(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str) -> S
     return SitePurged(slug=slug, status="purged", moved=moved)
 
 
-def _purge_locked(rt: Runtime, slug: Slug, site: Dirname) -> int:
+def _purge_locked(rt: Runtime, slug: Slug, site: Dirname, actor: str) -> int:
     layout = rt.settings.key_layout
     tree = f"{site}/"
     moved = 0
@@ -436,7 +448,20 @@ def _purge_locked(rt: Runtime, slug: Slug, site: Dirname) -> int:
     _mark_moved(rt, site, tombstones_db.SITE_PURGE_ID)
     try:
         with rt.db.transaction() as conn:
+            if sites_db.get(conn, slug) is not None:  # not yet deregistered: announce it
+                _announce_site_deleted(rt, conn, slug, actor, purged=True)
             sites_db.delete(conn, slug)  # an already-absent row counts as success
     except Exception as err:
         raise _PurgeFailed("registry", DependencyError("registry_write_failed"), moved) from err
     return moved
+
+
+def _announce_site_deleted(
+    rt: Runtime, conn: Connection, slug: Slug, actor: str, *, purged: bool
+) -> None:
+    """`site.deleted` to the site's webhooks, which then get nothing more (in the transaction
+    that deregisters the site, before its row goes)."""
+    dirname = rt.settings.key_layout.dirname(slug)
+    data = {"actor": actor, "purged": purged}
+    hooks_db.notify(conn, slug, dirname, hook_events.SITE_DELETED, data, utcnow())
+    hooks_db.retire_site(conn, slug)

@@ -148,7 +148,7 @@ def _unique_deploy_id(
         try:
             with rt.db.transaction() as conn:
                 conn.execute("SET LOCAL statement_timeout = 5000")
-                if deploys_db.begin(conn, site, candidate, now, meta):
+                if deploys_db.begin(conn, site, candidate, now, meta, sha):
                     return candidate
         except Exception:  # the pending row is best effort: init still succeeds
             logger.exception("deploy.init pending row failed", extra={"site": site})

@@ -94,6 +94,6 @@ def remove_preview(
             target = row.deploy_id
         else:
             rt.bucket.delete_object(key)
-        record_alias_removal(rt, site, name, target, utcnow())
+        record_alias_removal(rt, site, name, target, utcnow(), by=caller.login)
     audit.record(rt, ctx, "site.preview.remove", site=slug, deploy_id=target, detail={"name": name})
     return PreviewRemoved(name=name, deployId=target, status="removed")
