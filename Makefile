@@ -135,6 +135,11 @@ bench-content-index: $(VENV)/.installed
 bench-deploy: $(VENV)/.installed
 	$(PY) bench/deploy.py
 
+# Finalize → webhook received over 200 deploys on the local stack (LOCALSTACK_URL: real SQS).
+.PHONY: bench-notify
+bench-notify: $(VENV)/.installed
+	$(PY) bench/notify.py $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))
+
 # The reference's load stages (docs/performance.md); LOCALSTACK_URL adds the real-SQS relay.
 bench-durable: $(VENV)/.installed
 	$(PY) bench/durable.py --workers 16 $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))

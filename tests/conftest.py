@@ -105,7 +105,17 @@ def database_url(migrated_database_url: str) -> str:
     """The session's migrated database, emptied for this test."""
     with psycopg.connect(migrated_database_url, autocommit=True) as conn:
         conn.execute(TRUNCATE)
+        fresh_outbox_ids(conn)
     return migrated_database_url
+
+
+def fresh_outbox_ids(conn: psycopg.Connection) -> None:
+    """Outbox ids are the queues' deduplication ids, and the queues outlive a test: ids a
+    test writes must never have been sent before, as in production, where they never
+    restart (TRUNCATE ... RESTART IDENTITY would start them at 1 again)."""
+    conn.execute(
+        "SELECT setval(pg_get_serial_sequence('outbox', 'id'), %s)", [time.time_ns() // 1000]
+    )
 
 
 @pytest.fixture

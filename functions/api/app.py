@@ -329,8 +329,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # next tick (the relay stays the backstop for any it could not send).
     with outbox.collecting() as written:
         answer = app.handle(event, context)
-    if written:
+    rt = runtime.current()
+    if written and rt.settings.outbox_fast_path:
         from artemis.jobs.relay import send_now  # with SQS's client: not at every cold start
 
-        send_now(runtime.current(), written)
+        send_now(rt, written)
     return answer

@@ -241,6 +241,9 @@ class ScheduleTicks:
             return list(self.dispatched)
 
 
+NOTIFIER_POLLERS = 4
+
+
 @dataclass
 class Workers:
     """Start the relay loop, the site-worker and notifier pollers and the schedules; stop them
@@ -255,7 +258,7 @@ class Workers:
     notifier: bool = True
     relay: _Loop | None = None
     poller: Poller | None = None
-    notifier_poller: Poller | None = None
+    notifier_pollers: list[Poller] = field(default_factory=list)
     scheduler: _Loop | None = None
     ticks: ScheduleTicks | None = None
     ticks_loop: _Loop | None = None
@@ -273,11 +276,15 @@ class Workers:
                     lambda: LocalContext("site_worker", timeout_ms=300_000), name="site-worker",
                 ).start())  # fmt: skip
             if self.notifier and rt.settings.notifications_queue_url:
+                # Several pollers, as Lambda runs several notifier invocations on a FIFO source
+                # with many groups: a batch held up by a slow receiver holds up no other.
                 notifier = load_handler("notifier")
-                self.notifier_poller = self._keep(Poller(
-                    rt.sqs, rt.settings.notifications_queue_url, notifier,
-                    lambda: LocalContext("notifier", timeout_ms=120_000), name="notifier",
-                ).start())  # fmt: skip
+                for n in range(NOTIFIER_POLLERS):
+                    self.notifier_pollers.append(self._keep(Poller(
+                        rt.sqs, rt.settings.notifications_queue_url, notifier,
+                        lambda: LocalContext("notifier", timeout_ms=120_000),
+                        name=f"notifier-{n}",
+                    ).start()))  # fmt: skip
             if self.schedules is not None:
                 self.ticks = ScheduleTicks(rt.sqs, self.schedules)
                 # poll_once long-polls for 1 s; the pause between polls bounds the retries

@@ -48,8 +48,6 @@ def app(api: Api, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApp]:
     fake = FakeApp("4243", "78", public, "freeCodeCamp-Universe")
     fake.grant(REPO)
     api.github.app = fake
-    # Outbox ids restart with every test while the queue lives on (see test_hooks.notify).
-    api.sql("SELECT setval(pg_get_serial_sequence('outbox', 'id'), %s)", [time.time_ns() // 1000])
     try:
         yield fake
     finally:

@@ -76,11 +76,6 @@ def notify(api: Api) -> Notify:
     handler = load_handler("notifier")
     url = api.rt.settings.notifications_queue_url
     assert url
-    # The deduplication id is the outbox id, and every test restarts the outbox's ids while
-    # the queue lives on: ids this test's rows take must never have been sent before (as in
-    # production, where they never restart), or SQS drops the messages as duplicates.
-    api.sql("SELECT setval(pg_get_serial_sequence('outbox', 'id'), %s)",
-            [time.time_ns() // 1000])  # fmt: skip
 
     def run(done: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -464,6 +464,9 @@ class Settings(SiteWorkerSettings):
     # from there) and the audience a token must name to be accepted here.
     gh_oidc_issuer: str = _field("https://token.actions.githubusercontent.com", "GH_OIDC_ISSUER")
     gh_oidc_audience: str = _field("artemis", "GH_OIDC_AUDIENCE")
+    # The fast path: the API sends the outbox rows a request committed before answering. Off,
+    # only the relay sends them (for comparing the two; there is no other reason to turn it off).
+    outbox_fast_path: bool = _field(True, "OUTBOX_FAST_PATH")
     registry_authz_team: str = _field("staff", "REGISTRY_AUTHZ_TEAM")
     jwt_signing_key: str = _field(..., "JWT_SIGNING_KEY", secret=True)
     audit_read_authz_team: str = _field("staff", "AUDIT_READ_AUTHZ_TEAM")
@@ -489,6 +492,11 @@ class Settings(SiteWorkerSettings):
     @classmethod
     def _api_names(cls, v: str) -> str:
         return _not_blank(v)
+
+    @field_validator("outbox_fast_path", mode="before")
+    @classmethod
+    def _fast_path(cls, v: Any) -> Any:
+        return _boolean(v) if isinstance(v, str) else v
 
     @field_validator("gh_oidc_issuer")
     @classmethod

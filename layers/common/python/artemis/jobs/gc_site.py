@@ -381,7 +381,11 @@ def _expire(
                 data = {"deployId": None, "alias": preview.name, "url": url,
                         "actor": GC_ACTOR, "previousDeployId": preview.deploy_id,
                         "reason": "expired"}  # fmt: skip
-                github = isinstance(rt.settings, RepoSettings) and rt.settings.repo_feature_enabled
+                github = (
+                    isinstance(rt.settings, RepoSettings)
+                    and rt.settings.repo_feature_enabled
+                    and bool(rt.settings.notifications_queue_url)
+                )
                 hooks_db.announce(conn, layout, site, hook_events.ALIAS_MOVED, data, now,
                                   github=github)  # fmt: skip
     if not removed:  # cannot happen under the lock; never audit what did not happen

@@ -13,9 +13,10 @@ Each message names one delivery: one event for one webhook, its bytes fixed in P
   webhook), other groups go on. Past the window the delivery is recorded as failed, a copy
   goes to the notifications DLQ with the error, and the record is acknowledged.
 
-The message groups of a batch (one per webhook) run in parallel, each in order, so a slow or
-dead receiver holds back no other webhook, not even one of the same site; the records of a
-group stop at its first failure (Powertools' `SqsFifoPartialProcessor` with
+The message groups of a batch (one per webhook) run in parallel, each in order, and each
+message is deleted as soon as it is done (its group unblocks at once, not when the batch
+returns), so a slow or dead receiver holds back no other webhook, not even one of the same
+site; the records of a group stop at its first failure (Powertools' `SqsFifoPartialProcessor` with
 `skip_group_on_error`), and those skipped are made visible again at once so only the
 backoff blocks the group. A crash after a POST and before its log resends it after the
 visibility timeout (at least once: the delivery id lets a receiver drop the copy).
@@ -142,6 +143,7 @@ class _Batch:
                 raise MalformedEvent(f"the notifier does not take {message.topic!r}")
         except MalformedEvent as err:
             self._dead_letter(raw, str(err), receive_count)
+            self._acknowledge(raw)
             self._count("malformed")
             return "malformed"
         if message.topic == hooks_db.GITHUB_DEPLOYMENT:
@@ -149,8 +151,22 @@ class _Batch:
             outcome = self.github(message.payload, raw, receive_count, sent_ms / 1000.0)
         else:
             outcome = self.attempt(str(message.payload["delivery"]), raw, receive_count)
+        self._acknowledge(raw)
         self._count(outcome)
         return outcome
+
+    def _acknowledge(self, raw: dict[str, Any]) -> None:
+        """Delete a finished message now rather than when the whole batch returns: until it is
+        deleted its group is blocked, so a slow receiver elsewhere in the batch would hold back
+        this webhook's next event. (The event source mapping's own delete of it later is a
+        no-op; if this one fails, that one still happens.)"""
+        url = self.rt.settings.notifications_queue_url
+        if not url:
+            return
+        try:
+            self.rt.sqs.delete_message(QueueUrl=url, ReceiptHandle=raw["receiptHandle"])
+        except Exception:
+            logger.warning("notifier.early_ack_failed", extra={"message_id": raw["messageId"]})
 
     def attempt(self, delivery_id: str, raw: dict[str, Any], receive_count: int) -> str:
         settings = self.rt.settings

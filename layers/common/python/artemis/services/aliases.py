@@ -99,7 +99,7 @@ def record_alias_move(
             event = hook_events.ALIAS_MOVED
             data["reason"] = reason
         hooks_db.announce(conn, layout, site, event, data, at,
-                          github=rt.settings.repo_feature_enabled)  # fmt: skip
+                          github=_tells_github(rt))  # fmt: skip
 
     _index_write(rt, site, write)
 
@@ -117,9 +117,15 @@ def record_alias_removal(
         data = {"deployId": None, "alias": name, "url": _alias_url(layout, site, name),
                 "actor": by, "previousDeployId": deploy_id, "reason": "removed"}  # fmt: skip
         hooks_db.announce(conn, layout, site, hook_events.ALIAS_MOVED, data, at,
-                          github=rt.settings.repo_feature_enabled)  # fmt: skip
+                          github=_tells_github(rt))  # fmt: skip
 
     _index_write(rt, site, write)
+
+
+def _tells_github(rt: Runtime) -> bool:
+    """GitHub's deployments are kept when the App is configured and there is a notifications
+    queue to carry them."""
+    return rt.settings.repo_feature_enabled and bool(rt.settings.notifications_queue_url)
 
 
 def _alias_url(layout: KeyLayout, site: Dirname, name: str) -> str | None:

@@ -10,6 +10,8 @@ once, by the add; nothing shows it again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from psycopg import Connection
@@ -67,6 +69,24 @@ def _registered(conn: Connection, slug: Slug) -> None:
         raise NotFound(f"site {slug!r} is not registered")
 
 
+@contextmanager
+def _site_transaction(
+    rt: Runtime, site: Slug, failure: str, hook_id: str | None = None
+) -> Iterator[Connection]:
+    """A transaction on a registered site (`404 not_found` otherwise) and, given `hook_id`, a
+    live webhook of it (`404 hook_not_found`); any other failure is `failure` (502)."""
+    try:
+        with rt.db.transaction() as conn:
+            _registered(conn, site)
+            if hook_id is not None and hooks_db.get(conn, site, hook_id) is None:
+                raise HookNotFound()
+            yield conn
+    except (NotFound, HookNotFound):
+        raise
+    except Exception as err:
+        raise DependencyError(failure) from err
+
+
 def check_url(rt: Runtime, url: str) -> str:
     try:
         outbound.check_url(url, allow_loopback_http=rt.settings.hook_allow_loopback_http)
@@ -77,14 +97,8 @@ def check_url(rt: Runtime, url: str) -> str:
 
 def list_hooks(rt: Runtime, caller: Caller, slug: str) -> list[Hook]:
     site = _gate(rt, caller, slug)
-    try:
-        with rt.db.transaction() as conn:
-            _registered(conn, site)
-            rows = hooks_db.for_site(conn, site)
-    except NotFound:
-        raise
-    except Exception as err:
-        raise DependencyError("registry_read_failed") from err
+    with _site_transaction(rt, site, "registry_read_failed") as conn:
+        rows = hooks_db.for_site(conn, site)
     return [hook_json(row) for row in rows]
 
 
@@ -128,14 +142,8 @@ def _hook_id(hook_id: str) -> str:
 def remove_hook(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, hook_id: str) -> Hook:
     site = _gate(rt, caller, slug)
     _hook_id(hook_id)
-    try:
-        with rt.db.transaction() as conn:
-            _registered(conn, site)
-            row = hooks_db.delete(conn, site, hook_id)
-    except NotFound:
-        raise
-    except Exception as err:
-        raise DependencyError("registry_write_failed") from err
+    with _site_transaction(rt, site, "registry_write_failed") as conn:
+        row = hooks_db.delete(conn, site, hook_id)
     if row is None:
         raise HookNotFound()
     answer = hook_json(row)
@@ -151,18 +159,10 @@ def ping(rt: Runtime, ctx: RequestContext, caller: Caller, slug: str, hook_id: s
     site = _gate(rt, caller, slug)
     _hook_id(hook_id)
     dirname = rt.settings.key_layout.dirname(site)
-    try:
-        with rt.db.transaction() as conn:
-            _registered(conn, site)
-            if hooks_db.get(conn, site, hook_id) is None:
-                raise HookNotFound()
-            data = {"hookId": hook_id, "actor": caller.login}
-            [delivery] = hooks_db.notify(conn, site, dirname, hook_events.PING, data, utcnow(),
-                                         only=hook_id)  # fmt: skip
-    except (NotFound, HookNotFound):
-        raise
-    except Exception as err:
-        raise DependencyError("registry_write_failed") from err
+    with _site_transaction(rt, site, "registry_write_failed", hook_id) as conn:
+        data = {"hookId": hook_id, "actor": caller.login}
+        [delivery] = hooks_db.notify(conn, site, dirname, hook_events.PING, data, utcnow(),
+                                     only=hook_id)  # fmt: skip
     audit.record(rt, ctx, "site.hook.ping", site=site,
                  detail={"id": hook_id, "delivery": delivery})  # fmt: skip
     return HookQueued(deliveryId=delivery, status="queued")
@@ -172,16 +172,8 @@ def deliveries(rt: Runtime, caller: Caller, slug: str, hook_id: str) -> list[Hoo
     """The subscription's latest deliveries, newest first, each with its attempts."""
     site = _gate(rt, caller, slug)
     _hook_id(hook_id)
-    try:
-        with rt.db.transaction() as conn:
-            _registered(conn, site)
-            if hooks_db.get(conn, site, hook_id) is None:
-                raise HookNotFound()
-            rows = hooks_db.recent(conn, hook_id, DELIVERY_LOG_LIMIT)
-    except (NotFound, HookNotFound):
-        raise
-    except Exception as err:
-        raise DependencyError("registry_read_failed") from err
+    with _site_transaction(rt, site, "registry_read_failed", hook_id) as conn:
+        rows = hooks_db.recent(conn, hook_id, DELIVERY_LOG_LIMIT)
     return [_delivery_json(row) for row in rows]
 
 
@@ -221,16 +213,8 @@ def redeliver(
     if not hook_events.is_delivery_id(delivery_id):
         raise DeliveryNotFound()
     dirname = rt.settings.key_layout.dirname(site)
-    try:
-        with rt.db.transaction() as conn:
-            _registered(conn, site)
-            if hooks_db.get(conn, site, hook_id) is None:
-                raise HookNotFound()
-            found = hooks_db.redeliver(conn, site, dirname, hook_id, delivery_id)
-    except (NotFound, HookNotFound):
-        raise
-    except Exception as err:
-        raise DependencyError("registry_write_failed") from err
+    with _site_transaction(rt, site, "registry_write_failed", hook_id) as conn:
+        found = hooks_db.redeliver(conn, site, dirname, hook_id, delivery_id)
     if not found:
         raise DeliveryNotFound()
     audit.record(rt, ctx, "site.hook.redeliver", site=site,
