@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 
+from artemis.github_app import GitHubApp, load_private_key
 from tests.conftest import REPO_ROOT, free_port
+from tests.integration.hook_receiver import receiving
 
 ADMIN = REPO_ROOT / ".venv" / "bin" / "artemis-admin"
+ORG = "freeCodeCamp-Universe"  # make run's GH_REPO_ORG, where the dev App is installed
 
 
 def get(url: str) -> tuple[int, dict[str, object]]:
@@ -75,6 +78,7 @@ def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir
         assert created["status"] == "pending"
         approved = send(base + f"/api/repo/{created['id']}/approve", {}, staff)
         assert approved["outcome"] == "ok" and approved["request"]["status"] == "active"
+        deploy_is_announced(base, port, state_dir)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -94,6 +98,55 @@ def test_run_comes_up_on_embedded_defaults_and_sigint_stops_everything(state_dir
     assert processes_mentioning(str(state_dir)) == []  # no postgres, no server left behind
     with pytest.raises(urllib.error.URLError):
         get(base + "/healthz")
+
+
+def deploy_is_announced(base: str, port: int, state_dir: Path) -> None:
+    """`make run`'s workers deliver a finalize to a webhook within seconds, and the fake
+    GitHub shows the deploy as a deployment of its repository with the site's URL (the dev
+    App is installed on the org that holds the repository approved above)."""
+    staff = {"Authorization": "Bearer local-staff-token", "Content-Type": "application/json"}
+    send(base + "/api/site/register", {"slug": "hello"}, staff)
+    with receiving() as receiver:
+        send(base + "/api/site/hello/hooks",
+             {"url": receiver.url, "events": ["deploy.finalized"]}, staff)  # fmt: skip
+        sha = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678"
+        session = send(base + "/api/deploy/init",
+                       {"site": "hello", "sha": sha, "repo": f"{ORG}/hello-world"}, staff)  # fmt: skip
+        jwt = {"Authorization": f"Bearer {session['jwt']}"}
+        prefix = f"{base}/api/deploy/{session['deployId']}"
+        call("PUT", f"{prefix}/upload?path=index.html", b"<h1>hello</h1>",
+             {**jwt, "Content-Type": "text/html"})  # fmt: skip
+        call("POST", f"{prefix}/finalize",
+             json.dumps({"mode": "production", "files": ["index.html"]}).encode(),
+             {**jwt, "Content-Type": "application/json"})  # fmt: skip
+        [got] = receiver.wait_for(1, timeout=10)
+    event = json.loads(got.body)
+    assert (event["type"], event["data"]["deployId"]) == ("deploy.finalized", session["deployId"])
+    log = (state_dir / "run.log").read_text()
+    found = re.search(r"GitHub at (http://127\.0\.0\.1:\d+)", log)
+    assert found, log
+    github = found.group(1)
+    key = load_private_key((state_dir / "github-app-key.pem").read_text())
+    token = GitHubApp(github, "1", "1", key, ORG).installation_token()
+    auth = {"Authorization": f"token {token}"}
+    deadline = time.monotonic() + 15
+    while True:
+        made = fetch(f"{github}/repos/{ORG}/hello-world/deployments?environment=production", auth)
+        statuses = fetch(f"{github}/repos/{ORG}/hello-world/deployments/{made[0]['id']}/statuses",
+                         auth) if made else []  # fmt: skip
+        if statuses:
+            break
+        assert time.monotonic() < deadline, "no GitHub deployment status in 15 s"
+        time.sleep(0.25)
+    assert made[0]["sha"] == sha and statuses[0]["state"] == "success"
+    assert statuses[0]["environment_url"] == f"http://hello.localhost:{port}"
+
+
+def fetch(url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        answer: list[dict[str, Any]] = json.loads(resp.read())
+        return answer
 
 
 def call(method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
