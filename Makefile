@@ -135,6 +135,11 @@ bench-content-index: $(VENV)/.installed
 bench-deploy: $(VENV)/.installed
 	$(PY) bench/deploy.py
 
+# 32 concurrent clients (init, 20 uploads, finalize, promote) for 60 s through the gateway.
+.PHONY: bench-api
+bench-api: $(VENV)/.installed
+	$(PY) bench/api_load.py
+
 # Finalize → webhook received over 200 deploys on the local stack (LOCALSTACK_URL: real SQS).
 .PHONY: bench-notify
 bench-notify: $(VENV)/.installed
@@ -142,7 +147,7 @@ bench-notify: $(VENV)/.installed
 
 # The reference's load stages (docs/performance.md); LOCALSTACK_URL adds the real-SQS relay.
 bench-durable: $(VENV)/.installed
-	$(PY) bench/durable.py --workers 16 $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))
+	$(PY) bench/durable.py --workers 16 --processes 4 $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,14 @@
 """The reference's load stages against real Postgres, printing JSON.
 
-    .venv/bin/python bench/durable.py [--workers 16] [--sites 500] [--deploys 40]
-        [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--localstack URL]
+    .venv/bin/python bench/durable.py [--workers 16] [--processes 4] [--sites 500]
+        [--deploys 40] [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--localstack URL]
+
+Two shapes, each stage's `shape` says which: `threads` (one process, `--workers` threads,
+a connection each: the shape the reference measured) and `processes` (`--processes`
+processes, one connection and one operation at a time each: production's shape, where every
+concurrent request or job is a Lambda execution environment of its own). Beside each SQL
+stage, `floor_ops_per_s` is the same statements driven by pgbench at the same concurrency
+against a database of the same rows (bench/floors.py), and `vs_floor` our share of it.
 
 Stages (500 sites x 40 deploys = 20,000 rows by default): register (registry inserts),
 deploy_upsert (the backfill upsert path, 1 MiB, marker, hourly mtimes from 90 days ago),
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -28,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import floors  # bench/floors.py, beside this script
 import psycopg
 
 from artemis.config import load_settings
@@ -121,6 +130,77 @@ def timed_parallel(
         "seconds": round(elapsed, 3),
         "ops_per_s": round(len(items) / elapsed),
         "errors": errors,
+        **percentiles(latencies),
+    }
+
+
+# --- the processes shape --------------------------------------------------------------------
+
+
+def _work_register(conn: psycopg.Connection, item: Any) -> None:
+    sites.insert(conn, Slug(item), ["staff"], "bench")
+
+
+def _work_deploy_upsert(conn: psycopg.Connection, item: Any) -> None:
+    deploys.upsert_backfilled(conn, item[0], item[1], item[2], True, MIB)
+
+
+def _work_outbox_enqueue(conn: psycopg.Connection, item: Any) -> None:
+    outbox.enqueue_site_changed(conn, item)
+
+
+WORKS: dict[str, Callable[[psycopg.Connection, Any], None]] = {
+    "register": _work_register,
+    "deploy_upsert": _work_deploy_upsert,
+    "outbox_enqueue": _work_outbox_enqueue,
+}
+
+
+def _process_main(url: str, work: str, chunk: list[Any], barrier: Any, out: Any) -> None:
+    """One 'execution environment': its own connection, one operation at a time."""
+    conn = psycopg.connect(url, autocommit=True)
+    run = WORKS[work]
+    latencies: list[float] = []
+    barrier.wait()  # every process connected: the clock starts
+    cpu = time.process_time()
+    for item in chunk:
+        began = time.perf_counter()
+        run(conn, item)
+        latencies.append((time.perf_counter() - began) * 1e6)
+    out.put((latencies, time.process_time() - cpu))
+    conn.close()
+
+
+def timed_processes(
+    name: str, items: Sequence[Any], work: str, url: str, processes: int
+) -> dict[str, Any]:
+    """`WORKS[work](conn, item)` for every item, over `processes` forked processes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(processes + 1)
+    out = ctx.Queue()
+    chunks = [list(items[i::processes]) for i in range(processes)]
+    procs = [ctx.Process(target=_process_main, args=(url, work, chunk, barrier, out))
+             for chunk in chunks]  # fmt: skip
+    for proc in procs:
+        proc.start()
+    barrier.wait()
+    started = time.perf_counter()
+    results = [out.get(timeout=600) for _ in procs]
+    elapsed = time.perf_counter() - started
+    for proc in procs:
+        proc.join(timeout=30)
+    latencies = [lat for got, _ in results for lat in got]
+    return {
+        "stage": name,
+        "shape": "processes",
+        "concurrency": processes,
+        "ops": len(items),
+        "seconds": round(elapsed, 3),
+        "ops_per_s": round(len(items) / elapsed),
+        "errors": len(items) - len(latencies),
+        "client_cpu_us_per_op": round(sum(cpu for _, cpu in results) / len(items) * 1e6, 1),
         **percentiles(latencies),
     }
 
@@ -265,13 +345,15 @@ class Bench:
             with guard:
                 latencies.append((time.perf_counter() - began) * 1e6)
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(one, self.dirs))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         rt.db.close()
         return {
             "stage": "gc_plan_dryrun",
+            # this process's CPU (the reads' client side and the pure plan) per site
+            "client_cpu_us_per_op": round(cpu / len(self.dirs) * 1e6, 1),
             "ops": len(self.dirs),
             "seconds": round(elapsed, 3),
             "ops_per_s": round(len(self.dirs) / elapsed),
@@ -319,25 +401,84 @@ def sqs_stages(bench: Bench, url: str, localstack: str, rows: int) -> list[dict[
         client.delete_queue(QueueUrl=queue)
 
 
+FLOOR_OPS = 5000  # pgbench transactions per floor of a small stage (a steadier rate)
+
+
+def with_floor(result: dict[str, Any], found: floors.Floor) -> dict[str, Any]:
+    result["floor_ops_per_s"] = found.ops_per_s
+    if found.ops_per_s:
+        result["vs_floor"] = round(result["ops_per_s"] / found.ops_per_s, 2)
+    if found.note:
+        result["floor_note"] = found.note
+    return result
+
+
+def write_stages(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """register, deploy_upsert, outbox_enqueue in both shapes, each in a fresh database and
+    each beside its pgbench floor at the same concurrency (run after it, on its rows)."""
+    results: list[dict[str, Any]] = []
+    shapes = (("threads", args.workers), ("processes", args.processes))
+    for shape, concurrency in shapes:
+        url = bench.database()
+        try:
+            slugs = [Slug(f"{shape[0]}site{i:04d}") for i in range(bench.n_sites)]
+            stages: list[tuple[str, Sequence[Any], str, int]] = [
+                ("register", slugs, floors.REGISTER, FLOOR_OPS),
+                ("deploy_upsert", bench.rows(), floors.DEPLOY_UPSERT, len(bench.rows())),
+                ("outbox_enqueue", bench.dirs, floors.OUTBOX_ENQUEUE, FLOOR_OPS),
+            ]
+            for name, items, script, floor_ops in stages:
+                if shape == "threads":
+                    got = timed_parallel(name, items, WORKS[name], url, concurrency)
+                    got.update(shape="threads", concurrency=concurrency)
+                else:
+                    got = timed_processes(name, items, name, url, concurrency)
+                found = floors.floor(url, script, transactions=floor_ops, clients=concurrency)
+                results.append(with_floor(got, found))
+        finally:
+            bench.drop(url)
+    return results
+
+
+def fill_outbox(url: str, rows: int, n_sites: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE outbox")
+        conn.execute(
+            "INSERT INTO outbox (topic, payload) SELECT 'site.changed',"
+            " jsonb_build_object('site',"
+            "   'site' || lpad((g %% %s)::text, 4, '0') || '.freecode.camp')"
+            " FROM generate_series(1, %s) g",
+            [n_sites, rows],
+        )
+
+
 def run_stages(
     bench: Bench, url: str, args: argparse.Namespace
 ) -> tuple[list[dict[str, Any]], float]:
     """Every stage in order; returns the results and the bytes per deploy row."""
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = write_stages(bench, args)
+    rows = args.sites * args.deploys
     try:
-        results.append(bench.register(url))
-        results.append(bench.deploy_upsert(url))
-        results.append(bench.outbox_enqueue(url))
-        results.append(
-            bench.relay_drain(url, StubPublisher(), "relay_drain", args.sites * args.deploys)
-        )
-        results.append(
-            bench.relay_drain(
-                url, StubPublisher(), "relay_drain_2_relays", args.sites * args.deploys, relays=2
-            )
-        )
-        results.append(bench.gc_plan_dryrun(url))
-        results.append(bench.gc_plan_dryrun_fleet(url))
+        # The read stages' rows: deploy_upsert's, in this database.
+        timed_parallel("load", bench.rows(), WORKS["deploy_upsert"], url, args.workers)
+        for relays in (1, 2):
+            name = "relay_drain" if relays == 1 else "relay_drain_2_relays"
+            got = bench.relay_drain(url, StubPublisher(), name, rows, relays=relays)
+            got.update(shape="threads", concurrency=relays)
+            fill_outbox(url, rows, args.sites)
+            found = floors.floor(url, floors.CLAIM_AND_MARK, transactions=rows // 100,
+                                 clients=relays, per_tx=100,
+                                 options=floors.RELAY_OPTIONS)  # fmt: skip
+            results.append(with_floor(got, found))
+        planned = bench.gc_plan_dryrun(url)
+        planned.update(shape="threads", concurrency=args.workers)
+        results.append(with_floor(planned, floors.floor(
+            url, floors.PLAN_READ, transactions=FLOOR_OPS, clients=args.workers)))  # fmt: skip
+        fleet = bench.gc_plan_dryrun_fleet(url)
+        fleet.update(shape="one process", concurrency=1)
+        results.append(with_floor(fleet, floors.floor(
+            url, floors.PLAN_READ_FLEET, transactions=FLOOR_OPS // floors.FLEET_SITES * 4,
+            clients=1, per_tx=floors.FLEET_SITES)))  # fmt: skip
         if args.localstack:
             results.extend(sqs_stages(bench, url, args.localstack, 5000))
         with psycopg.connect(url) as conn:
@@ -354,7 +495,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=16, help="threads (the threads shape)")
+    parser.add_argument("--processes", type=int, default=4,
+                        help="processes (the processes shape: Lambda environments)")  # fmt: skip
     parser.add_argument("--sites", type=int, default=500)
     parser.add_argument("--deploys", type=int, default=40)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -377,6 +520,8 @@ def main() -> None:
         json.dumps(
             {
                 "workers": args.workers,
+                "processes": args.processes,
+                "cpus": os.cpu_count(),
                 "sites": args.sites,
                 "deploys_per_site": args.deploys,
                 "deploy_row_bytes": round(row_bytes, 1),

@@ -122,6 +122,10 @@ def flow(
         CLEANUP_GRACE="1h",
         CLEANUP_RETENTION_DAYS=str(RETENTION_DAYS),
         CLEANUP_RECOVERY_DAYS=str(RECOVERY_DAYS),
+        # This flow is the relay's: its EventBridge rule carries the events to the queue. The
+        # API's fast path (which would have sent them already) is tested in
+        # tests/integration/test_fast_path.py and test_notifications_on_localstack.py.
+        OUTBOX_FAST_PATH="false",
         **SLUG_NOT_DIRNAME,
     )
     system = LocalSystem(
