@@ -187,7 +187,11 @@ def _embedded_ipv4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
 
 
 def _routable(addr: IPAddress) -> bool:
-    """Globally routable unicast, judged on the address and on any IPv4 address it embeds."""
+    """Globally routable unicast, judged on the address and on any IPv4 address it embeds. A
+    6to4 address (2002::/16) is judged by the IPv4 address it carries alone: Python's own
+    verdict on the prefix changed between versions (3.13 calls all of it non-global)."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.sixtofour is not None:
+        return _routable(addr.sixtofour)
     if not addr.is_global or addr.is_multicast or (addr.version == 4 and addr.is_reserved):
         return False
     if isinstance(addr, ipaddress.IPv6Address):
