@@ -205,6 +205,19 @@ def timed_processes(
     }
 
 
+def fill_outbox(url: str, rows: int, n_sites: int) -> None:
+    """`rows` ready site.changed rows, spread over `n_sites` sites, in an emptied outbox."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE outbox")
+        conn.execute(
+            "INSERT INTO outbox (topic, payload) SELECT 'site.changed',"
+            " jsonb_build_object('site',"
+            "   'site' || lpad((g %% %s)::text, 4, '0') || '.freecode.camp')"
+            " FROM generate_series(1, %s) g",
+            [n_sites, rows],
+        )
+
+
 class Bench:
     def __init__(self, admin_url: str, workers: int, n_sites: int, n_deploys: int) -> None:
         self.admin_url, self.workers = admin_url, workers
@@ -276,15 +289,7 @@ class Bench:
     ) -> dict[str, Any]:
         """Back-to-back passes of 100 until the outbox is empty, by `relays` concurrent drains
         (the relay function runs with reserved concurrency 1-2; SKIP LOCKED keeps them apart)."""
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("TRUNCATE outbox")
-            conn.execute(
-                "INSERT INTO outbox (topic, payload) SELECT 'site.changed',"
-                " jsonb_build_object('site',"
-                "   'site' || lpad((g %% %s)::text, 4, '0') || '.freecode.camp')"
-                " FROM generate_series(1, %s) g",
-                [self.n_sites, rows],
-            )
+        fill_outbox(url, rows, self.n_sites)
         rt = self.runtime(url)
         started = time.perf_counter()
         with ThreadPoolExecutor(relays) as pool:
@@ -422,9 +427,10 @@ def write_stages(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]
         url = bench.database()
         try:
             slugs = [Slug(f"{shape[0]}site{i:04d}") for i in range(bench.n_sites)]
+            rows = bench.rows()
             stages: list[tuple[str, Sequence[Any], str, int]] = [
                 ("register", slugs, floors.REGISTER, FLOOR_OPS),
-                ("deploy_upsert", bench.rows(), floors.DEPLOY_UPSERT, len(bench.rows())),
+                ("deploy_upsert", rows, floors.DEPLOY_UPSERT, len(rows)),
                 ("outbox_enqueue", bench.dirs, floors.OUTBOX_ENQUEUE, FLOOR_OPS),
             ]
             for name, items, script, floor_ops in stages:
@@ -438,18 +444,6 @@ def write_stages(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]
         finally:
             bench.drop(url)
     return results
-
-
-def fill_outbox(url: str, rows: int, n_sites: int) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE outbox")
-        conn.execute(
-            "INSERT INTO outbox (topic, payload) SELECT 'site.changed',"
-            " jsonb_build_object('site',"
-            "   'site' || lpad((g %% %s)::text, 4, '0') || '.freecode.camp')"
-            " FROM generate_series(1, %s) g",
-            [n_sites, rows],
-        )
 
 
 def run_stages(
