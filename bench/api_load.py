@@ -15,23 +15,18 @@ site-worker and notifier pollers, moto, a fresh Postgres database). The clients 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
-import logging
 import multiprocessing
 import os
 import statistics
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import psycopg
+from local_stack import local_system  # bench/local_stack.py, beside this script
 
 STAFF, DEV = "local-staff-token", "local-dev-token"  # the fake GitHub's identities
 ROUTES = ("init", "upload", "finalize", "promote")
@@ -130,30 +125,12 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
-    from artemis.observability import logger
-    from artemis_local.runner import LocalSystem
-
-    logger.setLevel("WARNING")
-    for handler in logger.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
-    database = f"artemis_bench_api_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"'.encode())
-    work = Path(tempfile.mkdtemp(prefix="artemis-bench-api-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     # One process serves every client here, where AWS gives each concurrent request its own
     # environment and pool (DB_POOL_SIZE 4): the pool must hold what 32 requests hold at once
     # (a finalize or an upload holds its deploy's lock on one connection and works on another;
     # the site lock has a connection of its own), under Postgres's 100 connections.
-    env.update(DATABASE_URL=psycopg.conninfo.make_conninfo(args.pg, dbname=database),
-               DB_POOL_SIZE=str(min(64, 2 * args.clients - args.clients // 2)))  # fmt: skip
-    for name in ("GH_API_BASE", "REDIS_URL"):
-        env.pop(name, None)
-    system = LocalSystem(state_dir=work / "state", base_env=env, port=0)
-    with contextlib.redirect_stdout(sys.stderr):
-        system.start()
-    try:
+    env = {"DB_POOL_SIZE": str(min(64, 2 * args.clients - args.clients // 2))}
+    with local_system(args.pg, "artemis_bench_api", env) as system:
         assert system.gateway is not None
         base = system.gateway.url
         sites = [f"load{n:03d}" for n in range(args.clients)]
@@ -168,11 +145,6 @@ def main() -> None:
                 (base, sites[i :: args.processes], args.seconds, args.uploads, start_at)
                 for i in range(args.processes)
             ])  # fmt: skip
-    finally:
-        with contextlib.redirect_stdout(sys.stderr):
-            system.stop()
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)'.encode())
     deploys = sum(p["deploys"] for p in parts)
     report = {
         "clients": args.clients,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import statistics
 import subprocess
@@ -44,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg
+from local_stack import local_system  # bench/local_stack.py, beside this script
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("artemis")
@@ -239,38 +238,13 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
-    from artemis.observability import logger
-    from artemis_local.runner import LocalSystem
-
-    logger.setLevel("WARNING")
-    # The handler's warnings (a retried request) go with the other logs: stdout is the result.
-    for handler in logger.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
-    database = f"artemis_bench_deploy_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"'.encode())
-    url = psycopg.conninfo.make_conninfo(args.pg, dbname=database)
     work = Path(tempfile.mkdtemp(prefix="artemis-bench-deploy-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(DATABASE_URL=url, ARTEMIS_STATE_DIR=str(work / "state"))
-    for name in ("AWS_ENDPOINT_URL", "GH_API_BASE", "REDIS_URL"):
-        env.pop(name, None)
-    (work / "state").mkdir()
-    system = LocalSystem(state_dir=work / "state", base_env=env, port=0, workers=False)
-    with contextlib.redirect_stdout(sys.stderr):  # the handler's logs; stdout is the result
-        system.start()
-    try:
+    with local_system(args.pg, "artemis_bench_deploy", workers=False) as system:
         assert system.gateway is not None
         stack = Stack(system.gateway.url, system.env["AWS_ENDPOINT_URL"],
                       system.env["BUCKET_NAME"], args.concurrency)  # fmt: skip
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr):  # the handler's logs; stdout is the result
             report = measure(args, stack, work)
-    finally:
-        with contextlib.redirect_stdout(sys.stderr):
-            system.stop()
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)'.encode())
     print(json.dumps(report, indent=2))
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/durable.py [--workers 16] [--processes 4] [--sites 500]
         [--deploys 40] [--pg postgresql://postgres@127.0.0.1:5432/postgres] [--localstack URL]
+        [--stages write relay plan]
 
 Two shapes, each stage's `shape` says which: `threads` (one process, `--workers` threads,
 a connection each: the shape the reference measured) and `processes` (`--processes`
@@ -38,6 +39,7 @@ from typing import Any
 
 import floors  # bench/floors.py, beside this script
 import psycopg
+from local_stack import create_database, drop_database, quiet_logs
 
 from artemis.config import load_settings
 from artemis.db import deploys, outbox, sites
@@ -45,7 +47,7 @@ from artemis.db.connection import Database
 from artemis.db.migrate import migrate
 from artemis.db.outbox import OutboxMessage
 from artemis.deadlines import Deadline
-from artemis.jobs.gc_site import plan_fleet, plan_for
+from artemis.jobs.gc_site import plan_fleet, plan_for, plan_on
 from artemis.jobs.relay import drain
 from artemis.keys import Dirname, Slug
 from artemis.queue import PublishOutcome, SqsPublisher
@@ -149,10 +151,16 @@ def _work_outbox_enqueue(conn: psycopg.Connection, item: Any) -> None:
     outbox.enqueue_site_changed(conn, item)
 
 
+def _work_gc_plan_dryrun(conn: psycopg.Connection, item: Any) -> None:
+    plan = plan_on(conn, item, datetime.now(UTC), Bench.POLICY)
+    assert plan.planned  # 40 hourly deploys from 90 days ago: most are collectable
+
+
 WORKS: dict[str, Callable[[psycopg.Connection, Any], None]] = {
     "register": _work_register,
     "deploy_upsert": _work_deploy_upsert,
     "outbox_enqueue": _work_outbox_enqueue,
+    "gc_plan_dryrun": _work_gc_plan_dryrun,
 }
 
 
@@ -225,17 +233,12 @@ class Bench:
         self.dirs: list[Dirname] = [Dirname(f"site{i:04d}.freecode.camp") for i in range(n_sites)]
 
     def database(self) -> str:
-        name = f"artemis_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"'.encode())
-        url = psycopg.conninfo.make_conninfo(self.admin_url, dbname=name)
+        url = create_database(self.admin_url, "artemis_bench")
         migrate(url)
         return url
 
     def drop(self, url: str) -> None:
-        name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)'.encode())
+        drop_database(self.admin_url, url)
 
     def runtime(self, url: str, **env: str) -> Runtime:
         settings = load_settings(
@@ -318,25 +321,35 @@ class Bench:
         cap=1000,
     )
 
+    PLAN_PASSES = 5  # timed passes over the fleet: 500 sites alone plan in under 0.1 s
+
     def gc_plan_dryrun_fleet(self, url: str) -> dict[str, Any]:
         """The same plans through the fleet planner (`artemis-admin gcreport`): many sites per
-        read round trip, one thread."""
+        read round trip, one thread. One untimed pass first opens the connection, as an
+        operator's command has before its first plan."""
         rt = self.runtime(url)
         now = datetime.now(UTC)
-        started = time.perf_counter()
         plans = dict(plan_fleet(rt, self.dirs, now, self.POLICY))
-        elapsed = time.perf_counter() - started
-        rt.db.close()
         assert len(plans) == len(self.dirs) and all(p.planned for p in plans.values())
+        started, cpu = time.perf_counter(), time.process_time()
+        for _ in range(self.PLAN_PASSES):
+            for _site, _plan in plan_fleet(rt, self.dirs, now, self.POLICY):
+                pass
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        rt.db.close()
+        ops = len(self.dirs) * self.PLAN_PASSES
         return {
             "stage": "gc_plan_dryrun_fleet",
-            "ops": len(self.dirs),
+            "client_cpu_us_per_op": round(cpu / ops * 1e6, 1),
+            "ops": ops,
             "seconds": round(elapsed, 3),
-            "ops_per_s": round(len(self.dirs) / elapsed),
+            "ops_per_s": round(ops / elapsed),
             "errors": 0,
         }
 
     def gc_plan_dryrun(self, url: str) -> dict[str, Any]:
+        """Each site planned as the site worker plans it, on `workers` threads. One untimed
+        pass first opens the pool's connections, as warm Lambda environments hold theirs."""
         rt = self.runtime(url)
         policy = self.POLICY
         now = datetime.now(UTC)
@@ -350,18 +363,22 @@ class Bench:
             with guard:
                 latencies.append((time.perf_counter() - began) * 1e6)
 
-        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(one, self.dirs))
-        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            latencies.clear()
+            started, cpu = time.perf_counter(), time.process_time()
+            for _ in range(self.PLAN_PASSES):
+                list(pool.map(one, self.dirs))
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         rt.db.close()
+        ops = len(self.dirs) * self.PLAN_PASSES
         return {
             "stage": "gc_plan_dryrun",
             # this process's CPU (the reads' client side and the pure plan) per site
-            "client_cpu_us_per_op": round(cpu / len(self.dirs) * 1e6, 1),
-            "ops": len(self.dirs),
+            "client_cpu_us_per_op": round(cpu / ops * 1e6, 1),
+            "ops": ops,
             "seconds": round(elapsed, 3),
-            "ops_per_s": round(len(self.dirs) / elapsed),
+            "ops_per_s": round(ops / elapsed),
             "errors": 0,
             **percentiles(latencies),
         }
@@ -446,16 +463,20 @@ def write_stages(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]
     return results
 
 
+STAGE_GROUPS = ("write", "relay", "plan")
+
+
 def run_stages(
     bench: Bench, url: str, args: argparse.Namespace
 ) -> tuple[list[dict[str, Any]], float]:
-    """Every stage in order; returns the results and the bytes per deploy row."""
-    results: list[dict[str, Any]] = write_stages(bench, args)
+    """The chosen stage groups in order; returns the results and the bytes per deploy row."""
+    groups = set(args.stages)
+    results: list[dict[str, Any]] = write_stages(bench, args) if "write" in groups else []
     rows = args.sites * args.deploys
     try:
         # The read stages' rows: deploy_upsert's, in this database.
         timed_parallel("load", bench.rows(), WORKS["deploy_upsert"], url, args.workers)
-        for relays in (1, 2):
+        for relays in (1, 2) if "relay" in groups else ():
             name = "relay_drain" if relays == 1 else "relay_drain_2_relays"
             got = bench.relay_drain(url, StubPublisher(), name, rows, relays=relays)
             got.update(shape="threads", concurrency=relays)
@@ -464,16 +485,9 @@ def run_stages(
                                  clients=relays, per_tx=100,
                                  options=floors.RELAY_OPTIONS)  # fmt: skip
             results.append(with_floor(got, found))
-        planned = bench.gc_plan_dryrun(url)
-        planned.update(shape="threads", concurrency=args.workers)
-        results.append(with_floor(planned, floors.floor(
-            url, floors.PLAN_READ, transactions=FLOOR_OPS, clients=args.workers)))  # fmt: skip
-        fleet = bench.gc_plan_dryrun_fleet(url)
-        fleet.update(shape="one process", concurrency=1)
-        results.append(with_floor(fleet, floors.floor(
-            url, floors.PLAN_READ_FLEET, transactions=FLOOR_OPS // floors.FLEET_SITES * 4,
-            clients=1, per_tx=floors.FLEET_SITES)))  # fmt: skip
-        if args.localstack:
+        if "plan" in groups:
+            results.extend(plan_stages(bench, url, args))
+        if args.localstack and "relay" in groups:
             results.extend(sqs_stages(bench, url, args.localstack, 5000))
         with psycopg.connect(url) as conn:
             size = conn.execute(
@@ -483,6 +497,26 @@ def run_stages(
         bench.drop(url)
     assert size is not None
     return results, size[0] / max(1, size[1])
+
+
+def plan_stages(bench: Bench, url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """gc_plan_dryrun per site (threads, and processes: the site worker's Lambdas) and
+    fleet-wide (one process), each beside the plan-read floor at its concurrency."""
+    planned = bench.gc_plan_dryrun(url)
+    planned.update(shape="threads", concurrency=args.workers)
+    processes = timed_processes("gc_plan_dryrun", bench.dirs * bench.PLAN_PASSES,
+                                "gc_plan_dryrun", url, args.processes)  # fmt: skip
+    fleet = bench.gc_plan_dryrun_fleet(url)
+    fleet.update(shape="one process", concurrency=1)
+    return [
+        with_floor(planned, floors.floor(
+            url, floors.PLAN_READ, transactions=FLOOR_OPS, clients=args.workers)),
+        with_floor(processes, floors.floor(
+            url, floors.PLAN_READ, transactions=FLOOR_OPS, clients=args.processes)),
+        with_floor(fleet, floors.floor(
+            url, floors.PLAN_READ_FLEET, transactions=FLOOR_OPS // floors.FLEET_SITES * 4,
+            clients=1, per_tx=floors.FLEET_SITES)),
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -496,10 +530,10 @@ def main() -> None:
     parser.add_argument("--deploys", type=int, default=40)
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--localstack", default=None, help="LocalStack URL for the SQS relay stage")
+    parser.add_argument("--stages", nargs="+", choices=STAGE_GROUPS, default=list(STAGE_GROUPS),
+                        help="stage groups to run (default: all)")  # fmt: skip
     args = parser.parse_args()
-    from artemis.observability import logger
-
-    logger.setLevel("WARNING")  # its handler holds the real stdout; keep that for the result
+    quiet_logs()
     bench = Bench(args.pg, args.workers, args.sites, args.deploys)
     url = bench.database()
     # Logs and metrics (EMF) print to stdout, Lambda style; stdout carries only the JSON result.

@@ -20,20 +20,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-import psycopg
+from local_stack import local_system  # bench/local_stack.py, beside this script
 
 STAFF, DEV = "local-staff-token", "local-dev-token"
 
@@ -142,54 +138,33 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
 
-    from artemis.observability import logger
-    from artemis_local.runner import LocalSystem
-
-    logger.setLevel("WARNING")
-    for handler in logger.handlers:  # the workers' logs go to stderr: stdout is the result
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sys.stderr)
-    database = f"artemis_bench_notify_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{database}"'.encode())
-    work = Path(tempfile.mkdtemp(prefix="artemis-bench-notify-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(DATABASE_URL=psycopg.conninfo.make_conninfo(args.pg, dbname=database),
-               HOOK_ALLOW_LOOPBACK_HTTP="true")  # fmt: skip
-    for name in ("GH_API_BASE", "REDIS_URL"):
-        env.pop(name, None)
+    env = {"HOOK_ALLOW_LOOPBACK_HTTP": "true"}
     if args.localstack:
         # LocalStack's fixed test credentials
         env.update(AWS_ENDPOINT_URL=args.localstack, AWS_ACCESS_KEY_ID="test",
                    AWS_SECRET_ACCESS_KEY="test")  # noqa: S106  # fmt: skip
     arrivals = Arrivals()
     server = receiver(arrivals)
-    system = LocalSystem(state_dir=work / "state", base_env=env, port=0)
-    with contextlib.redirect_stdout(sys.stderr):
-        system.start()
     try:
-        assert system.gateway is not None
-        hook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        from artemis import runtime
+        with local_system(args.pg, "artemis_bench_notify", env) as system:
+            assert system.gateway is not None
+            hook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+            from artemis import runtime
 
-        with contextlib.redirect_stdout(sys.stderr):
-            setup(system.gateway.url, hook_url)
-            report: dict[str, Any] = {
-                "fast_path": measure(system.gateway.url, args.deploys, arrivals)
-            }
-            if args.baseline:
-                os.environ["OUTBOX_FAST_PATH"] = "false"
-                runtime.reset()
-                report["relay_only"] = measure(system.gateway.url, args.baseline, arrivals,
-                                               first=args.deploys)  # fmt: skip
-        report["sqs"] = "localstack" if args.localstack else "moto"
-        report["cpus"] = os.cpu_count()
+            with contextlib.redirect_stdout(sys.stderr):
+                setup(system.gateway.url, hook_url)
+                report: dict[str, Any] = {
+                    "fast_path": measure(system.gateway.url, args.deploys, arrivals)
+                }
+                if args.baseline:
+                    os.environ["OUTBOX_FAST_PATH"] = "false"
+                    runtime.reset()
+                    report["relay_only"] = measure(system.gateway.url, args.baseline, arrivals,
+                                                   first=args.deploys)  # fmt: skip
+            report["sqs"] = "localstack" if args.localstack else "moto"
+            report["cpus"] = os.cpu_count()
     finally:
-        with contextlib.redirect_stdout(sys.stderr):
-            system.stop()
         server.shutdown()
-        with psycopg.connect(args.pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{database}" WITH (FORCE)'.encode())
     print(json.dumps(report, indent=2))
 
 

@@ -424,6 +424,31 @@ def test_v9_same_input_same_clock_same_plan_in_any_order(world: World, rnd: rand
 
 
 @settings(max_examples=300)
+@given(worlds(), st.data())
+def test_v9_duplicate_rows_of_an_id_give_the_same_plan_in_any_order(
+    world: World, data: st.DataObject
+) -> None:
+    """Rows from the index are unique by id; any other input may repeat an id with other
+    values, and which copy counts must not depend on the order they come in."""
+    if not world.rows:
+        return
+    copies = [
+        r._replace(
+            mtime=r.mtime - timedelta(seconds=data.draw(st.integers(0, 10**6))),
+            has_marker=data.draw(st.booleans()),
+            state=data.draw(st.sampled_from(["active", "pending"])),
+        )
+        for r in data.draw(st.lists(st.sampled_from(world.rows), min_size=1, max_size=4))
+    ]
+    rows = [*world.rows, *copies]
+    first = build_plan(rows, world.aliased, world.expired, NOW, world.policy)
+    shuffled = data.draw(st.permutations(rows))
+    assert build_plan(shuffled, world.aliased, world.expired, NOW, world.policy) == first
+    # Each id is judged once: no id is planned twice.
+    assert len(first.planned_ids) == len(set(first.planned_ids))
+
+
+@settings(max_examples=300)
 @given(worlds())
 def test_v1_v2_v3_v11_plan_matches_the_oracle(world: World) -> None:
     plan = build_plan(world.rows, world.aliased, world.expired, NOW, world.policy)
@@ -566,7 +591,7 @@ def test_a_live_named_preview_protects_its_deploy_and_an_expired_one_does_not() 
     assert gone.to_json()["previews_expired"] == [
         {"name": "pr-1", "deployId": "d0", "updatedAt": (NOW - TTL).isoformat()}
     ]
-    released = [replace(r, alias_released_at=NOW) if r.id == "d0" else r for r in rows]
+    released = [r._replace(alias_released_at=NOW) if r.id == "d0" else r for r in rows]
     later = NOW + policy.serve_cache_ttl
     assert "d0" in build_plan(released, set(), [], later, policy).planned_ids
 
@@ -632,7 +657,7 @@ def test_an_expired_preview_protects_exactly_what_its_release_stamp_does(
     left = [p for p in previews if p.name not in gone]
     released_ids = {p.deploy_id for p in previews if p.name in gone}
     after_rows = [
-        replace(r, alias_released_at=NOW) if r.id in released_ids else r for r in world.rows
+        r._replace(alias_released_at=NOW) if r.id in released_ids else r for r in world.rows
     ]
     after = build_plan(after_rows, world.aliased, world.expired, NOW, world.policy, left)
     assert after.planned == plan.planned

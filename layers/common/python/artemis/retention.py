@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar
 
 from artemis.alias_names import is_named_alias
 
@@ -112,9 +113,11 @@ def oldest_n(items: Sequence[T], n: int, key: Callable[[T], Any]) -> list[T]:
     return sorted(items, key=key)[:n]
 
 
-def deploy_age_key(row: DeployLike | PlannedDeploy) -> tuple[datetime, str]:
-    """ "Older" for deploy rows: smaller mtime, tie → smaller id."""
-    return (row.mtime, row.id)
+# "Older" for deploy rows (and planned deploys): smaller mtime, tie → smaller id. An
+# attrgetter, not a function: the planner keys every row of every site with it.
+deploy_age_key: Callable[[DeployLike | PlannedDeploy], tuple[datetime, str]] = attrgetter(
+    "mtime", "id"
+)
 
 
 # --- named preview expiry ----------------------------------------------------------------
@@ -199,9 +202,14 @@ def _newest_first(rows: Iterable[T], key: Callable[[T], tuple[datetime, str]]) -
 
 
 def _unique_by_id(rows: Iterable[DeployLike]) -> list[DeployLike]:
-    """One row per id; which duplicate survives does not depend on input order."""
+    """One row per id; which duplicate survives does not depend on input order. Rows read
+    from the index are unique already (the key is site and id): they come back as given,
+    without the sort that only duplicates need."""
+    given = list(rows)
+    if len({row.id for row in given}) == len(given):
+        return given
     chosen: dict[str, DeployLike] = {}
-    for row in sorted(rows, key=_full_key):
+    for row in sorted(given, key=_full_key):
         chosen.setdefault(row.id, row)
     return list(chosen.values())
 
@@ -223,31 +231,64 @@ def ranks(active: Iterable[DeployLike]) -> dict[str, int]:
     """Rank (0 = newest) of every finalized active deploy: mtime desc, tie → id desc.
 
     Unmarked rows are not ranked: they never take a keep-N slot."""
-    marked = [r for r in _unique_by_id(active) if r.has_marker and r.state != "pending"]
-    return {row.id: i for i, row in enumerate(_newest_first(marked, deploy_age_key))}
+    return _ranks_newest_first(_newest_first(_unique_by_id(active), deploy_age_key))
+
+
+def _ranks_newest_first(newest: Iterable[DeployLike]) -> dict[str, int]:
+    """`ranks` of unique rows already ordered newest first."""
+    marked = (r.id for r in newest if r.has_marker and r.state != "pending")
+    return {deploy_id: i for i, deploy_id in enumerate(marked)}
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The policy's windows as instants at one `now`: a time after an instant is inside that
+    window. A plan computes them once, not once per row."""
+
+    keep_n: int
+    released_after: datetime  # now - serve cache TTL
+    grace_after: datetime  # now - grace
+    retained_after: datetime  # now - retention
+
+    @classmethod
+    def at(cls, now: datetime, policy: Policy) -> Horizon:
+        return cls(
+            keep_n=policy.keep_n,
+            released_after=now - policy.serve_cache_ttl,
+            grace_after=now - policy.grace,
+            retained_after=now - policy.retention,
+        )
+
+    def keep_reason(self, row: DeployLike, rank: int | None, aliased: bool) -> KeepReason | None:
+        """The first keep condition that holds for an active deploy, or None (collect)."""
+        if aliased:
+            return "aliased"  # 1: a deploy an alias names is never collected
+        if rank is not None and rank < self.keep_n:
+            return "recent"  # 2: the newest keep-N, whatever their age
+        released = row.alias_released_at
+        if released is not None and released > self.released_after:
+            return "released"  # 3: caches may still serve it
+        if row.mtime > self.grace_after:
+            return "grace"  # 4: it may still be uploading (grace >= session TTL)
+        if row.has_marker and row.mtime > self.retained_after:
+            return "retention"  # 5
+        return None
+
+    def expired_pending(self, row: DeployLike) -> bool:
+        """A never-finalized deploy past grace (the SQL cutoff: mtime < now - grace)."""
+        return row.state == "pending" and row.mtime < self.grace_after
 
 
 def keep_reason(
     row: DeployLike, rank: int | None, aliased: bool, now: datetime, policy: Policy
 ) -> KeepReason | None:
-    """The first keep condition that holds for an active deploy, or None (collect)."""
-    if aliased:
-        return "aliased"  # 1: a deploy an alias names is never collected
-    if rank is not None and rank < policy.keep_n:
-        return "recent"  # 2: the newest keep-N, whatever their age
-    released = row.alias_released_at
-    if released is not None and now - released < policy.serve_cache_ttl:
-        return "released"  # 3: caches may still serve it
-    if now - row.mtime < policy.grace:
-        return "grace"  # 4: it may still be uploading (grace >= session TTL)
-    if row.has_marker and now - row.mtime < policy.retention:
-        return "retention"  # 5
-    return None
+    """`Horizon.keep_reason` at `now`."""
+    return Horizon.at(now, policy).keep_reason(row, rank, aliased)
 
 
 def is_expired_pending(row: DeployLike, now: datetime, policy: Policy) -> bool:
-    """A never-finalized deploy past grace (the SQL cutoff: mtime < now - grace)."""
-    return row.state == "pending" and row.mtime < now - policy.grace
+    """`Horizon.expired_pending` at `now`."""
+    return Horizon.at(now, policy).expired_pending(row)
 
 
 def _candidate_reason(row: DeployLike) -> CandidateReason:
@@ -259,8 +300,11 @@ def _candidate_reason(row: DeployLike) -> CandidateReason:
 # --- the plan ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlannedDeploy:
+class PlannedDeploy(NamedTuple):
+    """A delete candidate. A named tuple rather than a frozen dataclass: as immutable, and a
+    plan builds one per candidate of every site (a dataclass's frozen init costs twice as
+    much)."""
+
     id: str
     mtime: datetime
     bytes: int
@@ -336,11 +380,13 @@ def build_plan(
         for r in _unique_by_id(rows)
         if r.state != "pending"
     ]
-    rank = ranks(active)
+    horizon = Horizon.at(now, policy)
+    newest = _newest_first(active, deploy_age_key)
+    rank = _ranks_newest_first(newest)
     rejects = [
         _planned(row)
-        for row in _newest_first(active, deploy_age_key)
-        if keep_reason(row, rank.get(row.id), row.id in aliased, now, policy) is None
+        for row in newest
+        if horizon.keep_reason(row, rank.get(row.id), row.id in aliased) is None
     ]
     seen = {r.id for r in active}
     # Expired pending rows are filtered against the alias set too (a pending deploy can be
@@ -349,7 +395,7 @@ def build_plan(
     stale = [
         _planned(row)
         for row in sorted(_unique_by_id(expired), key=deploy_age_key)
-        if row.id not in aliased and row.id not in seen and is_expired_pending(row, now, policy)
+        if row.id not in aliased and row.id not in seen and horizon.expired_pending(row)
     ]
     candidates = (*rejects, *stale)
     if candidates and policy.cap <= 0:

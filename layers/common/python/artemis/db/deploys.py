@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from psycopg import Connection
 from psycopg.rows import class_row
@@ -16,8 +16,10 @@ from artemis.deploy_metadata import DeployMetadata
 from artemis.keys import Dirname
 
 
-@dataclass(frozen=True)
-class DeployRow:
+class DeployRow(NamedTuple):
+    """A deploy's row as retention reads it. A named tuple: immutable, and built straight
+    from the row's tuple (the planners read 40 rows a site, fleet-wide)."""
+
     site: str
     id: str
     mtime: datetime
@@ -219,12 +221,13 @@ def plan_inputs_for_sites(
             " AND mtime < %s",
             [names, cutoff],
         )
+    make = DeployRow._make
     for row in active.fetchall():
-        inputs[row[0]][0].append(DeployRow(*row))
+        inputs[row[0]][0].append(make(row))
     for alias in targets.fetchall():
         inputs[alias[0]][1].append(AliasRow(*alias))
     for row in expired.fetchall():
-        inputs[row[0]][2].append(DeployRow(*row))
+        inputs[row[0]][2].append(make(row))
     return inputs
 
 

@@ -27,9 +27,12 @@ content, and no tombstone would ever purge it from trash (the audit row keeps wh
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from psycopg import Connection
 
 from artemis import hook_events, retention
 from artemis.config import JobSettings, RepoSettings
@@ -254,7 +257,12 @@ def plan_for(rt: Runtime[JobSettings], site: Dirname, now: datetime, policy: Pol
     plan. Autocommit reads: under READ COMMITTED each statement takes its own
     snapshot anyway, so a transaction around them would only add two round trips."""
     with rt.db.session() as conn:
-        rows, alias_rows, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
+        return plan_on(conn, site, now, policy)
+
+
+def plan_on(conn: Connection, site: Dirname, now: datetime, policy: Policy) -> Plan:
+    """`plan_for` on a connection the caller holds."""
+    rows, alias_rows, expired = deploys_db.plan_inputs(conn, site, now - policy.grace)
     return retention.site_plan(rows, alias_rows, expired, now, policy)
 
 
@@ -271,13 +279,25 @@ def plan_fleet(
 ) -> Iterator[tuple[Dirname, Plan]]:
     """Dry-run plans for many sites (the operator's fleet GC report), `batch` sites per read
     round trip, in `sites` order. Each plan is the one `plan_for` builds for that site from the
-    same rows; nothing is recorded, locked or moved."""
+    same rows; nothing is recorded, locked or moved.
+
+    One thread reads the next batch while this one plans it: Postgres answers on one core
+    while the plans are built on another, rather than each waiting for the other."""
     cutoff = now - policy.grace
-    for start in range(0, len(sites), batch):
+    chunks = [sites[start : start + batch] for start in range(0, len(sites), batch)]
+
+    def read(chunk: Sequence[Dirname]) -> dict[Dirname, deploys_db.PlanInputs]:
         with rt.db.session() as conn:
-            inputs = deploys_db.plan_inputs_for_sites(conn, sites[start : start + batch], cutoff)
-        for site, (rows, alias_rows, expired) in inputs.items():
-            yield site, retention.site_plan(rows, alias_rows, expired, now, policy)
+            return deploys_db.plan_inputs_for_sites(conn, chunk, cutoff)
+
+    with ThreadPoolExecutor(1) as reader:
+        ahead = [reader.submit(read, chunk) for chunk in chunks[:1]]
+        for later in [*chunks[1:], None]:
+            inputs = ahead.pop().result()
+            if later is not None:
+                ahead.append(reader.submit(read, later))
+            for site, (rows, alias_rows, expired) in inputs.items():
+                yield site, retention.site_plan(rows, alias_rows, expired, now, policy)
 
 
 def _redrive(
