@@ -12,7 +12,7 @@ SAM := $(SAM_VENV)/bin/sam
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test test-unit test-integration test-system test-e2e test-compat lint format build bench bench-durable clean
+.PHONY: run test test-unit test-integration test-system test-e2e test-compat lint format build bench bench-durable mutate mutate-check clean
 
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt cli/pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 required"'
@@ -104,7 +104,7 @@ test-compat:
 lint: $(VENV)/.installed $(SAM_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/common/python local ops functions tests bench cli
+	$(VENV)/bin/mypy layers/common/python local ops functions tests bench cli mutation
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint
@@ -144,6 +144,15 @@ bench-api: $(VENV)/.installed
 .PHONY: bench-notify
 bench-notify: $(VENV)/.installed
 	$(PY) bench/notify.py $(if $(LOCALSTACK_URL),--localstack $(LOCALSTACK_URL))
+
+# Mutation testing of the safety-critical modules (docs/testing.md): JSON per module.
+mutate: $(VENV)/.installed
+	$(PY) mutation/run.py --out .mutation/report.json
+
+# The bounded check .ci/run runs: the lock, finalize and retention modules; fails on a
+# surviving mutant mutation/equivalent.toml does not list.
+mutate-check: $(VENV)/.installed
+	$(PY) mutation/run.py --check --out .mutation/check.json
 
 # The reference's load stages (docs/performance.md); LOCALSTACK_URL adds the real-SQS relay.
 bench-durable: $(VENV)/.installed

@@ -67,10 +67,11 @@ def pg_admin_url() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
-def create_database(admin_url: str) -> str:
+def create_database(admin_url: str, template: str | None = None) -> str:
     name = f"artemis_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+        conn.execute(f'CREATE DATABASE "{name}"{copy}'.encode())
     return with_database(admin_url, name)
 
 
@@ -92,8 +93,12 @@ def empty_database_url(pg_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def migrated_database_url(pg_admin_url: str) -> Iterator[str]:
-    url = create_database(pg_admin_url)
-    migrate(url)
+    """A migrated database for the session. ARTEMIS_TEST_PG_TEMPLATE names an already migrated
+    database to copy instead (mutation runs start a test session per mutant)."""
+    template = os.environ.get("ARTEMIS_TEST_PG_TEMPLATE")
+    url = create_database(pg_admin_url, template)
+    if not template:
+        migrate(url)
     try:
         yield url
     finally:
@@ -191,9 +196,15 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    """A moto server for the session; ARTEMIS_TEST_MOTO_URL names a running one to share
+    instead (mutation runs start a test session per mutant)."""
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    shared = os.environ.get("ARTEMIS_TEST_MOTO_URL")
+    if shared:
+        yield shared
+        return
     from artemis_local.aws import MotoServer
 
     server = MotoServer().start()

@@ -28,7 +28,7 @@ from artemis.db import aliases, audit, content, deploys, job_runs, tombstones
 from artemis.db import lock as lock_module
 from artemis.db.lock import site_lock
 from artemis.deadlines import Deadline
-from artemis.errors import StorageError
+from artemis.errors import SiteLocked, StorageError
 from artemis.jobs.gc_site import GcResult, plan_fleet, plan_for, run_gc_site
 from artemis.keys import MARKER_NAME, Dirname
 from artemis.retention import Plan, Policy
@@ -441,6 +441,19 @@ def test_dry_run_writes_nothing_but_records_the_plan(
     # The flag can also be given per run, overriding the setting.
     assert run(seeder, dry_run=True).tombstoned == []
     assert tombstone_rows(rt) == {}
+
+
+def test_a_live_run_moves_nothing_while_another_holds_the_site_lock(
+    rt: Runtime, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live run tombstones under the site's lock: held elsewhere, the run gives up on the
+    site (the worker retries it later) with nothing moved or recorded as moved."""
+    ids, _ = seed_twelve(rt)
+    monkeypatch.setattr(lock_module, "LOCK_TIMEOUT_SECONDS", 1.0)
+    with site_lock(database_url, SITE), pytest.raises(SiteLocked):
+        run(rt)
+    assert tombstone_rows(rt) == {} and index_ids(rt) == set(ids)
+    assert set(run(rt).tombstoned) == expected_victims(ids)  # free again: it goes through
 
 
 def test_out_of_time_stops_cleanly_and_the_next_run_resumes(rt: Runtime) -> None:

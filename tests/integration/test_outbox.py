@@ -114,7 +114,25 @@ def test_purge_deletes_only_old_published_rows_in_bounded_batches(db: Database) 
     with db.transaction() as conn:
         backlog = outbox.backlog(conn)
     assert backlog.unpublished == 2
-    assert backlog.oldest_age_seconds >= 0
+    assert 0 <= backlog.oldest_age_seconds < 60  # the two unpublished rows are this test's
+
+
+def test_the_backlog_counts_unpublished_rows_and_ages_the_oldest_of_them(db: Database) -> None:
+    with db.transaction() as conn:
+        assert outbox.backlog(conn) == outbox.Backlog(0, 0.0)
+    ids = fill(db, 5)
+    with db.transaction() as conn:
+        # The oldest row of all is published: it counts for neither figure.
+        for row_id, age in zip(ids, ["3 hours", "1 hour", "20 minutes", "5 minutes", "0"],
+                               strict=True):  # fmt: skip
+            conn.execute(
+                "UPDATE outbox SET created_at = now() - %s::interval WHERE id = %s", [age, row_id]
+            )
+        outbox.mark_published(conn, ids[:1], datetime.now(UTC))
+    with db.transaction() as conn:
+        backlog = outbox.backlog(conn)
+    assert backlog.unpublished == 4
+    assert 3600 <= backlog.oldest_age_seconds < 3600 + 60
 
 
 def test_the_claim_walks_the_unpublished_index_whatever_the_statistics_say(

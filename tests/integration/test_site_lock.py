@@ -188,6 +188,24 @@ def test_outside_an_invocation_the_configured_wait_holds() -> None:
     assert invocation.remaining_seconds() is None  # the deadline ends with the block
 
 
+@pytest.mark.slow
+def test_a_job_with_time_to_spare_waits_the_configured_30_s_on_real_postgres(
+    database_url: str,
+) -> None:
+    """The background functions run for up to 15 minutes: there the configured wait, not the
+    invocation's, bounds a contended lock. At the real default, unshortened."""
+    with site_lock(database_url, WWW), invocation.running(_Context(900)):
+        started = time.monotonic()
+        with (
+            pytest.raises(SiteLocked),
+            SiteLockSession(database_url) as session,
+            session.hold(WWW),
+        ):
+            pass
+        waited = time.monotonic() - started
+    assert 29.5 <= waited < 33
+
+
 def test_a_session_bounds_each_item_by_the_time_left_then(database_url: str) -> None:
     """A background run's session is long-lived: each hold reads the time left at that moment."""
     with (

@@ -217,6 +217,27 @@ def test_v6d_cap_2_of_3_purges_the_two_most_overdue(make_rt: MakeRuntime) -> Non
     assert rows(rt) == {(bb, did)}
 
 
+def test_v6d_the_cap_takes_the_most_overdue_even_when_their_names_sort_last(
+    make_rt: MakeRuntime,
+) -> None:
+    """Names sort opposite to age here, so taking the first rows as read (by name) would
+    purge the least overdue."""
+    rt = make_rt(CLEANUP_BLAST_CAP="2")
+    did = new_id()
+    tag = uuid.uuid4().hex[:6]
+    young, middle, old = (Dirname(f"{n}-{tag}.example.org") for n in ("a", "b", "c"))
+    seed_tombstone(rt, young, did, NOW - 8 * DAY)
+    seed_tombstone(rt, middle, did, NOW - 15 * DAY)
+    seed_tombstone(rt, old, did, NOW - 30 * DAY)
+
+    result = purge(rt)
+
+    assert result.capped
+    assert result.selected == [f"{old}/{did}", f"{middle}/{did}"]
+    assert result.purged == result.selected
+    assert rows(rt) == {(young, did)}
+
+
 def test_v6_cap_zero_refuses_but_dry_run_reports_everything(make_rt: MakeRuntime) -> None:
     rt = make_rt(CLEANUP_BLAST_CAP="0")
     _, site = unique_site()

@@ -24,6 +24,7 @@ from artemis.retention import (
     CAP_ZERO_REASON,
     ExpiredPreview,
     Policy,
+    Recheck,
     build_plan,
     deploy_age_key,
     expired_previews,
@@ -238,15 +239,82 @@ def test_plan_json_records_ids_reasons_and_policy() -> None:
             "reason": "retention_expired",
         }
     ]
-    assert doc["now"] == NOW.isoformat() and doc["policy"]["cap"] == 10
+    assert doc["now"] == NOW.isoformat()
+    assert doc["policy"] == {
+        "keep_n": 3,
+        "grace_s": 72 * 3600.0,
+        "retention_s": 7 * 86400.0,
+        "serve_cache_ttl_s": 15.0,
+        "cap": 10,
+        "preview_ttl_s": 14 * 86400.0,
+    }
     assert (doc["candidates"], doc["capped"], doc["total_bytes"]) == (1, False, 7)
+    assert (doc["reason"], doc["previews_expired"]) == ("", [])
+    capped = build_plan(
+        [*keepers, row("a", 9 * DAY), row("b", 10 * DAY)], set(), [], NOW, replace(POLICY, cap=1)
+    )
+    assert capped.to_json()["reason"] == "2 candidates exceed cap 1; taking the oldest 1"
+
+
+def test_bytes_of_is_a_planned_deploys_size_and_zero_for_any_other_id() -> None:
+    keepers = [row(f"k{i}", timedelta(hours=i)) for i in range(3)]
+    plan = build_plan([*keepers, row("old", 9 * DAY, size=7)], set(), [], NOW, POLICY)
+    assert plan.bytes_of("old") == 7
+    assert plan.bytes_of("k0") == 0 and plan.bytes_of("nope") == 0
+
+
+def test_an_unfinalized_deploy_past_grace_is_planned_for_that_reason() -> None:
+    keepers = [row(f"k{i}", timedelta(hours=i)) for i in range(3)]
+    plan = build_plan([*keepers, row("half", 4 * DAY, marker=False)], set(), [], NOW, POLICY)
+    assert [(p.id, p.reason) for p in plan.planned] == [("half", "unfinalized_past_grace")]
+
+
+def test_expired_pending_rows_are_planned_oldest_first_whatever_their_ids() -> None:
+    """Ids that sort opposite to age: the plan orders by age, not by id."""
+    expired = [pending("a", 5 * DAY), pending("b", 9 * DAY), pending("c", 7 * DAY)]
+    plan = build_plan([], set(), expired, NOW, POLICY)
+    assert plan.planned_ids == ["b", "c", "a"]
+    assert {p.reason for p in plan.planned} == {"expired_pending"}
+
+
+def test_a_row_read_as_pending_is_never_judged_as_an_active_deploy() -> None:
+    """Only active rows are ranked and judged by the keep rules; a pending row among them,
+    even one whose marker exists, takes no keep-N slot and is not a retention candidate."""
+    stray = row("p", 30 * DAY, state="pending")  # old and marked, but never finalized
+    keepers = [row(f"k{i}", timedelta(hours=i)) for i in range(3)]
+    assert "p" not in ranks([stray, *keepers])
+    plan = build_plan([stray, *keepers, row("old", 9 * DAY)], set(), [], NOW, POLICY)
+    assert plan.planned_ids == ["old"]
+
+
+def test_keep_reason_names_each_condition() -> None:
+    old = row("o", 30 * DAY)
+    assert keep_reason(old, None, True, NOW, POLICY) == "aliased"
+    assert keep_reason(old, 0, False, NOW, POLICY) == "recent"
+    assert keep_reason(old, None, False, NOW, POLICY) is None
 
 
 # --- the execution-time re-check (Fix D-15) --------------------------------------------------
 
 
 def test_recheck_gone_row_is_not_collectable() -> None:
-    assert recheck(None, [], set(), NOW, POLICY).reason == "gone"
+    assert recheck(None, [], set(), NOW, POLICY) == Recheck(False, "gone")
+
+
+def test_recheck_judges_a_pending_row_by_its_expiry_alone() -> None:
+    assert recheck(pending("p", 4 * DAY), [], set(), NOW, POLICY) == Recheck(
+        True, "expired_pending"
+    )
+    assert recheck(pending("p", DAY), [], set(), NOW, POLICY) == Recheck(False, "not_expired")
+
+
+def test_recheck_names_why_an_active_row_is_collected() -> None:
+    keepers = [row(f"k{i}", timedelta(hours=i)) for i in range(3)]
+    old, half = row("old", 9 * DAY), row("half", 4 * DAY, marker=False)
+    assert recheck(old, [*keepers, old], set(), NOW, POLICY) == Recheck(True, "retention_expired")
+    assert recheck(half, [*keepers, half], set(), NOW, POLICY) == Recheck(
+        True, "unfinalized_past_grace"
+    )
 
 
 def test_recheck_alias_object_wins_over_everything() -> None:
@@ -432,11 +500,13 @@ def test_v9_duplicate_rows_of_an_id_give_the_same_plan_in_any_order(
     values, and which copy counts must not depend on the order they come in."""
     if not world.rows:
         return
+    released = st.none() | st.integers(0, 10**6).map(lambda s: NOW - timedelta(seconds=s))
     copies = [
         r._replace(
-            mtime=r.mtime - timedelta(seconds=data.draw(st.integers(0, 10**6))),
+            mtime=r.mtime - timedelta(seconds=data.draw(st.sampled_from([0, 1, 10**5]))),
             has_marker=data.draw(st.booleans()),
             state=data.draw(st.sampled_from(["active", "pending"])),
+            alias_released_at=data.draw(released),
         )
         for r in data.draw(st.lists(st.sampled_from(world.rows), min_size=1, max_size=4))
     ]
@@ -446,6 +516,12 @@ def test_v9_duplicate_rows_of_an_id_give_the_same_plan_in_any_order(
     assert build_plan(shuffled, world.aliased, world.expired, NOW, world.policy) == first
     # Each id is judged once: no id is planned twice.
     assert len(first.planned_ids) == len(set(first.planned_ids))
+
+
+def test_duplicates_of_one_id_leave_every_other_id_judged() -> None:
+    rows = [row("a", 9 * DAY), row("a", 8 * DAY), row("b", 10 * DAY), row("c", 11 * DAY)]
+    plan = build_plan(rows, set(), [], NOW, replace(POLICY, keep_n=0))
+    assert sorted(plan.planned_ids) == ["a", "b", "c"]
 
 
 @settings(max_examples=300)
