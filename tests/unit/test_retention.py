@@ -518,6 +518,22 @@ def test_v9_duplicate_rows_of_an_id_give_the_same_plan_in_any_order(
     assert len(first.planned_ids) == len(set(first.planned_ids))
 
 
+def test_of_two_rows_for_one_id_the_release_stamp_decides_alike_in_either_order() -> None:
+    """A copy stamped as released keeps its deploy through the serve cache TTL; which copy
+    counts never depends on the order they come in."""
+    keepers = [row(f"k{i}", timedelta(hours=i)) for i in range(3)]
+    bare = row("a", 9 * DAY)
+    fresh = row("a", 9 * DAY, released_ago=timedelta(seconds=5))
+    stale = row("a", 9 * DAY, released_ago=DAY)
+    for pair in ([bare, fresh], [fresh, bare]):
+        assert "a" not in build_plan([*keepers, *pair], set(), [], NOW, POLICY).planned_ids
+    plans = {
+        tuple(build_plan([*keepers, *pair], set(), [], NOW, POLICY).planned_ids)
+        for pair in ([fresh, stale], [stale, fresh])
+    }
+    assert len(plans) == 1
+
+
 def test_duplicates_of_one_id_leave_every_other_id_judged() -> None:
     rows = [row("a", 9 * DAY), row("a", 8 * DAY), row("b", 10 * DAY), row("c", 11 * DAY)]
     plan = build_plan(rows, set(), [], NOW, replace(POLICY, keep_n=0))
